@@ -1,0 +1,394 @@
+"""The call registry: one `Call` per Originate, fed by typed events, never re-sent.
+
+A call we originate is a Local channel pair: the ;1 half gets uniqueid = call_id and goes to
+our side (the agent connection), the ;2 half gets f"{call_id}-2" and dials the debtor.
+Channels dialled from either half share linkedid = call_id. That is enough to route every
+event to its call without panoramisk's CallManager (which keeps a queue per uniqueid
+forever); routing entries are dropped when the call ends.
+
+If the connection is lost before Asterisk acknowledged the Originate, we cannot know
+whether the debtor's phone is ringing. Sending it again could ring them twice, so the call
+goes UNKNOWN and is reconciled against CoreShowChannels after the next login.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from . import actions
+from .actions import OriginateRequest
+from .connection import AmiConnection
+from .errors import AmiActionError, AmiActionTimeout, AmiConnectionLost, AmiNotConnected
+from .events import (
+    STATE_RING,
+    STATE_RINGING,
+    STATE_UP,
+    BridgeEnter,
+    ChannelEvent,
+    CoreShowChannel,
+    DialBegin,
+    DialEnd,
+    Event,
+    Hangup,
+    Newchannel,
+    Newstate,
+    OriginateResponse,
+)
+
+log = logging.getLogger(__name__)
+
+
+class CallState(enum.Enum):
+    DIALING = "dialing"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    BRIDGED = "bridged"  # our half is in a bridge, i.e. with an agent
+    ENDED = "ended"
+    UNKNOWN = "unknown"  # the originate's fate is unknown until reconciled
+
+
+class CallOutcome(enum.Enum):
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    CONGESTION = "congestion"  # typically an invalid number
+    DEBTOR_HUNG_UP = "debtor_hung_up"  # answered, then dropped before reaching an agent
+    FAILED = "failed"
+    LOST = "lost"  # no trace of it after a reconnect; not re-sent
+
+
+class Side(enum.Enum):
+    OURS = "ours"  # the ;1 half and what it dials (the agent)
+    DEBTOR = "debtor"  # the ;2 half and what it dials (the public network)
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What was observed about a call; the outcome is a pure function of these."""
+
+    reason: int | None = None  # OriginateResponse Reason
+    answered_at: float | None = None
+    bridged_at: float | None = None
+    first_hangup_side: Side | None = None
+    first_hangup_at: float | None = None
+    debtor_cause: int | None = None  # Q.850 cause of the first debtor-side hangup
+    lost: bool = False
+
+
+_REASON_OUTCOME = {
+    0: CallOutcome.FAILED,
+    3: CallOutcome.NO_ANSWER,
+    5: CallOutcome.BUSY,
+    8: CallOutcome.CONGESTION,
+}
+_CAUSE_OUTCOME = {
+    1: CallOutcome.CONGESTION,  # unallocated number
+    3: CallOutcome.CONGESTION,  # no route to destination
+    17: CallOutcome.BUSY,
+    18: CallOutcome.NO_ANSWER,
+    19: CallOutcome.NO_ANSWER,
+    28: CallOutcome.CONGESTION,  # invalid number format
+    34: CallOutcome.CONGESTION,
+    38: CallOutcome.CONGESTION,
+    42: CallOutcome.CONGESTION,
+}
+
+
+def classify(facts: CallFacts, drop_window_s: float = 2.0) -> CallOutcome:
+    """Outcome of an ended call.
+
+    An answered call whose debtor side hung up first, within `drop_window_s` of the answer
+    and before we bridged it, is DEBTOR_HUNG_UP: the debtor dropped on the greeting or the
+    wait for an agent, which abandon-rate rules care about. Reason 1 ("hung up before
+    answer") is refined by the debtor side's hangup cause.
+    """
+    if facts.answered_at is not None or facts.reason == 4:
+        if (
+            facts.answered_at is not None
+            and facts.bridged_at is None
+            and facts.first_hangup_side is Side.DEBTOR
+            and facts.first_hangup_at is not None
+            and facts.first_hangup_at - facts.answered_at <= drop_window_s
+        ):
+            return CallOutcome.DEBTOR_HUNG_UP
+        return CallOutcome.ANSWERED
+    if facts.lost:
+        return CallOutcome.LOST
+    if facts.reason in _REASON_OUTCOME:
+        return _REASON_OUTCOME[facts.reason]
+    if facts.debtor_cause in _CAUSE_OUTCOME:
+        return _CAUSE_OUTCOME[facts.debtor_cause]
+    return CallOutcome.NO_ANSWER if facts.reason == 1 else CallOutcome.FAILED
+
+
+_RANK = {CallState.DIALING: 0, CallState.RINGING: 1, CallState.ANSWERED: 2, CallState.BRIDGED: 3}
+
+
+def next_state(current: CallState, proposed: CallState) -> CallState | None:
+    """The state to move to, or None to stay. Events can arrive late or repeat (e.g. the
+    ;1 and ;2 halves both go Up), so progress only moves forward; ENDED is final."""
+    if current is CallState.ENDED or proposed is current:
+        return None
+    if proposed in (CallState.ENDED, CallState.UNKNOWN) or current is CallState.UNKNOWN:
+        return proposed
+    return proposed if _RANK[proposed] > _RANK[current] else None
+
+
+class Call:
+    """One originated call. Read-only for users of the registry; `Calls` mutates it."""
+
+    def __init__(self, request: OriginateRequest, sent_at: float) -> None:
+        self.request = request
+        self.call_id = request.call_id
+        self.action_id = actions.originate_action_id(request.call_id)
+        self.sent_at = sent_at
+        self.state = CallState.DIALING
+        self.history: list[tuple[CallState, float]] = [(CallState.DIALING, sent_at)]
+        self.events: list[Event] = []
+        self.outcome: CallOutcome | None = None
+        self.ended_unobserved = False
+        self.failure_message = ""
+        self.reason: int | None = None
+        self.answered_at: float | None = None
+        self.bridged_at: float | None = None
+        self.ended_at: float | None = None
+        self.first_hangup_side: Side | None = None
+        self.first_hangup_at: float | None = None
+        self.debtor_cause: int | None = None
+        self.lost = False
+        self.sides: dict[str, Side | None] = {
+            request.call_id: Side.OURS,
+            actions.debtor_uniqueid(request.call_id): Side.DEBTOR,
+        }
+        self.channel_names: dict[str, str] = {}
+        self.live: set[str] = set()
+        self.hung_up: set[str] = set()
+        self._done = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Call {self.call_id} {self.state.value} outcome={self.outcome and self.outcome.value}>"
+
+    def facts(self) -> CallFacts:
+        return CallFacts(
+            reason=self.reason, answered_at=self.answered_at, bridged_at=self.bridged_at,
+            first_hangup_side=self.first_hangup_side, first_hangup_at=self.first_hangup_at,
+            debtor_cause=self.debtor_cause, lost=self.lost,
+        )
+
+    async def ended(self, timeout: float | None = None) -> CallOutcome:
+        """Wait until the call has ENDED and return its outcome (asyncio.TimeoutError after `timeout`)."""
+        await asyncio.wait_for(self._done.wait(), timeout)
+        assert self.outcome is not None
+        return self.outcome
+
+
+class Calls:
+    """Registry of in-flight calls over one AmiConnection."""
+
+    def __init__(self, connection: AmiConnection, *, drop_window_s: float = 2.0) -> None:
+        self._conn = connection
+        self.drop_window_s = drop_window_s
+        self._active: dict[str, Call] = {}
+        self._by_uniqueid: dict[str, Call] = {}
+        self._by_linkedid: dict[str, Call] = {}
+        self._by_action_id: dict[str, Call] = {}
+        self._unsubscribe = connection.subscribe(self._on_event)
+        self._unhook = connection.on_connected(self.reconcile)
+
+    @property
+    def active(self) -> Mapping[str, Call]:
+        return MappingProxyType(self._active)
+
+    @property
+    def routing_entries(self) -> int:
+        """How many routing keys are held; 0 once every call has ended (no leak)."""
+        return len(self._by_uniqueid) + len(self._by_linkedid) + len(self._by_action_id)
+
+    def close(self) -> None:
+        self._unsubscribe()
+        self._unhook()
+
+    # --------------------------------------------------------------- commands
+    async def originate(self, req: OriginateRequest) -> Call:
+        """Send the Originate exactly once and return the tracked call.
+
+        Raises ValueError (bad request / duplicate call_id) and AmiNotConnected (nothing
+        was written). Any other failure is reflected in the returned call's state.
+        """
+        if req.call_id in self._active:
+            raise ValueError(f"call {req.call_id} is already in flight")
+        action = actions.originate(req)
+        call = Call(req, self._conn.now())
+        self._register(call)  # before the write: events may precede the acknowledgement
+        try:
+            await self._conn.send(action)
+        except AmiNotConnected:
+            self._unregister(call)
+            raise
+        except AmiActionError as exc:
+            call.failure_message = exc.message
+            self._transition(call, CallState.ENDED, f"Originate refused: {exc.message}")
+        except (AmiConnectionLost, AmiActionTimeout) as exc:
+            self._transition(call, CallState.UNKNOWN, f"Originate unacknowledged: {exc}")
+        return call
+
+    async def hangup(self, call: Call, cause: int = 16) -> bool:
+        """Hang up our half; False if Asterisk no longer has it. Its Hangup event ends the call."""
+        channel = call.channel_names.get(call.call_id, call.call_id)
+        try:
+            await self._conn.send(actions.hangup(channel, cause))
+        except AmiActionError as exc:
+            log.info("hangup of %s: %s", call.call_id, exc.message)
+            return False
+        return True
+
+    async def reconcile(self) -> None:
+        """After a (re)login: keep calls Asterisk still has, end those it doesn't."""
+        if not self._active:
+            return
+        result = await self._conn.send(actions.core_show_channels())
+        listed = [e for e in result.events if isinstance(e, CoreShowChannel)]
+        for call in list(self._active.values()):
+            mine = [c for c in listed if c.uniqueid in call.sides or c.linkedid == call.call_id]
+            if mine:
+                self._resume(call, mine, result.received_at)
+            else:
+                call.ended_unobserved = True
+                call.lost = call.answered_at is None
+                call.live.clear()
+                self._transition(call, CallState.ENDED, "not in CoreShowChannels after reconnect",
+                                 at=result.received_at)
+
+    # --------------------------------------------------------------- events
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, OriginateResponse):
+            call = self._by_action_id.get(event.action_id)
+            if call is not None:
+                call.events.append(event)
+                self._on_originate_response(call, event)
+        elif isinstance(event, ChannelEvent):
+            call = self._route(event)
+            if call is not None:
+                call.events.append(event)
+                self._on_channel_event(call, event)
+        else:
+            return
+        if call is not None and call.state is not CallState.ENDED and self._finished(call):
+            self._transition(call, CallState.ENDED, "all channels hung up", at=event.received_at)
+
+    def _route(self, event: ChannelEvent) -> Call | None:
+        keys = [event.uniqueid]
+        if isinstance(event, (DialBegin, DialEnd)):
+            keys.append(event.dest_uniqueid)
+        for key in keys:
+            if key and key in self._by_uniqueid:
+                call = self._by_uniqueid[key]
+                break
+        else:
+            linked = [event.linkedid] + ([event.dest_linkedid] if isinstance(event, (DialBegin, DialEnd)) else [])
+            call = next((self._by_linkedid[k] for k in linked if k and k in self._by_linkedid), None)
+        if call is not None:
+            for uid in keys:
+                if uid and uid not in call.sides:
+                    call.sides[uid] = None
+                    self._by_uniqueid[uid] = call
+        return call
+
+    def _on_originate_response(self, call: Call, event: OriginateResponse) -> None:
+        call.reason = event.reason
+        if event.reason == 4:
+            self._answered(call, event.received_at)
+
+    def _on_channel_event(self, call: Call, event: ChannelEvent) -> None:
+        at = event.received_at
+        if isinstance(event, Newchannel):
+            call.live.add(event.uniqueid)
+            call.channel_names[event.uniqueid] = event.channel
+        elif isinstance(event, DialBegin):
+            # What a half dials belongs to that half's side (agent leg vs public network).
+            caller_side = call.sides.get(event.uniqueid)
+            if event.uniqueid and caller_side is not None and call.sides.get(event.dest_uniqueid) is None:
+                call.sides[event.dest_uniqueid] = caller_side
+        elif isinstance(event, Newstate):
+            call.channel_names[event.uniqueid] = event.channel
+            if event.channel_state in (STATE_RING, STATE_RINGING):
+                self._transition(call, CallState.RINGING, f"{event.channel} {event.channel_state_desc}", at=at)
+            elif event.channel_state == STATE_UP and call.sides.get(event.uniqueid) is not None:
+                self._answered(call, at)
+        elif isinstance(event, BridgeEnter) and event.uniqueid == call.call_id:
+            if call.bridged_at is None:
+                call.bridged_at = at
+            self._transition(call, CallState.BRIDGED, f"bridge {event.bridge_uniqueid}", at=at)
+        elif isinstance(event, Hangup):
+            call.live.discard(event.uniqueid)
+            call.hung_up.add(event.uniqueid)
+            side = call.sides.get(event.uniqueid)
+            if side is not None and call.first_hangup_side is None:
+                call.first_hangup_side, call.first_hangup_at = side, at
+            if side is Side.DEBTOR and call.debtor_cause is None:
+                call.debtor_cause = event.cause
+
+    def _answered(self, call: Call, at: float) -> None:
+        if call.answered_at is None:
+            call.answered_at = at
+        self._transition(call, CallState.ANSWERED, "answered", at=at)
+
+    @staticmethod
+    def _finished(call: Call) -> bool:
+        if call.live:
+            return False
+        if call.answered_at is not None:
+            return call.call_id in call.hung_up
+        return call.reason is not None and call.reason != 4
+
+    def _resume(self, call: Call, channels: list[CoreShowChannel], at: float) -> None:
+        call.live = {c.uniqueid for c in channels}
+        for c in channels:
+            call.channel_names[c.uniqueid] = c.channel
+            if c.uniqueid not in call.sides:
+                call.sides[c.uniqueid] = None
+                self._by_uniqueid[c.uniqueid] = call
+        if any(c.channel_state == STATE_UP for c in channels):
+            self._answered(call, at)
+        if any(c.uniqueid == call.call_id and c.bridge_id for c in channels):
+            call.bridged_at = call.bridged_at or at
+            self._transition(call, CallState.BRIDGED, "bridged (reconciled)", at=at)
+        elif call.state is CallState.UNKNOWN:
+            self._transition(call, CallState.DIALING, "channels exist (reconciled)", at=at)
+
+    # --------------------------------------------------------------- bookkeeping
+    def _transition(self, call: Call, proposed: CallState, reason: str, *, at: float | None = None) -> None:
+        state = next_state(call.state, proposed)
+        if state is None:
+            return
+        when = self._conn.now() if at is None else at
+        log.info("call %s %s -> %s (%s)", call.call_id, call.state.value, state.value, reason)
+        call.state = state
+        call.history.append((state, when))
+        if state is CallState.ENDED:
+            call.ended_at = when
+            call.outcome = classify(call.facts(), self.drop_window_s)
+            self._unregister(call)
+            call._done.set()
+
+    def _register(self, call: Call) -> None:
+        self._active[call.call_id] = call
+        for uid in call.sides:
+            self._by_uniqueid[uid] = call
+        self._by_linkedid[call.call_id] = call
+        self._by_action_id[call.action_id] = call
+
+    def _unregister(self, call: Call) -> None:
+        self._active.pop(call.call_id, None)
+        for uid in call.sides:
+            if self._by_uniqueid.get(uid) is call:
+                del self._by_uniqueid[uid]
+        if self._by_linkedid.get(call.call_id) is call:
+            del self._by_linkedid[call.call_id]
+        if self._by_action_id.get(call.action_id) is call:
+            del self._by_action_id[call.action_id]

@@ -1,0 +1,90 @@
+"""`dunning asterisk check`: does a running Asterisk have what the engine needs?
+
+Everything is asked over AMI as the engine's own user, so a check that passes proves
+the engine's credentials and permissions too, not only the Asterisk's set-up.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ami_bridge import AmiActionError, AmiConnection, AmiError, AmiSettings, FullyBooted
+
+from .generate import CONTEXTS
+
+#: AMI actions the engine sends, and what each proves about the Asterisk.
+REQUIRED_ACTIONS = {
+    "Originate": "the engine may place calls (write = originate)",
+    "Hangup": "the engine may hang up its calls (write = call)",
+    "CoreShowChannels": "the engine may list channels to reconcile after a reconnect (write = reporting)",
+    "ShowDialPlan": "the engine may read the dialplan (write = reporting)",
+    "StopMixMonitor": "app_mixmonitor is loaded (every call is recorded)",
+    "PJSIPHangup": "chan_pjsip is loaded (the agents' softphones)",
+}
+#: Actions that would give the engine more power than it needs.
+TOO_WIDE = ("Command", "Reload", "UpdateConfig", "GetConfig", "ModuleLoad", "DBPut")
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    what: str
+    ok: bool
+    detail: str = ""
+
+
+async def run_check(settings: AmiSettings, agents: Sequence[str] = (), timeout: float = 10.0) -> list[CheckItem]:
+    """Every check, in order; a failed login ends the list early."""
+    conn = AmiConnection(settings)
+    booted = asyncio.Event()
+    conn.subscribe(lambda e: booted.set() if isinstance(e, FullyBooted) else None)
+    where = f"{settings.username}@{settings.host}:{settings.port}"
+    try:
+        await conn.start(timeout=timeout)
+    except AmiError as exc:
+        await conn.close()
+        return [CheckItem(f"AMI login as {where}", False, str(exc))]
+    items = [CheckItem(f"AMI login as {where}", True)]
+    try:
+        core = await conn.send({"Action": "CoreSettings"})
+        version = core.headers.get("AsteriskVersion", "?")
+        major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
+        items.append(CheckItem("Asterisk 18 or newer", major >= 18, f"version {version}"))
+        try:
+            await asyncio.wait_for(booted.wait(), timeout)
+            items.append(CheckItem("Asterisk fully booted", True))
+        except asyncio.TimeoutError:
+            items.append(CheckItem("Asterisk fully booted", False, "no FullyBooted event (read = system missing?)"))
+        allowed = set((await conn.send({"Action": "ListCommands"})).headers)
+        for action, why in REQUIRED_ACTIONS.items():
+            items.append(CheckItem(f"action {action}", action in allowed, why if action in allowed
+                                   else f"not permitted or not loaded: {why}"))
+        wide = sorted(a for a in TOO_WIDE if a in allowed)
+        items.append(CheckItem("permissions no wider than needed", not wide,
+                               f"the engine's AMI user may also {', '.join(wide)}" if wide else ""))
+        for context in CONTEXTS:
+            try:
+                listing = await conn.send({"Action": "ShowDialplan", "Context": context})
+                items.append(CheckItem(f"dialplan context {context}", True, f"{len(listing.items)} priorities"))
+            except AmiActionError as exc:
+                items.append(CheckItem(f"dialplan context {context}", False, exc.message))
+        for agent in agents:
+            items.append(await _agent_endpoint(conn, agent))
+    finally:
+        await conn.close()
+    return items
+
+
+async def _agent_endpoint(conn: AmiConnection, agent: str) -> CheckItem:
+    what = f"agent endpoint PJSIP/{agent}"
+    try:
+        answer = await conn.send({"Action": "Getvar", "Variable": f"DEVICE_STATE(PJSIP/{agent})"})
+    except AmiActionError as exc:
+        return CheckItem(what, False, exc.message)
+    state = answer.headers.get("Value", "")
+    if not state:
+        return CheckItem(what, False, "DEVICE_STATE() unavailable: load func_devstate")
+    if state == "INVALID":
+        return CheckItem(what, False, "no such endpoint: #include dunning-pjsip.conf in pjsip.conf")
+    registered = "softphone registered" if state != "UNAVAILABLE" else "no softphone registered yet"
+    return CheckItem(what, True, f"{state.lower()} ({registered})")

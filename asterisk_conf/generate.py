@@ -1,0 +1,293 @@
+"""Asterisk configuration for the engine, rendered from a spec by pure functions.
+
+Two shapes come out of the same fragments:
+
+* ``include_files`` — what a user who runs their own Asterisk ``#include``s:
+  the AMI user, the agents' endpoints and the dialer's contexts, nothing else.
+* ``sandbox_files`` — the complete, minimal configuration of the local sandbox,
+  which wraps the same fragments with a transport, logger and module list.
+
+Secrets go into the rendered text (Asterisk needs them there) but never into
+the repository or a log: the caller writes the files with mode 0600.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+#: Contexts the engine relies on; ``dunning asterisk check`` looks for each.
+CONTEXTS = ("dunning-outbound", "dunning-answered", "dunning-agents", "dunning-sim")
+
+#: Simulated debtors: the leading digits of a test number choose what the
+#: "public network" does with it; the last two digits are a parameter (seconds).
+SIM_PATTERNS = {
+    "21": "answers after NN seconds, says the debtor's sentence, stays on the line",
+    "22": "rings NN seconds, then busy",
+    "23": "rings and never answers",
+    "24": "answers after NN seconds and hangs up at once",
+    "25": "invalid number (congestion, cause 1 unallocated)",
+}
+
+#: Realistic numbers (mobiles 1[3-9]x, landlines 0x…) are simulated too; the
+#: last digit decides, so that imported demo cases have a plausible mix.
+SIM_LAST_DIGIT = {
+    "0": ("answer", 3), "1": ("answer", 4), "2": ("answer", 5), "3": ("answer", 6),
+    "4": ("answer", 7), "5": ("answer", 8), "6": ("busy", 4), "7": ("noanswer", 0),
+    "8": ("drop", 3), "9": ("invalid", 0),
+}
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A SIP endpoint a softphone registers as (the agent's extension)."""
+
+    extension: str
+    password: str
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.extension):
+            raise ValueError(f"agent extension {self.extension!r}: letters, digits, '_.-' only")
+        if len(self.password) < 12:
+            raise ValueError(f"agent {self.extension}: password shorter than 12 characters")
+
+    def __repr__(self) -> str:  # the password never reaches a log line
+        return f"Agent(extension={self.extension!r}, password='***')"
+
+
+@dataclass(frozen=True)
+class ConfigSpec:
+    """Everything the rendered configuration depends on."""
+
+    ami_username: str
+    ami_secret: str = field(repr=False)
+    agents: tuple[Agent, ...] = ()
+    ami_bind: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_permit: str = "127.0.0.1/255.255.255.255"
+    sip_bind: str = "127.0.0.1"
+    sip_port: int = 5060
+    rtp_start: int = 10000
+    rtp_end: int = 10999
+    #: Dial string of the outside world; ``{number}`` is replaced by ${EXTEN}.
+    network: str = "Local/{number}@dunning-sim/n"
+    recordings_dir: str = "/var/spool/asterisk/dunning"
+    #: The message a debtor hears when no agent can take the call (no extension).
+    no_agent_message: str = "dunning/no-agent"
+    debtor_voice: str = "dunning/debtor-voice"
+    sim_linger_s: int = 20
+    agent_ring_s: int = 10
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.ami_username):
+            raise ValueError(f"AMI username {self.ami_username!r}: letters, digits, '_.-' only")
+        if len(self.ami_secret) < 16:
+            raise ValueError("AMI secret shorter than 16 characters")
+        if "{number}" not in self.network:
+            raise ValueError(f"network dial string {self.network!r} has no {{number}}")
+
+
+# -- fragments (what a user's own Asterisk includes) -------------------------
+
+#: Read: channel events and system events (FullyBooted, Shutdown, Reload).
+#: Write: originate, hang up / MixMonitor (call), channel and dialplan listings
+#: (reporting). No 'system', 'command' or 'config' write: the engine can neither
+#: reload nor run CLI commands.
+AMI_READ = "system,call"
+AMI_WRITE = "originate,call,reporting"
+
+
+def manager_user(spec: ConfigSpec) -> str:
+    return (
+        f"[{spec.ami_username}]\n"
+        f"secret = {spec.ami_secret}\n"
+        "deny = 0.0.0.0/0.0.0.0\n"
+        f"permit = {spec.ami_permit}\n"
+        f"read = {AMI_READ}\n"
+        f"write = {AMI_WRITE}\n"
+        "writetimeout = 1000\n"
+    )
+
+
+def pjsip_agents(spec: ConfigSpec) -> str:
+    blocks = []
+    for agent in spec.agents:
+        ext = agent.extension
+        blocks.append(
+            f"[{ext}]\n"
+            "type = endpoint\n"
+            "context = dunning-agents\n"
+            "disallow = all\n"
+            "allow = ulaw,alaw\n"
+            f"auth = {ext}-auth\n"
+            f"aors = {ext}\n"
+            "direct_media = no\n"
+            "rtp_symmetric = yes\n"
+            "force_rport = yes\n"
+            "rewrite_contact = yes\n"
+            f"callerid = Dunning agent <{ext}>\n"
+            "\n"
+            f"[{ext}-auth]\n"
+            "type = auth\n"
+            "auth_type = digest\n"
+            f"username = {ext}\n"
+            f"password = {agent.password}\n"
+            "\n"
+            f"[{ext}]\n"
+            "type = aor\n"
+            "max_contacts = 1\n"
+            "remove_existing = yes\n"
+        )
+    return "\n".join(blocks)
+
+
+def _sim_context(spec: ConfigSpec) -> str:
+    lines = [
+        "; The simulated public network: a repeatable set of debtors for tests and demos.",
+        "; Test numbers 2PNN: P picks the behaviour, NN is seconds.",
+    ]
+    lines += [f";   {p}NN  {what}" for p, what in SIM_PATTERNS.items()]
+    lines += [
+        "[dunning-sim]",
+        "exten => _21XX,1,Gosub(dunning-sim-answer,s,1(${EXTEN:2}))",
+        "exten => _22XX,1,Gosub(dunning-sim-busy,s,1(${EXTEN:2}))",
+        "exten => _23XX,1,Gosub(dunning-sim-noanswer,s,1)",
+        "exten => _24XX,1,Gosub(dunning-sim-drop,s,1(${EXTEN:2}))",
+        "exten => _25XX,1,Gosub(dunning-sim-invalid,s,1)",
+        "; Mobiles (1[3-9] + 9 digits) and landlines (0 + 9-11 digits): the last digit decides.",
+    ]
+    for digit, (behaviour, seconds) in SIM_LAST_DIGIT.items():
+        for pattern in (f"_1[3-9]XXXXXXXX{digit}", f"_0XXXXXXXX{digit}", f"_0XXXXXXXXX{digit}",
+                        f"_0XXXXXXXXXX{digit}"):
+            lines.append(f"exten => {pattern},1,Gosub(dunning-sim-{behaviour},s,1({seconds}))")
+    lines += [
+        "exten => _X.,1,Gosub(dunning-sim-invalid,s,1)",
+        "",
+        "[dunning-sim-answer]",
+        "exten => s,1,Ringing()",
+        " same => n,Wait(${ARG1})",
+        " same => n,Answer()",
+        " same => n,Wait(0.3)",
+        f" same => n,Playback({spec.debtor_voice})",
+        f" same => n,Wait({spec.sim_linger_s})",
+        " same => n,Hangup(16)",
+        "",
+        "[dunning-sim-busy]",
+        "exten => s,1,Ringing()",
+        " same => n,Wait(${ARG1})",
+        " same => n,Busy(10)",
+        "",
+        "[dunning-sim-noanswer]",
+        "exten => s,1,Ringing()",
+        " same => n,Wait(3600)",
+        "",
+        "[dunning-sim-drop]",
+        "exten => s,1,Ringing()",
+        " same => n,Wait(${ARG1})",
+        " same => n,Answer()",
+        " same => n,Wait(0.2)",
+        " same => n,Hangup(16)",
+        "",
+        "[dunning-sim-invalid]",
+        "exten => s,1,Set(CHANNEL(hangupsource)=network)",
+        " same => n,Congestion(5)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def extensions_contexts(spec: ConfigSpec) -> str:
+    network = spec.network.replace("{number}", "${EXTEN}")
+    return f"""\
+; The dialer's contexts, generated by `dunning asterisk config`.
+;
+; The engine originates  Local/<number>@dunning-outbound/n  with
+;   DUNNING_ATTEMPT  the attempt id (names the recording files)
+;   DUNNING_AGENT    the reserved agent's endpoint, empty when none is free
+; and, once the debtor answers, the call continues in dunning-answered,s,1.
+
+[dunning-outbound]
+; One line per dial reaches Asterisk's log: the ground truth for "dialled once".
+exten => _X.,1,Log(NOTICE,dunning-dial ${{UNIQUEID}} ${{EXTEN}})
+ same => n,Dial({network})
+ same => n,Goto(status-${{DIALSTATUS}},1)
+exten => status-BUSY,1,Busy(5)
+exten => status-CONGESTION,1,Congestion(5)
+exten => status-CHANUNAVAIL,1,Congestion(5)
+exten => _status-.,1,Hangup()
+
+[dunning-answered]
+; This half of the Local channel faces the debtor: MixMonitor's "read" direction
+; is what the debtor says, "write" is what the agent says.
+exten => s,1,NoOp(dunning answered attempt ${{DUNNING_ATTEMPT}} agent ${{DUNNING_AGENT}})
+ same => n,Set(REC={spec.recordings_dir}/${{DUNNING_ATTEMPT}})
+ same => n,MixMonitor(${{REC}}.wav,r(${{REC}}-debtor.wav)t(${{REC}}-agent.wav))
+ same => n,GotoIf($["${{DUNNING_AGENT}}" = ""]?no-agent)
+ same => n,Dial(PJSIP/${{DUNNING_AGENT}},{spec.agent_ring_s})
+ same => n(no-agent),Wait(0.5)
+ same => n,Playback({spec.no_agent_message})
+ same => n,Hangup(16)
+
+[dunning-agents]
+; Agents' softphones may not dial out through the engine's Asterisk.
+exten => _X.,1,Hangup(21)
+
+{_sim_context(spec)}
+"""
+
+
+def include_files(spec: ConfigSpec) -> dict[str, str]:
+    """Files a user's own Asterisk includes (``#include dunning-….conf``)."""
+    return {
+        "dunning-manager.conf": manager_user(spec),
+        "dunning-pjsip.conf": pjsip_agents(spec),
+        "dunning-extensions.conf": extensions_contexts(spec),
+    }
+
+
+# -- the sandbox's complete configuration ------------------------------------
+
+#: Everything the engine uses, nothing else, so the sandbox boots in a second.
+SANDBOX_MODULES = (
+    "res_timing_timerfd", "res_pjproject", "res_sorcery_config", "res_sorcery_memory",
+    "res_sorcery_astdb", "res_pjsip", "res_pjsip_session", "res_pjsip_pubsub",
+    "res_pjsip_authenticator_digest", "res_pjsip_endpoint_identifier_user",
+    "res_pjsip_registrar", "res_pjsip_sdp_rtp", "res_pjsip_nat", "res_pjsip_caller_id",
+    "res_rtp_asterisk", "chan_pjsip", "codec_ulaw", "codec_alaw", "codec_gsm",
+    "codec_resample", "format_wav", "format_gsm", "format_pcm", "format_sln", "pbx_config",
+    "app_dial", "app_playback", "app_mixmonitor", "app_stack", "app_verbose", "app_echo",
+    "func_channel", "func_devstate", "func_logic", "func_strings", "func_callerid", "bridge_simple",
+    "bridge_native_rtp", "bridge_holding", "bridge_builtin_features",
+)
+
+
+def sandbox_files(spec: ConfigSpec) -> dict[str, str]:
+    """The sandbox's whole /etc/asterisk (Debian's asterisk.conf is kept)."""
+    modules = "\n".join(f"load => {name}.so" for name in SANDBOX_MODULES)
+    return {
+        **include_files(spec),
+        "modules.conf": f"[modules]\nautoload = no\n{modules}\n",
+        "logger.conf": (
+            "[general]\ndateformat = %F %T.%3q\n\n[logfiles]\n"
+            "messages.log => notice,warning,error\n"
+            "console => warning,error\n"
+        ),
+        "manager.conf": (
+            "[general]\nenabled = yes\n"
+            f"bindaddr = {spec.ami_bind}\nport = {spec.ami_port}\n"
+            "displayconnects = no\nauthlimit = 5\nauthtimeout = 10\n\n"
+            "#include dunning-manager.conf\n"
+        ),
+        "pjsip.conf": (
+            "[global]\ntype = global\nuser_agent = Dunning sandbox\n\n"
+            "[transport-udp]\ntype = transport\nprotocol = udp\n"
+            f"bind = {spec.sip_bind}:{spec.sip_port}\n\n"
+            "#include dunning-pjsip.conf\n"
+        ),
+        "extensions.conf": (
+            "[general]\nstatic = yes\nwriteprotect = yes\n\n"
+            "#include dunning-extensions.conf\n"
+        ),
+        "rtp.conf": f"[general]\nrtpstart = {spec.rtp_start}\nrtpend = {spec.rtp_end}\n",
+    }

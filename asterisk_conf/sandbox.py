@@ -1,0 +1,355 @@
+"""The local Asterisk sandbox: Debian sid's Asterisk 22 in a debootstrapped chroot.
+
+Debian 12 has no Asterisk package and sid's needs a newer libc than the host's,
+so the sandbox is a sid minbase chroot, built once into the cache directory and
+reused. It shares the host's network: AMI on 127.0.0.1:5038, SIP on
+127.0.0.1:5060/udp. The lifecycle is ``build`` → ``up`` → ``down``; each step is
+idempotent, and ``down`` unmounts everything ``up`` mounted.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .credentials import Credentials
+from .generate import ConfigSpec, sandbox_files
+from .site import Site
+from .speech import SpeechToolMissing, speak
+
+PACKAGES = ("asterisk", "asterisk-core-sounds-en", "sox")
+READY_MARK = ".dunning-sandbox-ready"
+#: debootstrap's stage lines worth showing as progress (it prints one line per package too).
+STAGES = ("Retrieving Release", "Validating Packages", "Resolving dependencies",
+          "Installing core packages", "Unpacking the base system",
+          "Configuring the base system", "Base system installed")
+SPOOL = "/var/spool/asterisk/dunning"
+SOUNDS = "/usr/share/asterisk/sounds/dunning"
+
+Say = Callable[[str], None]
+
+
+class SandboxError(RuntimeError):
+    """Something the user must fix; the message says what and how."""
+
+
+@dataclass(frozen=True)
+class Status:
+    built: bool
+    running: bool
+    pid: int | None
+    version: str | None
+    mounts: tuple[str, ...]
+    root: Path
+
+
+# -- checks that fail early with a clear message ------------------------------
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise SandboxError(
+            "the Asterisk sandbox needs root (debootstrap, chroot and mount): "
+            "run it as root, e.g. `sudo dunning asterisk sandbox up`"
+        )
+
+
+def debian_mirror(site: Site, sources: Path = Path("/etc/apt")) -> str:
+    """The mirror the host's apt already uses, so the sandbox needs no new access."""
+    if site.debian_mirror:
+        return site.debian_mirror.rstrip("/")
+    candidates = sorted(sources.glob("sources.list.d/*.sources")) + [sources / "sources.list"]
+    for path in candidates:
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        for match in re.finditer(r"^(?:URIs:\s*|deb\s+(?:\[[^]]*\]\s+)?)(\S+)", text, re.M):
+            uri = match.group(1).rstrip("/")
+            if "security" not in uri and uri.startswith("http"):
+                return uri
+    return "http://deb.debian.org/debian"
+
+
+def check_registry(mirror: str, timeout: float = 15.0) -> None:
+    url = f"{mirror}/dists/sid/Release"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            response.read(64)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SandboxError(
+            f"cannot reach the Debian package registry at {mirror} ({reason}); the sandbox's "
+            "Asterisk is installed from Debian sid. Check the network, or set "
+            "DUNNING_DEBIAN_MIRROR to a mirror you can reach."
+        ) from None
+
+
+def port_in_use(port: int, kind: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def require_free_ports(site: Site) -> None:
+    taken = [f"{port}/{name}" for port, kind, name in (
+        (site.ami_port, socket.SOCK_STREAM, "tcp"), (site.sip_port, socket.SOCK_DGRAM, "udp"),
+    ) if port_in_use(port, kind)]
+    if taken:
+        raise SandboxError(
+            f"port {', '.join(taken)} on 127.0.0.1 is taken by another program, so the sandbox's "
+            "Asterisk cannot listen there. Stop that program (`ss -ltnup` shows it) or choose "
+            "other ports with DUNNING_AMI_PORT / DUNNING_SIP_PORT."
+        )
+
+
+# -- build ---------------------------------------------------------------------
+
+def build(site: Site, say: Say = print) -> Path:
+    """Debootstrap the chroot once; later calls return the cached one at once."""
+    root = site.sandbox_root
+    if (root / READY_MARK).exists():
+        return root
+    require_root()
+    if not shutil.which("debootstrap"):
+        raise SandboxError("debootstrap is not installed: `apt-get install debootstrap`")
+    mirror = debian_mirror(site)
+    check_registry(mirror)
+    partial = root.with_name(root.name + ".partial")
+    _unmount_under(partial)
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    say(f"building the Asterisk sandbox in {root} from {mirror} (about a minute, once)")
+    command = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+               "sid", str(partial), mirror]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:
+        tail: list[str] = []
+        for line in proc.stdout:  # debootstrap's own progress, condensed
+            tail = (tail + [line.rstrip()])[-20:]
+            if line.startswith("I: ") and any(w in line for w in STAGES):
+                say("  " + line[3:].strip())
+    if proc.returncode != 0:
+        raise SandboxError("debootstrap failed:\n" + "\n".join(tail))
+    (partial / READY_MARK).write_text("debian sid, " + ",".join(PACKAGES) + "\n")
+    os.replace(partial, root)
+    return root
+
+
+# -- configuration -------------------------------------------------------------
+
+def config_spec(site: Site, credentials: Credentials) -> ConfigSpec:
+    return ConfigSpec(
+        ami_username=credentials.ami_username,
+        ami_secret=credentials.ami_secret,
+        agents=credentials.agents(),
+        ami_port=site.ami_port,
+        sip_port=site.sip_port,
+        recordings_dir=SPOOL,
+    )
+
+
+def install_config(site: Site, spec: ConfigSpec) -> set[str]:
+    """Write the generated files into the chroot; the names of those that changed."""
+    etc = site.sandbox_root / "etc/asterisk"
+    changed: set[str] = set()
+    for name, text in sandbox_files(spec).items():
+        path = etc / name
+        if path.exists() and path.read_text() == text:
+            continue
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(text)
+        os.chmod(tmp, 0o640)
+        os.replace(tmp, path)
+        changed.add(name)
+    spool = site.sandbox_root / SPOOL.lstrip("/")
+    spool.mkdir(parents=True, exist_ok=True)
+    _install_sounds(site.sandbox_root / SOUNDS.lstrip("/"))
+    return changed
+
+
+#: Spoken prompts, made with espeak-ng and sox on the host.
+PROMPTS = {
+    "no-agent": "Hello, this is Dunning Collections calling on behalf of your bank. "
+                "We are sorry, no agent is free to speak with you right now. "
+                "We will call you again. Goodbye.",
+    "debtor-voice": "Hello? Yes, this is Li Wei speaking. Who is calling, please?",
+}
+
+
+def _install_sounds(directory: Path) -> None:
+    for name, text in PROMPTS.items():
+        try:
+            speak(text, directory / f"{name}.wav")
+        except SpeechToolMissing as exc:
+            raise SandboxError(str(exc)) from None
+
+
+# -- run -------------------------------------------------------------------------
+
+def _asterisk_rx(root: Path, command: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run(["chroot", str(root), "/usr/sbin/asterisk", "-rx", command],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def running_pid(site: Site) -> int | None:
+    """The sandbox's Asterisk process, found by the chroot it runs in."""
+    root = site.sandbox_root.resolve()
+    pidfile = root / "var/run/asterisk/asterisk.pid"
+    candidates = []
+    if pidfile.exists():
+        try:
+            candidates.append(int(pidfile.read_text().strip()))
+        except ValueError:
+            pass
+    candidates += [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    for pid in candidates:
+        try:
+            if Path(f"/proc/{pid}/root").resolve() != root:
+                continue
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "asterisk":
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def _mounts_under(root: Path) -> list[str]:
+    prefix = str(root.resolve())
+    found = []
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            point = line.split()[1].replace("\\040", " ")
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return found
+
+
+def _unmount_under(root: Path) -> None:
+    if not root.exists():
+        return
+    for point in sorted(_mounts_under(root), key=len, reverse=True):
+        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+def _mount(root: Path) -> None:
+    mounted = set(_mounts_under(root))
+    for source, target, args in (("proc", "proc", ["-t", "proc"]), ("/dev", "dev", ["--bind"])):
+        point = root / target
+        if str(point.resolve()) in mounted:
+            continue
+        point.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", *args, source, str(point)], check=True, capture_output=True)
+
+
+def up(site: Site, credentials: Credentials, say: Say = print, timeout: float = 60) -> Status:
+    """Build if needed, configure, start, and wait until Asterisk is fully booted."""
+    require_root()
+    root = build(site, say)
+    changed = install_config(site, config_spec(site, credentials))
+    pid = running_pid(site)
+    if pid is not None and "modules.conf" in changed:
+        say("the module list changed: restarting the sandbox's Asterisk")
+        down(site, say)
+        pid = None
+    if pid is not None:
+        if changed:
+            say(f"configuration changed ({', '.join(sorted(changed))}): reloading the running sandbox")
+            _asterisk_rx(root, "core reload")
+        _wait_fully_booted(root, timeout)
+        return status(site)
+    require_free_ports(site)
+    _mount(root)
+    (root / "var/run/asterisk").mkdir(parents=True, exist_ok=True)
+    log = open(site.cache / "asterisk-console.log", "ab")
+    say("starting Asterisk in the sandbox")
+    subprocess.Popen(["chroot", str(root), "/usr/sbin/asterisk", "-f"],
+                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    _wait_fully_booted(root, timeout)
+    return status(site)
+
+
+def _wait_fully_booted(root: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            result = _asterisk_rx(root, "core waitfullybooted", timeout=max(1, deadline - time.monotonic()))
+            if result.returncode == 0 and "fully booted" in result.stdout.lower():
+                return
+            last = (result.stdout + result.stderr).strip()
+        except subprocess.TimeoutExpired:
+            break
+        time.sleep(0.2)
+    raise SandboxError(f"Asterisk did not finish booting within {timeout:.0f} s ({last}); "
+                       f"see {root.parent / 'asterisk-console.log'} and "
+                       f"{root / 'var/log/asterisk/messages.log'}")
+
+
+def down(site: Site, say: Say = print, timeout: float = 20) -> None:
+    """Stop Asterisk and unmount everything ``up`` mounted. Safe to repeat."""
+    require_root()
+    root = site.sandbox_root
+    pid = running_pid(site)
+    if pid is not None:
+        say(f"stopping Asterisk (pid {pid})")
+        try:
+            os.kill(pid, signal.SIGCONT)  # a stopped process cannot shut down
+            _asterisk_rx(root, "core stop now", timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            say("Asterisk did not stop in time: killing it")
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.05)
+    _unmount_under(root)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def status(site: Site) -> Status:
+    root = site.sandbox_root
+    pid = running_pid(site) if root.exists() else None
+    version = None
+    if pid is not None:
+        result = _asterisk_rx(root, "core show version", timeout=10)
+        version = result.stdout.strip() or None
+    return Status(
+        built=(root / READY_MARK).exists(), running=pid is not None, pid=pid, version=version,
+        mounts=tuple(_mounts_under(root)) if root.exists() else (), root=root,
+    )
+
+
+def cli(site: Site, command: str | None) -> int:
+    """Run one Asterisk CLI command (or an interactive console) in the sandbox."""
+    root = site.sandbox_root
+    if running_pid(site) is None:
+        raise SandboxError("the sandbox is not running: `dunning asterisk sandbox up`")
+    args = ["chroot", str(root), "/usr/sbin/asterisk"] + (["-rx", command] if command else ["-r"])
+    return subprocess.call(args)

@@ -1,0 +1,67 @@
+"""Where this installation keeps its state, and which Asterisk it talks to.
+
+Read once from the environment at the CLI edge; everything below takes a
+``Site``. Nothing here is a secret in the repository: credentials live in the
+state directory with mode 0600 (see ``credentials``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Site:
+    #: State: credentials, recordings, softphone configs. Survives runs.
+    home: Path = Path("/var/lib/dunning")
+    #: Rebuildable caches: the sandbox chroot.
+    cache: Path = Path("/var/cache/dunning")
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    sip_port: int = 5060
+    #: Set when the engine drives an Asterisk other than the sandbox.
+    ami_username: str | None = None
+    ami_secret: str | None = field(default=None, repr=False)
+    debian_mirror: str | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Site":
+        env = dict(os.environ if env is None else env)
+        return cls(
+            home=Path(env.get("DUNNING_HOME", cls.home)),
+            cache=Path(env.get("DUNNING_CACHE", cls.cache)),
+            ami_host=env.get("DUNNING_AMI_HOST", cls.ami_host),
+            ami_port=_port(env, "DUNNING_AMI_PORT", cls.ami_port),
+            sip_port=_port(env, "DUNNING_SIP_PORT", cls.sip_port),
+            ami_username=env.get("DUNNING_AMI_USERNAME") or None,
+            ami_secret=env.get("DUNNING_AMI_SECRET") or None,
+            debian_mirror=env.get("DUNNING_DEBIAN_MIRROR") or None,
+        )
+
+    @property
+    def external_asterisk(self) -> bool:
+        """True when the user pointed the engine at their own Asterisk."""
+        return self.ami_secret is not None
+
+    @property
+    def sandbox_root(self) -> Path:
+        return self.cache / "sid-asterisk"
+
+    @property
+    def recordings_spool(self) -> Path:
+        """Where the sandbox's MixMonitor files appear, seen from the host."""
+        return self.sandbox_root / "var/spool/asterisk/dunning"
+
+
+def _port(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a port number") from None
+    if not 0 < value < 65536:
+        raise ValueError(f"{name}={raw!r} is not a port number (1-65535)")
+    return value

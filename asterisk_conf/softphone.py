@@ -1,0 +1,125 @@
+"""Simulated agents: real SIP softphones (baresip) registered to the sandbox.
+
+Each softphone registers as an agent's PJSIP endpoint, answers automatically,
+says what a WAV file says (its "microphone"). When the WAV file ends, baresip
+hangs up: an agent who says a known sentence on a real call. (Debian 12's
+baresip 1.0 has no file player, so what the agent hears is checked in the
+call's recording instead.)
+"""
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .credentials import write_private
+
+MODULE_PATH = "/usr/lib/baresip/modules"
+
+
+class SoftphoneError(RuntimeError):
+    pass
+
+
+@dataclass
+class Softphone:
+    extension: str
+    password: str = field(repr=False)
+    says: Path
+    workdir: Path
+    sip_server: str = "127.0.0.1:5060"
+    local_port: int = 0
+    _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _lines: "queue.Queue[str]" = field(default_factory=queue.Queue, init=False, repr=False)
+    log: list[str] = field(default_factory=list, init=False, repr=False)
+
+    def render_config(self) -> dict[str, str]:
+        """baresip's config and accounts files (pure)."""
+        # baresip binds SIP on UDP and TCP at `port` and TLS at port+1: keep phones 10 apart.
+        slot = int("".join(c for c in self.extension if c.isdigit())[-3:] or 0)
+        port = self.local_port or 15000 + 10 * slot
+        config = "\n".join([
+            "poll_method epoll",
+            f"sip_listen 127.0.0.1:{port}",
+            "sip_transports udp",
+            f"audio_source aufile,{self.says}",
+            "audio_alert aufile,/dev/null",
+            "ausrc_srate 8000",
+            "auplay_srate 8000",
+            "ausrc_channels 1",
+            "auplay_channels 1",
+            f"rtp_ports {20000 + 10 * slot}-{20009 + 10 * slot}",
+            "rtp_stats no",
+            f"module_path {MODULE_PATH}",
+            "module g711.so",
+            "module aufile.so",
+            "module_app account.so",
+            "module_app menu.so",
+            "",
+        ])
+        account = (f"<sip:{self.extension}@{self.sip_server};transport=udp>"
+                   f";auth_pass={self.password};answermode=auto;regint=300"
+                   ";audio_codecs=PCMU,PCMA\n")
+        return {"config": config, "accounts": account, "contacts": ""}
+
+    def start(self, timeout: float = 10) -> None:
+        """Start baresip and wait until Asterisk accepted its registration."""
+        if not shutil.which("baresip"):
+            raise SoftphoneError("baresip is not installed: `apt-get install baresip`")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for name, text in self.render_config().items():
+            write_private(self.workdir / name, text)
+        self._proc = subprocess.Popen(
+            ["baresip", "-f", str(self.workdir)], stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            start_new_session=True)
+        threading.Thread(target=self._pump, daemon=True).start()
+        if not self.wait_for("200 OK", timeout, "failed"):
+            self.stop()
+            raise SoftphoneError(f"softphone {self.extension} did not register within "
+                                 f"{timeout:.0f} s: {' | '.join(self.log[-5:])}")
+
+    def _pump(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            line = line.rstrip()
+            self.log.append(line)
+            self._lines.put(line)
+
+    def wait_for(self, text: str, timeout: float, failure: str | None = None) -> bool:
+        """Wait for a line of baresip's output containing ``text``.
+
+        baresip 1.0 reports a registration as ``6001@host: {0/UDP/v4} 200 OK``.
+        """
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                return False
+            if text in line:
+                return True
+            if failure and failure in line.lower():
+                return False
+        return False
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            os.killpg(self._proc.pid, 15)
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, 9)
+                self._proc.wait()
+        self._proc = None

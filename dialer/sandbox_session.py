@@ -1,0 +1,58 @@
+"""Which Asterisk the engine talks to, and a logged-in session with it.
+
+The site says whether the user pointed the engine at their own Asterisk
+(DUNNING_AMI_*); otherwise it is the local sandbox, whose AMI credentials live in
+the state directory. Everything that opens an AMI session starts here.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from ami_bridge import AmiConnection, AmiNotConnected, AmiSettings, FullyBooted
+from asterisk_conf import credentials
+from asterisk_conf.site import Site
+
+
+def ami_settings(site: Site, **overrides: float) -> AmiSettings:
+    """AMI settings for the site's Asterisk (its own, or the sandbox's)."""
+    if site.external_asterisk:
+        username, secret = site.ami_username or credentials.AMI_USERNAME, site.ami_secret
+    else:
+        creds = credentials.load_or_create(site.home)
+        username, secret = creds.ami_username, creds.ami_secret
+    assert secret is not None
+    return AmiSettings(host=site.ami_host, port=site.ami_port, username=username, secret=secret,
+                       **overrides)
+
+
+@contextlib.asynccontextmanager
+async def session(settings: AmiSettings, timeout: float = 10.0) -> AsyncIterator[AmiConnection]:
+    """A logged-in connection, closed (Logoff, tasks cancelled) on the way out."""
+    conn = AmiConnection(settings)
+    try:
+        await conn.start(timeout=timeout)
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def wait_fully_booted(site: Site, timeout: float = 60.0) -> None:
+    """Return once Asterisk's AMI has said FullyBooted (it says so right after a login
+    to an Asterisk that has finished booting); AmiNotConnected after `timeout`."""
+    settings = ami_settings(site)
+    conn = AmiConnection(settings)
+    booted = asyncio.Event()
+    conn.subscribe(lambda event: booted.set() if isinstance(event, FullyBooted) else None)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        await conn.start(timeout=timeout)
+        try:
+            await asyncio.wait_for(booted.wait(), max(0.1, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            raise AmiNotConnected(f"logged in to {settings.host}:{settings.port}, but Asterisk did "
+                                  f"not say FullyBooted within {timeout:g} s") from None
+    finally:
+        await conn.close()

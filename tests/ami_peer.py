@@ -1,0 +1,435 @@
+"""A fake Asterisk manager interface that speaks the real wire format, for fault injection.
+
+It is a peer, not a mock: a TCP server on 127.0.0.1 sending the banner, CRLF-framed
+messages and the responses Asterisk 22 sends for the actions ami_bridge uses, so the real
+panoramisk framing and our connection code run end to end. What Asterisk cannot be made to
+do on demand is scriptable: drop the connection right after an action arrives, go silent
+like a SIGSTOPped process (TCP still accepted, nothing read or answered), replay a recorded
+event transcript for an originated call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+
+EOL = "\r\n"
+BANNER = "Asterisk Call Manager/11.0.0" + EOL
+
+
+def wire(headers: list[tuple[str, str]]) -> str:
+    return "".join(f"{k}: {v}{EOL}" for k, v in headers) + EOL
+
+
+def parse_block(block: str) -> list[tuple[str, str]]:
+    out = []
+    for line in block.split(EOL):
+        if ": " in line:
+            k, v = line.split(": ", 1)
+            out.append((k, v))
+        elif line.endswith(":"):
+            out.append((line[:-1], ""))
+    return out
+
+
+def transcript_blocks(transcript: str, **values: str) -> list[str]:
+    """Split a recorded transcript (events separated by blank lines) into wire messages."""
+    text = transcript.strip().replace("\r\n", "\n").format(**values)
+    return [EOL.join(block.strip().split("\n")) + EOL + EOL for block in text.split("\n\n") if block.strip()]
+
+
+class _Session(asyncio.Protocol):
+    def __init__(self, peer: AmiPeer) -> None:
+        self.peer = peer
+        self.buffer = ""
+        self.backlog: list[list[tuple[str, str]]] = []
+        self.authenticated = False
+        self.banner_sent = False
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer.connections += 1
+        self.peer.sessions.add(self)
+        if self.peer.silent:
+            transport.pause_reading()
+        else:
+            self.send_banner()
+
+    def send_banner(self) -> None:
+        if not self.banner_sent:
+            self.banner_sent = True
+            self.write(BANNER)
+
+    def write(self, text: str) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(text.encode())
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data.decode()
+        while EOL + EOL in self.buffer:
+            block, self.buffer = self.buffer.split(EOL + EOL, 1)
+            headers = parse_block(block)
+            if headers:
+                self.backlog.append(headers)
+        self.process()
+
+    def process(self) -> None:
+        while self.backlog and not self.peer.silent and not self.closed:
+            self.peer._handle(self, self.backlog.pop(0))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.peer.sessions.discard(self)
+
+    def drop(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+
+OriginateScript = Callable[["AmiPeer", dict[str, str]], None]
+
+
+class AmiPeer:
+    """Asterisk 22's AMI as seen on the wire, with fault injection.
+
+    `received` counts actions by name as received (also while they go unanswered);
+    `channels` is what CoreShowChannels lists (uniqueid -> CoreShowChannel headers);
+    `on_originate(peer, headers)` runs after an Originate is acknowledged.
+    """
+
+    def __init__(self, username: str = "dunning", secret: str = "s3cret", *,
+                 auth_failure_delay: float = 1.0) -> None:
+        self.username = username
+        self.secret = secret
+        self.auth_failure_delay = auth_failure_delay  # Asterisk sleep(1)s before refusing
+        self.received: Counter[str] = Counter()
+        self.actions: list[dict[str, str | list[str]]] = []
+        self.sessions: set[_Session] = set()
+        self.connections = 0
+        self.silent = False
+        self.drop_on: Counter[str] = Counter()  # action -> how many more to drop on arrival
+        self.channels: dict[str, list[tuple[str, str]]] = {}
+        self.on_originate: OriginateScript | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def start(self, port: int = 0) -> AmiPeer:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Session(self), "127.0.0.1", port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        """Stop listening and drop every session, like Asterisk exiting."""
+        if self._server is not None:
+            self._server.close()
+            for s in list(self.sessions):
+                s.drop()
+            await self._server.wait_closed()
+            self._server = None
+
+    # ----------------------------------------------------------- fault injection
+    def go_silent(self) -> None:
+        """Like SIGSTOP: connections are still accepted, nothing is read or answered."""
+        self.silent = True
+        for s in self.sessions:
+            if s.transport is not None:
+                s.transport.pause_reading()
+
+    def resume(self) -> None:
+        """Like SIGCONT: what piled up is read and answered."""
+        self.silent = False
+        for s in list(self.sessions):
+            if s.transport is not None and not s.closed:
+                s.send_banner()
+                s.transport.resume_reading()
+                s.process()
+
+    def drop_all(self) -> None:
+        for s in list(self.sessions):
+            s.drop()
+
+    async def wait_for_action(self, name: str, count: int = 1, timeout: float = 5.0) -> None:
+        async def poll() -> None:
+            while self.received[name] < count:
+                await asyncio.sleep(0.005)
+        await asyncio.wait_for(poll(), timeout)
+
+    # ----------------------------------------------------------- events
+    def emit(self, message: str | list[tuple[str, str]]) -> None:
+        """Send an event to every logged-in session (Asterisk has no per-session events here)."""
+        text = message if isinstance(message, str) else wire(message)
+        if self.silent:
+            return
+        for s in list(self.sessions):
+            if s.authenticated:
+                s.write(text)
+
+    def replay(self, transcript: str, **values: str) -> None:
+        for block in transcript_blocks(transcript, **values):
+            self.emit(block)
+
+    # ----------------------------------------------------------- actions
+    def _handle(self, session: _Session, headers: list[tuple[str, str]]) -> None:
+        h: dict[str, str | list[str]] = {}
+        for k, v in headers:
+            key = k.lower()
+            if key in h:
+                prev = h[key]
+                h[key] = (prev if isinstance(prev, list) else [prev]) + [v]
+            else:
+                h[key] = v
+        name = str(h.get("action", ""))
+        self.received[name] += 1
+        self.actions.append(h)
+        if self.drop_on[name] > 0:
+            self.drop_on[name] -= 1
+            session.drop()
+            return
+        aid = str(h.get("actionid", ""))
+        idl = [("ActionID", aid)] if aid else []
+
+        def respond(response: str, *rest: tuple[str, str]) -> None:
+            session.write(wire([("Response", response), *idl, *rest]))
+
+        lname = name.lower()
+        if lname == "login":
+            if h.get("username") == self.username and h.get("secret") == self.secret:
+                session.authenticated = True
+                respond("Success", ("Message", "Authentication accepted"))
+                session.write(wire([("Event", "FullyBooted"), ("Privilege", "system,all"),
+                                    ("Uptime", "1234"), ("LastReload", "1234"), ("Status", "Fully Booted")]))
+            else:
+                async def refuse() -> None:
+                    await asyncio.sleep(self.auth_failure_delay)
+                    respond("Error", ("Message", "Authentication failed"))
+                    if session.transport is not None:
+                        session.transport.close()
+                task = asyncio.ensure_future(refuse())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            return
+        if not session.authenticated:
+            respond("Error", ("Message", "Permission denied"))
+            return
+        if lname == "ping":
+            respond("Success", ("Ping", "Pong"), ("Timestamp", "1718000000.123456"))
+        elif lname == "logoff":
+            respond("Goodbye", ("Message", "Thanks for all the fish."))
+            if session.transport is not None:
+                session.transport.close()
+        elif lname == "originate":
+            respond("Success", ("Message", "Originate successfully queued"))
+            if self.on_originate is not None:
+                flat = {k: (v if isinstance(v, str) else ",".join(v)) for k, v in h.items()}
+                asyncio.get_running_loop().call_soon(self.on_originate, self, flat)
+        elif lname == "coreshowchannels":
+            respond("Success", ("EventList", "start"), ("Message", "Channels will follow"))
+            for channel in self.channels.values():
+                session.write(wire([("Event", "CoreShowChannel"), *idl, *channel]))
+            session.write(wire([("Event", "CoreShowChannelsComplete"), *idl, ("EventList", "Complete"),
+                                ("ListItems", str(len(self.channels)))]))
+        elif lname == "hangup":
+            target = str(h.get("channel", ""))
+            uid = next((u for u, c in self.channels.items() if u == target or dict(c)["Channel"] == target), None)
+            if uid is None:
+                respond("Error", ("Message", "No such channel"))
+            else:
+                chan = dict(self.channels.pop(uid))
+                respond("Success", ("Message", "Channel Hungup"))
+                self.emit(wire([("Event", "Hangup"), ("Privilege", "call,all"), ("Channel", chan["Channel"]),
+                                ("Uniqueid", uid), ("Linkedid", chan["Linkedid"]),
+                                ("Cause", str(h.get("cause", "16"))), ("Cause-txt", "Normal Clearing")]))
+        elif lname == "coresettings":
+            respond("Success", ("AMIversion", "11.0.0"), ("AsteriskVersion", "22.10.1"),
+                    ("SystemName", ""), ("CoreMaxCalls", "0"), ("CoreMaxLoadAvg", "0.000000"),
+                    ("CoreRunUser", "asterisk"), ("CoreRunGroup", "asterisk"), ("CoreMaxFilehandles", "0"),
+                    ("CoreRealTimeEnabled", "No"), ("CoreCDRenabled", "Yes"), ("CoreHTTPenabled", "No"),
+                    ("SoundsSearchCustomDir", "No"))
+        else:
+            respond("Error", ("Message", f"Invalid/unknown command: {name}. "
+                                         "Use Action: ListCommands to show available commands."))
+
+
+def core_show_channel(channel: str, uniqueid: str, linkedid: str, state: int = 6,
+                      bridge_id: str = "") -> list[tuple[str, str]]:
+    """CoreShowChannel headers as Asterisk 22 lists a channel."""
+    desc = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up"}[state]
+    return [("Channel", channel), ("ChannelState", str(state)), ("ChannelStateDesc", desc),
+            ("CallerIDNum", "<unknown>"), ("CallerIDName", "<unknown>"), ("ConnectedLineNum", "<unknown>"),
+            ("ConnectedLineName", "<unknown>"), ("Language", "en"), ("AccountCode", ""),
+            ("Context", "dunning-sim"), ("Exten", "20005"), ("Priority", "3"), ("Uniqueid", uniqueid),
+            ("Linkedid", linkedid), ("Application", "Wait"), ("ApplicationData", "30"),
+            ("Duration", "00:00:07"), ("BridgeId", bridge_id)]
+
+
+# --------------------------------------------------------------------------- transcripts
+# Event sequences of one originated Local-channel call, as Asterisk 22 emits them with the
+# engine's ids (ChannelId = {call_id}, OtherChannelId = {call_id}-2). Placeholders:
+# {call_id}, {action_id}. Blank lines separate messages.
+
+_CHANNEL = """Privilege: call,all
+Channel: {chan}
+ChannelState: {state}
+ChannelStateDesc: {desc}
+CallerIDNum: <unknown>
+CallerIDName: <unknown>
+ConnectedLineNum: <unknown>
+ConnectedLineName: <unknown>
+Language: en
+AccountCode: 
+Context: {ctx}
+Exten: {exten}
+Priority: 1
+Uniqueid: {uid}
+Linkedid: {{call_id}}"""
+
+
+def _chan(chan: str, uid: str, state: int, ctx: str = "dunning-sim", exten: str = "20005",
+          prefix: str = "") -> str:
+    desc = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up"}[state]
+    body = _CHANNEL.format(chan=chan, uid=uid, state=state, desc=desc, ctx=ctx, exten=exten)
+    if prefix:
+        lines = body.split("\n")
+        body = "\n".join([lines[0]] + [prefix + line for line in lines[1:]])
+    return body
+
+
+L1 = "Local/20005@dunning-sim-00000001;1"
+L2 = "Local/20005@dunning-sim-00000001;2"
+AGENT = "PJSIP/6001-00000002"
+
+
+def _ev(name: str, body: str, extra: str = "") -> str:
+    return f"Event: {name}\n{body}" + (f"\n{extra}" if extra else "")
+
+
+_SETUP = "\n\n".join([
+    _ev("Newchannel", _chan(L1, "{{call_id}}", 0)),
+    _ev("Newchannel", _chan(L2, "{{call_id}}-2", 0)),
+    "Event: DialBegin\n" + _chan(L1, "{{call_id}}", 0, prefix="Dest")
+    + "\nDialString: 20005@dunning-sim/n",
+    _ev("Newstate", _chan(L1, "{{call_id}}", 5)),
+])
+
+_ANSWER = "\n\n".join([
+    _ev("Newstate", _chan(L2, "{{call_id}}-2", 6)),
+    _ev("Newstate", _chan(L1, "{{call_id}}", 6)),
+    "Event: DialEnd\n" + _chan(L1, "{{call_id}}", 6, prefix="Dest") + "\nDialStatus: ANSWER",
+    """Event: OriginateResponse
+Privilege: call,all
+ActionID: {{action_id}}
+Response: Success
+Channel: """ + L1 + """
+Context: dunning-agents
+Exten: s
+Application: 
+Data: 
+Reason: 4
+Uniqueid: {{call_id}}
+CallerIDNum: <unknown>
+CallerIDName: <unknown>""",
+])
+
+_AGENT_BRIDGE = "\n\n".join([
+    _ev("Newchannel", _chan(AGENT, "1718000000.7", 0, ctx="agents", exten="s")),
+    "Event: DialBegin\n" + _chan(L1, "{{call_id}}", 6, ctx="dunning-agents", exten="s")
+    + "\n" + "\n".join("Dest" + line for line in _chan(AGENT, "1718000000.7", 0).split("\n")[1:])
+    + "\nDialString: 6001",
+    _ev("Newstate", _chan(AGENT, "1718000000.7", 6, ctx="agents", exten="s")),
+    _ev("BridgeEnter", "Privilege: call,all\nBridgeUniqueid: 5d1c-bridge\nBridgeType: basic\n"
+        "BridgeTechnology: simple_bridge\nBridgeCreator: <unknown>\nBridgeName: <unknown>\n"
+        "BridgeNumChannels: 1\nBridgeVideoSourceMode: none\n"
+        + "\n".join(_chan(L1, "{{call_id}}", 6, ctx="dunning-agents", exten="s").split("\n")[1:])),
+    _ev("BridgeEnter", "Privilege: call,all\nBridgeUniqueid: 5d1c-bridge\nBridgeType: basic\n"
+        "BridgeTechnology: simple_bridge\nBridgeCreator: <unknown>\nBridgeName: <unknown>\n"
+        "BridgeNumChannels: 2\nBridgeVideoSourceMode: none\n"
+        + "\n".join(_chan(AGENT, "1718000000.7", 6, ctx="agents", exten="s").split("\n")[1:])),
+])
+
+
+def _hangup(chan: str, uid: str, cause: int = 16, txt: str = "Normal Clearing", state: int = 6) -> str:
+    return _ev("Hangup", _chan(chan, uid, state), f"Cause: {cause}\nCause-txt: {txt}")
+
+
+#: Debtor answers, is bridged to agent 6001, later the debtor hangs up.
+ANSWERED_AND_BRIDGED = "\n\n".join([
+    _SETUP, _ANSWER, _AGENT_BRIDGE,
+    _hangup(L2, "{{call_id}}-2"),
+    _ev("BridgeLeave", "Privilege: call,all\nBridgeUniqueid: 5d1c-bridge\nBridgeType: basic\n"
+        "BridgeTechnology: simple_bridge\nBridgeCreator: <unknown>\nBridgeName: <unknown>\n"
+        "BridgeNumChannels: 1\nBridgeVideoSourceMode: none\n"
+        + "\n".join(_chan(L1, "{{call_id}}", 6).split("\n")[1:])),
+    _hangup(L1, "{{call_id}}"),
+    _hangup(AGENT, "1718000000.7"),
+]).replace("{{", "{").replace("}}", "}")
+
+#: Debtor answers and hangs up before any agent is bridged.
+ANSWERED_THEN_DEBTOR_HANGS_UP = "\n\n".join([
+    _SETUP, _ANSWER,
+    _hangup(L2, "{{call_id}}-2"),
+    _hangup(L1, "{{call_id}}"),
+]).replace("{{", "{").replace("}}", "}")
+
+#: Debtor answers; the call stays up (for reconciliation tests).
+ANSWERED_ONLY = "\n\n".join([_SETUP, _ANSWER]).replace("{{", "{").replace("}}", "}")
+
+#: Debtor's line is busy: Busy() on the ;2 half, OriginateResponse Failure reason 5.
+BUSY = "\n\n".join([
+    _SETUP,
+    _hangup(L2, "{{call_id}}-2", 17, "User busy", state=5),
+    _hangup(L1, "{{call_id}}", 17, "User busy", state=5),
+    """Event: OriginateResponse
+Privilege: call,all
+ActionID: {{action_id}}
+Response: Failure
+Channel: Local/20005@dunning-sim
+Context: dunning-agents
+Exten: s
+Application: 
+Data: 
+Reason: 5
+Uniqueid: <null>
+CallerIDNum: <unknown>
+CallerIDName: <unknown>""",
+]).replace("{{", "{").replace("}}", "}")
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 3.0, what: str = "condition") -> None:
+    """Poll until `predicate()` holds; fail with `what` after `timeout` seconds."""
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.005)
+    try:
+        await asyncio.wait_for(poll(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+
+
+def settings_kwargs(peer: AmiPeer, **overrides: object) -> dict[str, object]:
+    """AmiSettings fields for a fast test connection to `peer`."""
+    base: dict[str, object] = dict(
+        host="127.0.0.1", port=peer.port, username=peer.username, secret=peer.secret,
+        heartbeat_interval=5.0, heartbeat_timeout=0.3, action_timeout=1.0, login_timeout=0.5,
+        backoff_initial=0.02, backoff_max=0.1,
+    )
+    base.update(overrides)
+    return base
+
+
+#: The debtor side hangs up, then our half follows (Local channel propagation).
+DEBTOR_HANGS_UP = "\n\n".join([
+    _hangup(L2, "{{call_id}}-2"),
+    _hangup(L1, "{{call_id}}"),
+]).replace("{{", "{").replace("}}", "}")
+
+
+def hangup_event(channel: str, uniqueid: str, linkedid: str, cause: int = 16) -> str:
+    return wire([("Event", "Hangup"), ("Privilege", "call,all"), ("Channel", channel), ("Uniqueid", uniqueid),
+                 ("Linkedid", linkedid), ("Cause", str(cause)), ("Cause-txt", "Normal Clearing")])

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real Asterisk sandbox, its credentials, real speech."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from asterisk_conf import credentials, sandbox
+from asterisk_conf.site import Site
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_AUDIO = REPO.parent / "shared" / "audio"
+
+
+@pytest.fixture(scope="session")
+def site() -> Site:
+    return Site.from_env()
+
+
+@pytest.fixture(scope="session")
+def creds(site):
+    return credentials.load_or_create(site.home)
+
+
+@pytest.fixture(scope="session")
+def sandbox_up(site, creds):
+    """The real Asterisk 22 sandbox, up for the whole session (never torn down here:
+    the next run reuses it, as the README's commands do)."""
+    if os.geteuid() != 0:
+        pytest.fail("the tests run against the real Asterisk sandbox and need root")
+    sandbox.up(site, creds, say=lambda _: None)
+    return site
+
+
+@pytest.fixture(scope="session")
+def agent_speech(tmp_path_factory) -> Path:
+    """Real speech for a softphone agent to say: a LibriVox clip (8 kHz) from
+    ../shared/audio, or espeak-ng speech when that folder is absent."""
+    clip = SHARED_AUDIO / "en-librivox-8k-001.wav"
+    if clip.exists():
+        return clip
+    out = tmp_path_factory.mktemp("speech") / "agent.wav"
+    raw = out.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-w", str(raw), "He was not an ill disposed young man."], check=True)
+    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(out)], check=True)
+    return out

@@ -1,0 +1,234 @@
+"""The call registry end to end over the fake peer, plus its pure rules."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from ami_peer import (
+    ANSWERED_AND_BRIDGED,
+    ANSWERED_ONLY,
+    ANSWERED_THEN_DEBTOR_HANGS_UP,
+    BUSY,
+    DEBTOR_HANGS_UP,
+    L1,
+    L2,
+    AmiPeer,
+    core_show_channel,
+    eventually,
+    hangup_event,
+    settings_kwargs,
+)
+
+from ami_bridge import (
+    AmiConnection,
+    AmiNotConnected,
+    AmiSettings,
+    CallFacts,
+    CallOutcome,
+    Calls,
+    CallState,
+    Newchannel,
+    OriginateRequest,
+    Side,
+    classify,
+    next_state,
+)
+
+S = CallState
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def peer():
+    p = await AmiPeer().start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+async def calls(peer, clock):
+    conn = AmiConnection(AmiSettings(**settings_kwargs(peer)), clock=clock)
+    registry = Calls(conn)
+    await conn.start(timeout=3)
+    yield registry
+    registry.close()
+    await conn.close()
+
+
+def request(call_id: str = "c1") -> OriginateRequest:
+    return OriginateRequest(call_id=call_id, channel="Local/20005@dunning-sim/n", context="dunning-agents",
+                            exten="s", timeout_s=30, variables={"CASE_ID": "42"})
+
+
+def replay_on_originate(peer: AmiPeer, transcript: str) -> None:
+    peer.on_originate = lambda p, h: p.replay(transcript, call_id=h["channelid"], action_id=h["actionid"])
+
+
+def states(call) -> list[CallState]:
+    return [s for s, _ in call.history]
+
+
+async def test_answered_and_bridged_call(calls, peer):
+    replay_on_originate(peer, ANSWERED_AND_BRIDGED)
+    call = await calls.originate(request())
+    assert await call.ended(3) is CallOutcome.ANSWERED
+    assert states(call) == [S.DIALING, S.RINGING, S.ANSWERED, S.BRIDGED, S.ENDED]
+    assert isinstance(call.events[0], Newchannel)
+    assert call.answered_at is not None and call.bridged_at is not None
+    assert call.first_hangup_side is Side.DEBTOR
+    sent = next(a for a in peer.actions if a["action"] == "Originate")
+    assert (sent["channelid"], sent["otherchannelid"], sent["async"]) == ("c1", "c1-2", "true")
+    await asyncio.sleep(0.05)  # the agent leg's Hangup arrives after the call ended
+    assert calls.active == {} and calls.routing_entries == 0
+    assert calls._conn.counters.originates_sent == 1
+
+
+async def test_debtor_hanging_up_right_after_answer(calls, peer):
+    replay_on_originate(peer, ANSWERED_THEN_DEBTOR_HANGS_UP)
+    call = await calls.originate(request())
+    assert await call.ended(3) is CallOutcome.DEBTOR_HUNG_UP
+    assert S.BRIDGED not in states(call)
+
+
+async def test_debtor_hanging_up_after_the_drop_window_is_answered(calls, peer, clock):
+    replay_on_originate(peer, ANSWERED_ONLY)
+    call = await calls.originate(request())
+    await eventually(lambda: call.state is S.ANSWERED, what="answer")
+    clock.now += 2.5  # beyond drop_window_s=2.0
+    peer.replay(DEBTOR_HANGS_UP, call_id="c1")
+    assert await call.ended(3) is CallOutcome.ANSWERED
+    assert call.ended_at - call.answered_at == pytest.approx(2.5)
+
+
+async def test_busy(calls, peer):
+    replay_on_originate(peer, BUSY)
+    call = await calls.originate(request())
+    assert await call.ended(3) is CallOutcome.BUSY
+    assert call.reason == 5 and call.debtor_cause == 17
+    assert S.ANSWERED not in states(call)
+    assert calls.routing_entries == 0
+
+
+async def test_originate_lost_before_acknowledgement_is_sent_once_and_ends_lost(calls, peer):
+    peer.drop_on["Originate"] = 1  # peer reads the Originate, then the connection drops
+    call = await calls.originate(request())
+    assert call.state is S.UNKNOWN
+    assert await call.ended(3) is CallOutcome.LOST
+    await asyncio.sleep(0.2)  # time for any re-send after the FullyBooted of the new session
+    assert peer.received["Originate"] == 1
+    assert peer.received["CoreShowChannels"] == 1
+    assert peer.received["Login"] == 2
+    assert states(call) == [S.DIALING, S.UNKNOWN, S.ENDED]
+    assert call.ended_unobserved and calls.routing_entries == 0
+
+
+async def test_unacknowledged_originate_whose_channels_exist_stays_tracked(calls, peer):
+    peer.channels = {"c1": core_show_channel(L1, "c1", "c1", state=6),
+                     "c1-2": core_show_channel(L2, "c1-2", "c1", state=6)}
+    peer.drop_on["Originate"] = 1
+    call = await calls.originate(request())
+    await eventually(lambda: peer.received["CoreShowChannels"] == 1, what="reconciliation")
+    await eventually(lambda: call.state is S.ANSWERED, what="reconciled as answered")
+    assert "c1" in calls.active
+    peer.replay(DEBTOR_HANGS_UP, call_id="c1")
+    assert await call.ended(3) in (CallOutcome.ANSWERED, CallOutcome.DEBTOR_HUNG_UP)
+    assert not call.ended_unobserved
+    assert peer.received["Originate"] == 1
+
+
+async def test_reconnect_keeps_live_calls_and_ends_vanished_ones_unobserved(calls, peer):
+    replay_on_originate(peer, ANSWERED_ONLY)
+    call = await calls.originate(request())
+    await eventually(lambda: call.state is S.ANSWERED, what="answer")
+    peer.channels = {"c1": core_show_channel(L1, "c1", "c1"), "c1-2": core_show_channel(L2, "c1-2", "c1")}
+    peer.drop_all()
+    await eventually(lambda: peer.received["CoreShowChannels"] == 1, what="first reconciliation")
+    await asyncio.sleep(0.05)
+    assert call.state is S.ANSWERED and "c1" in calls.active
+    peer.channels = {}  # the call ended while we were not connected
+    peer.drop_all()
+    assert await call.ended(3) is CallOutcome.ANSWERED
+    assert call.ended_unobserved and not call.lost
+    assert peer.received["Originate"] == 1
+
+
+async def test_hangup_by_our_side(calls, peer):
+    replay_on_originate(peer, ANSWERED_ONLY)
+    call = await calls.originate(request())
+    await eventually(lambda: call.state is S.ANSWERED, what="answer")
+    peer.channels = {"c1": core_show_channel(L1, "c1", "c1")}
+    assert await calls.hangup(call) is True
+    assert peer.actions[-1]["channel"] == L1  # by the name Asterisk gave the channel
+    peer.emit(hangup_event(L2, "c1-2", "c1"))
+    assert await call.ended(3) is CallOutcome.ANSWERED
+    assert call.first_hangup_side is Side.OURS
+    assert await calls.hangup(call) is False  # Asterisk: No such channel
+
+
+async def test_duplicate_and_unsendable_originates_are_refused(calls, peer):
+    peer.on_originate = None
+    await calls.originate(request("dup"))
+    with pytest.raises(ValueError, match="already in flight"):
+        await calls.originate(request("dup"))
+    await calls._conn.close()
+    with pytest.raises(AmiNotConnected):
+        await calls.originate(request("never"))
+    assert "never" not in calls.active
+    assert peer.received["Originate"] == 1
+
+
+@pytest.mark.parametrize("facts, outcome", [
+    (CallFacts(reason=4, answered_at=10.0, bridged_at=11.0, first_hangup_side=Side.DEBTOR,
+               first_hangup_at=11.5), CallOutcome.ANSWERED),
+    (CallFacts(reason=4, answered_at=10.0, first_hangup_side=Side.DEBTOR, first_hangup_at=11.9),
+     CallOutcome.DEBTOR_HUNG_UP),
+    (CallFacts(reason=4, answered_at=10.0, first_hangup_side=Side.DEBTOR, first_hangup_at=12.1),
+     CallOutcome.ANSWERED),
+    (CallFacts(reason=4, answered_at=10.0, first_hangup_side=Side.OURS, first_hangup_at=10.5),
+     CallOutcome.ANSWERED),
+    (CallFacts(reason=4, answered_at=10.0, lost=False), CallOutcome.ANSWERED),
+    (CallFacts(reason=5), CallOutcome.BUSY),
+    (CallFacts(reason=3), CallOutcome.NO_ANSWER),
+    (CallFacts(reason=8), CallOutcome.CONGESTION),
+    (CallFacts(reason=0), CallOutcome.FAILED),
+    (CallFacts(reason=1, debtor_cause=17), CallOutcome.BUSY),
+    (CallFacts(reason=1, debtor_cause=1), CallOutcome.CONGESTION),
+    (CallFacts(reason=1, debtor_cause=16), CallOutcome.NO_ANSWER),
+    (CallFacts(lost=True), CallOutcome.LOST),
+    (CallFacts(), CallOutcome.FAILED),
+])
+def test_classify(facts, outcome):
+    assert classify(facts, drop_window_s=2.0) is outcome
+
+
+def test_classify_answered_call_is_not_lost_even_if_unobserved():
+    assert classify(CallFacts(answered_at=1.0, lost=True)) is CallOutcome.ANSWERED
+
+
+@pytest.mark.parametrize("current, proposed, expected", [
+    (S.DIALING, S.RINGING, S.RINGING),
+    (S.RINGING, S.ANSWERED, S.ANSWERED),
+    (S.ANSWERED, S.RINGING, None),  # late/duplicate events never move a call backwards
+    (S.BRIDGED, S.ANSWERED, None),
+    (S.ANSWERED, S.ANSWERED, None),
+    (S.DIALING, S.UNKNOWN, S.UNKNOWN),
+    (S.UNKNOWN, S.RINGING, S.RINGING),
+    (S.RINGING, S.ENDED, S.ENDED),
+    (S.ENDED, S.RINGING, None),
+    (S.ENDED, S.UNKNOWN, None),
+])
+def test_next_state(current, proposed, expected):
+    assert next_state(current, proposed) is expected
