@@ -46,3 +46,23 @@ def agent_speech(tmp_path_factory) -> Path:
     subprocess.run(["espeak-ng", "-w", str(raw), "He was not an ill disposed young man."], check=True)
     subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(out)], check=True)
     return out
+
+
+@pytest.fixture
+async def sandbox_ami(sandbox_up):
+    """A logged-in AMI connection to the sandbox, as the engine's own user."""
+    from ami_bridge import AmiConnection
+    from dialer.sandbox_session import ami_settings
+    conn = AmiConnection(ami_settings(sandbox_up, heartbeat_interval=1.0, heartbeat_timeout=1.0,
+                                      backoff_initial=0.2, backoff_max=1.0))
+    await conn.start(timeout=15)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def sandbox_calls(sandbox_ami):
+    from ami_bridge import Calls
+    calls = Calls(sandbox_ami)
+    yield calls
+    calls.close()

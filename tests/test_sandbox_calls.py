@@ -1,0 +1,132 @@
+"""The AMI bridge against the real Asterisk 22 sandbox: real calls, real outcomes.
+
+Each simulated-debtor behaviour of the dialplan gives its typed outcome; an answered call's
+events arrive in order; a real baresip softphone answers as the agent and the recording
+has each party on its own leg.
+"""
+from __future__ import annotations
+
+import array
+import asyncio
+import itertools
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+from ami_bridge import (
+    BridgeEnter,
+    CallOutcome,
+    Calls,
+    CallState,
+    DialBegin,
+    DialEnd,
+    Hangup,
+    Newchannel,
+    OriginateResponse,
+)
+from asterisk_conf.softphone import Softphone
+from dialer.outbound import dial_request
+from recordings.legs import leg_files, measure
+
+pytestmark = pytest.mark.asterisk
+S = CallState
+_serial = itertools.count(1)
+
+
+def call_id(tag: str) -> str:
+    return f"t{int(time.time())}-{tag}-{next(_serial)}"
+
+
+@pytest.mark.parametrize("number, ring_s, outcome", [
+    ("2101", 10, CallOutcome.ANSWERED),         # answers after 1 s (no agent: the message plays)
+    ("2202", 10, CallOutcome.BUSY),             # rings 2 s, then busy
+    ("2300", 3, CallOutcome.NO_ANSWER),         # rings until our 3 s ring limit
+    ("2401", 10, CallOutcome.DEBTOR_HUNG_UP),   # answers after 1 s, hangs up at once
+    ("2500", 10, CallOutcome.CONGESTION),       # invalid number
+])
+async def test_each_simulated_debtor_gives_its_typed_outcome(sandbox_calls: Calls, number, ring_s, outcome):
+    call = await sandbox_calls.originate(dial_request(call_id(number), number, None, ring_s))
+    assert await call.ended(ring_s + 30) is outcome
+    states = [s for s, _ in call.history]
+    assert states[0] is S.DIALING and states[-1] is S.ENDED
+    assert (S.ANSWERED in states) == (outcome in (CallOutcome.ANSWERED, CallOutcome.DEBTOR_HUNG_UP))
+    assert sandbox_calls.routing_entries == 0 or call.call_id not in sandbox_calls.active
+
+
+async def test_answered_call_events_arrive_in_order(sandbox_calls: Calls):
+    call = await sandbox_calls.originate(dial_request(call_id("order"), "2101", None, 10))
+    assert await call.ended(40) is CallOutcome.ANSWERED
+    kinds = [type(e) for e in call.events]
+
+    def first(kind, where=lambda e: True) -> int:
+        return next(i for i, e in enumerate(call.events) if isinstance(e, kind) and where(e))
+
+    ours = first(Newchannel, lambda e: e.uniqueid == call.call_id)
+    dial = first(DialBegin)
+    answered = first(DialEnd, lambda e: e.dial_status == "ANSWER")
+    response = first(OriginateResponse)
+    hangup = first(Hangup, lambda e: e.uniqueid == call.call_id)
+    assert ours < dial < answered < hangup, kinds
+    assert answered < response, "Asterisk acknowledges an answered originate after the answer"
+    assert call.events[response].reason == 4
+    assert [s for s, _ in call.history] == [S.DIALING, S.RINGING, S.ANSWERED, S.ENDED]
+    assert call.first_hangup_side is not None
+
+
+def _envelope(path: Path, step_s: float = 0.05) -> list[float]:
+    """Loudness per `step_s` window (8 kHz mono 16-bit WAV)."""
+    with wave.open(str(path)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+        samples = array.array("h", w.readframes(w.getnframes()))
+    step = int(8000 * step_s)
+    return [sum(abs(x) for x in samples[i:i + step]) / step for i in range(0, len(samples) - step, step)]
+
+
+def _pearson(pairs: list[tuple[float, float]]) -> float:
+    n = len(pairs)
+    mx, my = sum(x for x, _ in pairs) / n, sum(y for _, y in pairs) / n
+    sxy = sum((x - mx) * (y - my) for x, y in pairs)
+    sxx, syy = sum((x - mx) ** 2 for x, _ in pairs), sum((y - my) ** 2 for _, y in pairs)
+    return sxy / ((sxx * syy) ** 0.5 or 1.0)
+
+
+def _similarity(source: list[float], leg: list[float]) -> float:
+    """Best correlation of two loudness envelopes over every lag at which they overlap by
+    at least half of the shorter one (a leg may start a little before or after)."""
+    need = min(len(source), len(leg)) // 2
+    best = -1.0
+    for lag in range(-len(source) + need, len(leg) - need + 1):
+        pairs = [(source[i], leg[i + lag]) for i in range(len(source)) if 0 <= i + lag < len(leg)]
+        best = max(best, _pearson(pairs))
+    return best
+
+
+async def test_softphone_agent_answers_and_each_party_is_on_its_own_leg(
+        sandbox_up, sandbox_calls: Calls, creds, agent_speech, tmp_path):
+    site = sandbox_up
+    ext = sorted(creds.agent_passwords)[-1]
+    phone = Softphone(ext, creds.agent_passwords[ext], agent_speech, tmp_path / "phone",
+                      sip_server=f"127.0.0.1:{site.sip_port}")
+    await asyncio.to_thread(phone.start)
+    try:
+        call = await sandbox_calls.originate(dial_request(call_id("agent"), "2101", ext, 10))
+        assert await call.ended(60) is CallOutcome.ANSWERED
+    finally:
+        phone.stop()
+    assert S.BRIDGED in [s for s, _ in call.history]
+    assert any(isinstance(e, BridgeEnter) and e.uniqueid == call.call_id for e in call.events)
+    assert call.first_hangup_side.value == "ours", "the agent (baresip, at the end of its speech) hangs up"
+    await asyncio.sleep(1.0)  # MixMonitor closes its files after the hangup
+    levels = measure(site.recordings_spool, call.call_id)
+    assert levels.complete, levels
+    files = leg_files(site.recordings_spool, call.call_id)
+    debtor_voice = site.sandbox_root / "usr/share/asterisk/sounds/dunning/debtor-voice.wav"
+    agent_src, debtor_src = _envelope(agent_speech), _envelope(debtor_voice)
+    agent_leg, debtor_leg = _envelope(files["agent"]), _envelope(files["debtor"])
+    # Each leg sounds like its own party's speech, and more so than like the other's.
+    assert _similarity(agent_src, agent_leg) > 0.8
+    assert _similarity(debtor_src, debtor_leg) > 0.8
+    assert _similarity(agent_src, agent_leg) > _similarity(agent_src, debtor_leg)
+    assert _similarity(debtor_src, debtor_leg) > _similarity(debtor_src, agent_leg)
