@@ -22,7 +22,7 @@ from types import MappingProxyType
 
 from . import actions
 from .actions import OriginateRequest
-from .connection import AmiConnection
+from .connection import AmiConnection, ConnectionState
 from .errors import AmiActionError, AmiActionTimeout, AmiConnectionLost, AmiNotConnected
 from .events import (
     STATE_RING,
@@ -218,10 +218,13 @@ class Calls:
         """Send the Originate exactly once and return the tracked call.
 
         Raises ValueError (bad request / duplicate call_id) and AmiNotConnected (nothing
-        was written). Any other failure is reflected in the returned call's state.
+        was written: not logged in, or Asterisk not fully booted yet). Any other failure is reflected in the returned call's state.
         """
         if req.call_id in self._active:
             raise ValueError(f"call {req.call_id} is already in flight")
+        if self._conn.state is ConnectionState.CONNECTED and not self._conn.fully_booted:
+            # Logged in to an Asterisk still loading its dialplan: the call would fail.
+            raise AmiNotConnected(f"Asterisk has not said FullyBooted yet; {req.call_id} not sent")
         action = actions.originate(req)
         call = Call(req, self._conn.now())
         self._register(call)  # before the write: events may precede the acknowledgement

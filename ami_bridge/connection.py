@@ -44,7 +44,7 @@ from .errors import (
     AmiNotConnected,
     AmiProtocolError,
 )
-from .events import Event, Shutdown, parse_event
+from .events import Event, FullyBooted, Shutdown, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,8 @@ class _Protocol(AMIProtocol):
         self._owner = owner
         self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.drop_reason = "peer closed the connection"
+        #: Asterisk said FullyBooted on this session (right after login once it has booted).
+        self.booted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -266,6 +268,14 @@ class AmiConnection:
         return self._state
 
     @property
+    def fully_booted(self) -> bool:
+        """Logged in, and Asterisk has said FullyBooted on this session: its dialplan and
+        modules are loaded, so a call placed now can work. Right after a restart Asterisk
+        accepts logins some time before that."""
+        protocol = self._protocol
+        return self._state is ConnectionState.CONNECTED and protocol is not None and protocol.booted
+
+    @property
     def counters(self) -> CountersSnapshot:
         return self._counters.snapshot(self._clock())
 
@@ -305,11 +315,18 @@ class AmiConnection:
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Return once logged in; AmiAuthError if credentials were refused, AmiNotConnected
         if closed, not started, or still not logged in after `timeout` seconds."""
+        await self._wait_until(lambda: self._state is ConnectionState.CONNECTED, timeout, "logged in")
+
+    async def wait_fully_booted(self, timeout: float | None = None) -> None:
+        """Like `wait_connected`, and also until Asterisk has said FullyBooted."""
+        await self._wait_until(lambda: self.fully_booted, timeout, "fully booted")
+
+    async def _wait_until(self, condition: Callable[[], bool], timeout: float | None, what: str) -> None:
         if self._supervisor is None:
             raise AmiNotConnected("AmiConnection.start() was not called")
 
         async def wait() -> None:
-            while self._state is not ConnectionState.CONNECTED:
+            while not condition():
                 if self._state is ConnectionState.CLOSED:
                     raise self._fatal or AmiNotConnected("connection is closed")
                 waiter = asyncio.get_running_loop().create_future()
@@ -320,7 +337,7 @@ class AmiConnection:
             await asyncio.wait_for(wait(), timeout)
         except asyncio.TimeoutError:
             raise AmiNotConnected(
-                f"not logged in to {self.settings.host}:{self.settings.port} after {timeout:g}s "
+                f"not {what} at {self.settings.host}:{self.settings.port} after {timeout:g}s "
                 "(still retrying in the background)") from None
 
     async def close(self) -> None:
@@ -491,6 +508,9 @@ class AmiConnection:
             return
         if event is None:
             return
+        if isinstance(event, FullyBooted):
+            protocol.booted = True
+            self._wake_waiters()
         for callback in list(self._subscribers):
             try:
                 result = callback(event)
@@ -509,15 +529,18 @@ class AmiConnection:
                  self._state.value, state.value, reason)
         self._state = state
         self.history.append((state, reason))
-        waiters, self._state_waiters = self._state_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake_waiters()
         for listener in list(self._state_listeners):
             try:
                 listener(state, reason)
             except Exception:
                 log.exception("AMI state listener %r failed", listener)
+
+    def _wake_waiters(self) -> None:
+        waiters, self._state_waiters = self._state_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)

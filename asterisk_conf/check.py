@@ -5,11 +5,10 @@ the engine's credentials and permissions too, not only the Asterisk's set-up.
 """
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ami_bridge import AmiActionError, AmiConnection, AmiError, AmiSettings, FullyBooted
+from ami_bridge import AmiActionError, AmiConnection, AmiError, AmiNotConnected, AmiSettings
 
 from .generate import CONTEXTS
 
@@ -36,8 +35,6 @@ class CheckItem:
 async def run_check(settings: AmiSettings, agents: Sequence[str] = (), timeout: float = 10.0) -> list[CheckItem]:
     """Every check, in order; a failed login ends the list early."""
     conn = AmiConnection(settings)
-    booted = asyncio.Event()
-    conn.subscribe(lambda e: booted.set() if isinstance(e, FullyBooted) else None)
     where = f"{settings.username}@{settings.host}:{settings.port}"
     try:
         await conn.start(timeout=timeout)
@@ -51,9 +48,9 @@ async def run_check(settings: AmiSettings, agents: Sequence[str] = (), timeout: 
         major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
         items.append(CheckItem("Asterisk 18 or newer", major >= 18, f"version {version}"))
         try:
-            await asyncio.wait_for(booted.wait(), timeout)
+            await conn.wait_fully_booted(timeout)
             items.append(CheckItem("Asterisk fully booted", True))
-        except asyncio.TimeoutError:
+        except AmiNotConnected:
             items.append(CheckItem("Asterisk fully booted", False, "no FullyBooted event (read = system missing?)"))
         allowed = set((await conn.send({"Action": "ListCommands"})).headers)
         for action, why in REQUIRED_ACTIONS.items():

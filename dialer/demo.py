@@ -76,7 +76,8 @@ async def run_demo(site: Site, creds: Credentials, numbers: Sequence[str], agent
     printer = _Printer(echo, started)
     results: list[DemoResult] = []
     try:
-        await conn.start(timeout=15)
+        await conn.start(wait=False)
+        await conn.wait_fully_booted(30)
         calls = Calls(conn)
         conn.subscribe(printer)  # after Calls: it sees each event already applied
         queue: asyncio.Queue[str] = asyncio.Queue()

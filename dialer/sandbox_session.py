@@ -6,11 +6,10 @@ the state directory. Everything that opens an AMI session starts here.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from ami_bridge import AmiConnection, AmiNotConnected, AmiSettings, FullyBooted
+from ami_bridge import AmiConnection, AmiSettings
 from asterisk_conf import credentials
 from asterisk_conf.site import Site
 
@@ -41,18 +40,9 @@ async def session(settings: AmiSettings, timeout: float = 10.0) -> AsyncIterator
 async def wait_fully_booted(site: Site, timeout: float = 60.0) -> None:
     """Return once Asterisk's AMI has said FullyBooted (it says so right after a login
     to an Asterisk that has finished booting); AmiNotConnected after `timeout`."""
-    settings = ami_settings(site)
-    conn = AmiConnection(settings)
-    booted = asyncio.Event()
-    conn.subscribe(lambda event: booted.set() if isinstance(event, FullyBooted) else None)
+    conn = AmiConnection(ami_settings(site))
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        await conn.start(timeout=timeout)
-        try:
-            await asyncio.wait_for(booted.wait(), max(0.1, deadline - loop.time()))
-        except asyncio.TimeoutError:
-            raise AmiNotConnected(f"logged in to {settings.host}:{settings.port}, but Asterisk did "
-                                  f"not say FullyBooted within {timeout:g} s") from None
+        await conn.start(wait=False)
+        await conn.wait_fully_booted(timeout)
     finally:
         await conn.close()

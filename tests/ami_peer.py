@@ -112,6 +112,8 @@ class AmiPeer:
         self.sessions: set[_Session] = set()
         self.connections = 0
         self.silent = False
+        #: Like an Asterisk that accepts logins while still loading (right after a restart).
+        self.booting = False
         self.drop_on: Counter[str] = Counter()  # action -> how many more to drop on arrival
         self.channels: dict[str, list[tuple[str, str]]] = {}
         self.on_originate: OriginateScript | None = None
@@ -133,6 +135,13 @@ class AmiPeer:
                 s.drop()
             await self._server.wait_closed()
             self._server = None
+
+    def say_fully_booted(self, session: _Session | None = None) -> None:
+        """Send FullyBooted to `session`, or to every logged-in session (boot finished)."""
+        self.booting = False
+        for target in [session] if session else [s for s in self.sessions if s.authenticated]:
+            target.write(wire([("Event", "FullyBooted"), ("Privilege", "system,all"),
+                               ("Uptime", "1234"), ("LastReload", "1234"), ("Status", "Fully Booted")]))
 
     # ----------------------------------------------------------- fault injection
     def go_silent(self) -> None:
@@ -203,8 +212,8 @@ class AmiPeer:
             if h.get("username") == self.username and h.get("secret") == self.secret:
                 session.authenticated = True
                 respond("Success", ("Message", "Authentication accepted"))
-                session.write(wire([("Event", "FullyBooted"), ("Privilege", "system,all"),
-                                    ("Uptime", "1234"), ("LastReload", "1234"), ("Status", "Fully Booted")]))
+                if not self.booting:
+                    self.say_fully_booted(session)
             else:
                 async def refuse() -> None:
                     await asyncio.sleep(self.auth_failure_delay)

@@ -55,7 +55,8 @@ async def sandbox_ami(sandbox_up):
     from dialer.sandbox_session import ami_settings
     conn = AmiConnection(ami_settings(sandbox_up, heartbeat_interval=1.0, heartbeat_timeout=1.0,
                                       backoff_initial=0.2, backoff_max=1.0))
-    await conn.start(timeout=15)
+    await conn.start(wait=False)
+    await conn.wait_fully_booted(30)
     yield conn
     await conn.close()
 

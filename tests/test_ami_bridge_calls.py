@@ -28,6 +28,7 @@ from ami_bridge import (
     CallOutcome,
     Calls,
     CallState,
+    ConnectionState,
     Newchannel,
     OriginateRequest,
     Side,
@@ -232,3 +233,26 @@ def test_classify_answered_call_is_not_lost_even_if_unobserved():
 ])
 def test_next_state(current, proposed, expected):
     assert next_state(current, proposed) is expected
+
+
+async def test_no_originate_is_sent_before_asterisk_says_fully_booted(peer, clock):
+    """Right after a restart Asterisk accepts logins before its dialplan is loaded."""
+    peer.booting = True
+    conn = AmiConnection(AmiSettings(**settings_kwargs(peer)), clock=clock)
+    registry = Calls(conn)
+    await conn.start(timeout=3)
+    try:
+        assert conn.state is ConnectionState.CONNECTED and not conn.fully_booted
+        with pytest.raises(AmiNotConnected, match="FullyBooted"):
+            await registry.originate(request("early"))
+        assert peer.received["Originate"] == 0 and "early" not in registry.active
+        waiting = asyncio.ensure_future(conn.wait_fully_booted(3))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        peer.say_fully_booted()
+        await waiting
+        await registry.originate(request("later"))
+        assert peer.received["Originate"] == 1
+    finally:
+        registry.close()
+        await conn.close()

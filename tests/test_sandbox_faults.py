@@ -48,7 +48,7 @@ async def test_core_restart_reconnects_by_itself_and_dials_nothing_twice(
     assert ringing.answered_at is None
     await eventually(lambda: sandbox_ami.state is not ConnectionState.CONNECTED, 30,
                      "the old Asterisk's connection to go")
-    await sandbox_ami.wait_connected(60)
+    await sandbox_ami.wait_fully_booted(60)
     assert sandbox_ami.counters.logins > logins and sandbox_ami.counters.reconnects >= 1
 
     # The reconnected bridge dials again, once per call.
