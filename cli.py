@@ -163,12 +163,32 @@ def demo(agents: int, numbers: str, says: Path | None) -> None:
     site = _site()
     sandbox.require_root()
     creds = credentials.load_or_create(site.home)
-    sandbox.up(site, creds, say=click.echo)
     targets = [n.strip() for n in numbers.split(",") if n.strip()]
+    bad = [n for n in targets if not n.isdigit()]
+    if bad or not targets:
+        raise click.BadParameter(f"digits only, comma-separated; not a number: {', '.join(bad) or '(none given)'}",
+                                 param_hint="--numbers")
+    if says is not None:
+        _require_call_audio(says)
     if not 1 <= agents <= len(creds.agent_passwords):
         raise click.BadParameter(f"between 1 and {len(creds.agent_passwords)}", param_hint="--agents")
+    sandbox.up(site, creds, say=click.echo)
     ok = asyncio.run(run_demo(site, creds, targets, agents, says, echo=click.echo))
     sys.exit(0 if ok else 1)
+
+
+def _require_call_audio(path: Path) -> None:
+    """Softphones play 8 kHz mono 16-bit WAV as their microphone, nothing else."""
+    import wave
+    try:
+        with wave.open(str(path)) as w:
+            shape = (w.getframerate(), w.getnchannels(), w.getsampwidth())
+    except (wave.Error, EOFError) as exc:
+        raise click.BadParameter(f"{path}: not a WAV file ({exc})", param_hint="--say") from None
+    if shape != (8000, 1, 2):
+        raise click.BadParameter(
+            f"{path}: {shape[0]} Hz, {shape[1]} channel(s), {8 * shape[2]}-bit; the softphones need "
+            f"8000 Hz mono 16-bit (sox IN.wav -r 8000 -c 1 -b 16 OUT.wav)", param_hint="--say")
 
 
 if __name__ == "__main__":

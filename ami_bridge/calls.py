@@ -57,7 +57,7 @@ class CallOutcome(enum.Enum):
     BUSY = "busy"
     NO_ANSWER = "no_answer"
     CONGESTION = "congestion"  # typically an invalid number
-    DEBTOR_HUNG_UP = "debtor_hung_up"  # answered, then dropped before reaching an agent
+    DEBTOR_HUNG_UP = "debtor_hung_up"  # answered, then hung up at once (within the drop window)
     FAILED = "failed"
     LOST = "lost"  # no trace of it after a reconnect; not re-sent
 
@@ -102,15 +102,15 @@ _CAUSE_OUTCOME = {
 def classify(facts: CallFacts, drop_window_s: float = 2.0) -> CallOutcome:
     """Outcome of an ended call.
 
-    An answered call whose debtor side hung up first, within `drop_window_s` of the answer
-    and before we bridged it, is DEBTOR_HUNG_UP: the debtor dropped on the greeting or the
-    wait for an agent, which abandon-rate rules care about. Reason 1 ("hung up before
-    answer") is refined by the debtor side's hangup cause.
+    An answered call whose debtor side hung up first, within `drop_window_s` of the answer,
+    is DEBTOR_HUNG_UP: the debtor hung up before any conversation could happen, whether or
+    not an agent had been connected in that instant (a softphone auto-answers in
+    milliseconds). Reason 1 ("hung up before answer") is refined by the debtor side's
+    hangup cause.
     """
     if facts.answered_at is not None or facts.reason == 4:
         if (
             facts.answered_at is not None
-            and facts.bridged_at is None
             and facts.first_hangup_side is Side.DEBTOR
             and facts.first_hangup_at is not None
             and facts.first_hangup_at - facts.answered_at <= drop_window_s

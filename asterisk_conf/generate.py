@@ -36,6 +36,23 @@ SIM_LAST_DIGIT = {
     "8": ("drop", 3), "9": ("invalid", 0),
 }
 
+_BEHAVIOUR_TEXT = {
+    "answer": "answers after {s} s", "busy": "busy after {s} s", "noanswer": "never answers",
+    "drop": "answers after {s} s, hangs up", "invalid": "invalid number",
+}
+_PATTERN_BEHAVIOUR = {"21": "answer", "22": "busy", "23": "noanswer", "24": "drop", "25": "invalid"}
+
+
+def simulated_behaviour(number: str) -> str:
+    """What the simulated network does with `number` (mirrors the dunning-sim context)."""
+    if len(number) == 4 and number[:2] in _PATTERN_BEHAVIOUR and number.isdigit():
+        return _BEHAVIOUR_TEXT[_PATTERN_BEHAVIOUR[number[:2]]].format(s=int(number[2:]))
+    if number.isdigit() and (re.fullmatch(r"1[3-9]\d{9}", number) or re.fullmatch(r"0\d{9,11}", number)):
+        behaviour, seconds = SIM_LAST_DIGIT[number[-1]]
+        return _BEHAVIOUR_TEXT[behaviour].format(s=seconds)
+    return _BEHAVIOUR_TEXT["invalid"]
+
+
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 
 

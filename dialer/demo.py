@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ami_bridge import AmiConnection, Call, CallOutcome, Calls, Event
 from asterisk_conf.credentials import Credentials
+from asterisk_conf.generate import simulated_behaviour
 from asterisk_conf.site import Site
 from asterisk_conf.softphone import Softphone
 from asterisk_conf.speech import speak
@@ -123,9 +124,11 @@ def _healthy(result: DemoResult) -> bool:
 
 
 def _table(results: Sequence[DemoResult]) -> str:
-    rows = [("number", "agent", "outcome", "secs", "recording (agent / debtor leg, dBFS)")]
-    for r in sorted(results, key=lambda r: r.call_id):
+    rows = [("number", "agent", "outcome", "secs", "recording (agent / debtor leg, dBFS)",
+             "the simulated debtor")]
+    for r in sorted(results, key=lambda r: int(r.call_id.rsplit("-", 1)[1])):
         rec = "-" if r.levels is None else r.levels.describe()
-        rows.append((r.number, r.agent if r.bridged else "-", r.outcome.value, f"{r.seconds:.1f}", rec))
+        rows.append((r.number, r.agent if r.bridged else "-", r.outcome.value, f"{r.seconds:.1f}", rec,
+                     simulated_behaviour(r.number)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)

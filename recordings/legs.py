@@ -28,7 +28,8 @@ def leg_files(spool: Path, attempt: str) -> dict[str, Path]:
 
 @dataclass(frozen=True)
 class LegLevels:
-    """Loudness (dBFS) and length of each leg; -inf for a silent or missing leg."""
+    """Loudness (dBFS) and length of each leg; -inf for a silent or missing leg (a missing
+    leg also has length -1)."""
 
     agent_dbfs: float
     debtor_dbfs: float
@@ -45,7 +46,9 @@ class LegLevels:
     def describe(self) -> str:
         def one(leg: str) -> str:
             dbfs = getattr(self, f"{leg}_dbfs")
-            return "missing" if dbfs == -math.inf else f"{dbfs:.0f}"
+            if getattr(self, f"{leg}_seconds") < 0:
+                return "missing"
+            return "silent" if not self.has_audio(leg) else f"{dbfs:.0f}"
         return f"{one('agent')} / {one('debtor')} ({self.debtor_seconds:.1f} s)"
 
 
@@ -54,7 +57,10 @@ def measure(spool: Path, attempt: str) -> LegLevels:
     values: dict[str, float] = {}
     for leg in LEGS:
         path = files[leg]
-        if not path.exists() or path.stat().st_size <= 44:
+        if not path.exists():
+            values[f"{leg}_dbfs"], values[f"{leg}_seconds"] = -math.inf, -1.0
+            continue
+        if path.stat().st_size <= 44:  # a WAV header and no audio
             values[f"{leg}_dbfs"], values[f"{leg}_seconds"] = -math.inf, 0.0
             continue
         audio = AudioSegment.from_wav(path)

@@ -367,9 +367,11 @@ def _hangup(chan: str, uid: str, cause: int = 16, txt: str = "Normal Clearing", 
     return _ev("Hangup", _chan(chan, uid, state), f"Cause: {cause}\nCause-txt: {txt}")
 
 
-#: Debtor answers, is bridged to agent 6001, later the debtor hangs up.
-ANSWERED_AND_BRIDGED = "\n\n".join([
-    _SETUP, _ANSWER, _AGENT_BRIDGE,
+#: Debtor answers and is bridged to agent 6001; the conversation goes on.
+BRIDGED_ONLY = "\n\n".join([_SETUP, _ANSWER, _AGENT_BRIDGE]).replace("{{", "{").replace("}}", "}")
+
+#: The end of a bridged call: the debtor hangs up, then the agent's side.
+BRIDGED_CALL_ENDS = "\n\n".join([
     _hangup(L2, "{{call_id}}-2"),
     _ev("BridgeLeave", "Privilege: call,all\nBridgeUniqueid: 5d1c-bridge\nBridgeType: basic\n"
         "BridgeTechnology: simple_bridge\nBridgeCreator: <unknown>\nBridgeName: <unknown>\n"
@@ -378,6 +380,9 @@ ANSWERED_AND_BRIDGED = "\n\n".join([
     _hangup(L1, "{{call_id}}"),
     _hangup(AGENT, "1718000000.7"),
 ]).replace("{{", "{").replace("}}", "}")
+
+#: Debtor answers, is bridged to agent 6001, later the debtor hangs up.
+ANSWERED_AND_BRIDGED = BRIDGED_ONLY + "\n\n" + BRIDGED_CALL_ENDS
 
 #: Debtor answers and hangs up before any agent is bridged.
 ANSWERED_THEN_DEBTOR_HANGS_UP = "\n\n".join([

@@ -67,3 +67,12 @@ async def sandbox_calls(sandbox_ami):
     calls = Calls(sandbox_ami)
     yield calls
     calls.close()
+
+
+@pytest.fixture
+async def peer():
+    """The fault-injecting AMI peer (tests/ami_peer.py) on a free loopback port."""
+    from ami_peer import AmiPeer
+    p = await AmiPeer().start()
+    yield p
+    await p.stop()

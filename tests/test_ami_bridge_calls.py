@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 from ami_peer import (
-    ANSWERED_AND_BRIDGED,
+    BRIDGED_CALL_ENDS,
+    BRIDGED_ONLY,
     ANSWERED_ONLY,
     ANSWERED_THEN_DEBTOR_HANGS_UP,
     BUSY,
@@ -48,13 +49,6 @@ class FakeClock:
 
 
 @pytest.fixture
-async def peer():
-    p = await AmiPeer().start()
-    yield p
-    await p.stop()
-
-
-@pytest.fixture
 def clock():
     return FakeClock()
 
@@ -82,9 +76,12 @@ def states(call) -> list[CallState]:
     return [s for s, _ in call.history]
 
 
-async def test_answered_and_bridged_call(calls, peer):
-    replay_on_originate(peer, ANSWERED_AND_BRIDGED)
+async def test_answered_and_bridged_call(calls, peer, clock):
+    replay_on_originate(peer, BRIDGED_ONLY)
     call = await calls.originate(request())
+    await eventually(lambda: call.state is S.BRIDGED, what="the bridge to the agent")
+    clock.now += 95  # the conversation
+    peer.replay(BRIDGED_CALL_ENDS, call_id="c1")
     assert await call.ended(3) is CallOutcome.ANSWERED
     assert states(call) == [S.DIALING, S.RINGING, S.ANSWERED, S.BRIDGED, S.ENDED]
     assert isinstance(call.events[0], Newchannel)
@@ -192,8 +189,10 @@ async def test_duplicate_and_unsendable_originates_are_refused(calls, peer):
 
 
 @pytest.mark.parametrize("facts, outcome", [
-    (CallFacts(reason=4, answered_at=10.0, bridged_at=11.0, first_hangup_side=Side.DEBTOR,
-               first_hangup_at=11.5), CallOutcome.ANSWERED),
+    (CallFacts(reason=4, answered_at=10.0, bridged_at=10.3, first_hangup_side=Side.DEBTOR,
+               first_hangup_at=14.0), CallOutcome.ANSWERED),
+    (CallFacts(reason=4, answered_at=10.0, bridged_at=10.1, first_hangup_side=Side.DEBTOR,
+               first_hangup_at=10.4), CallOutcome.DEBTOR_HUNG_UP),
     (CallFacts(reason=4, answered_at=10.0, first_hangup_side=Side.DEBTOR, first_hangup_at=11.9),
      CallOutcome.DEBTOR_HUNG_UP),
     (CallFacts(reason=4, answered_at=10.0, first_hangup_side=Side.DEBTOR, first_hangup_at=12.1),

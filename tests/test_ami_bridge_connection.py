@@ -35,13 +35,6 @@ NEWCHANNEL = (
 
 
 @pytest.fixture
-async def peer():
-    p = await AmiPeer().start()
-    yield p
-    await p.stop()
-
-
-@pytest.fixture
 async def make(peer):
     made: list[AmiConnection] = []
 

@@ -82,3 +82,14 @@ def test_minimal_module_list_has_no_autoload():
     text = sandbox_files(spec())["modules.conf"]
     assert "autoload = no" in text
     assert "load => app_mixmonitor.so" in text
+
+
+@pytest.mark.parametrize("number, behaviour", [
+    ("2103", "answers after 3 s"), ("2204", "busy after 4 s"), ("2301", "never answers"),
+    ("2402", "answers after 2 s, hangs up"), ("2501", "invalid number"),
+    ("13800138000", "answers after 3 s"), ("13800138006", "busy after 4 s"),
+    ("02112345677", "never answers"), ("12345", "invalid number"), ("1380013800", "invalid number"),
+])
+def test_simulated_behaviour_of_a_number(number, behaviour):
+    from asterisk_conf.generate import simulated_behaviour
+    assert simulated_behaviour(number) == behaviour
