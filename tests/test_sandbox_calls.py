@@ -28,7 +28,7 @@ from ami_bridge import (
 )
 from asterisk_conf.softphone import Softphone
 from dialer.outbound import dial_request
-from recordings.legs import leg_files, measure
+from recordings.legs import leg_files, leg_levels
 
 pytestmark = pytest.mark.asterisk
 S = CallState
@@ -118,8 +118,7 @@ async def test_softphone_agent_answers_and_each_party_is_on_its_own_leg(
     assert S.BRIDGED in [s for s, _ in call.history]
     assert any(isinstance(e, BridgeEnter) and e.uniqueid == call.call_id for e in call.events)
     assert call.first_hangup_side.value == "ours", "the agent (baresip, at the end of its speech) hangs up"
-    await asyncio.sleep(1.0)  # MixMonitor closes its files after the hangup
-    levels = measure(site.recordings_spool, call.call_id)
+    levels = await leg_levels(site.recordings_spool, call.call_id)  # once MixMonitor is done
     assert levels.complete, levels
     files = leg_files(site.recordings_spool, call.call_id)
     debtor_voice = site.sandbox_root / "usr/share/asterisk/sounds/dunning/debtor-voice.wav"
