@@ -177,6 +177,235 @@ def demo(agents: int, numbers: str, says: Path | None) -> None:
     sys.exit(0 if ok else 1)
 
 
+# -- the database, campaigns, agents --------------------------------------------
+
+def _now():
+    import datetime as dt
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _database(site: Site):
+    """The site's database, migrated to the newest schema."""
+    from campaigns.db import make_engine, migrate, sessions
+    engine = make_engine(site.database)
+    migrate(engine)
+    return sessions(engine)
+
+
+def campaign_errors(func):
+    """Like user_errors, for the database-side errors a supervisor can fix."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from campaigns.queue import CampaignError
+        try:
+            return func(*args, **kwargs)
+        except CampaignError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+    return user_errors(wrapper)
+
+
+@main.group()
+def campaign() -> None:
+    """Create, start, pause and stop campaigns, and see where they stand."""
+
+
+@campaign.command("create")
+@click.argument("name")
+@click.option("--client", "client_code", required=True, help="The client (bank) code the cases were imported for.")
+@click.option("--batch", "batches", type=int, multiple=True, help="Only the cases of this batch (repeatable); default: all the client's cases.")
+@click.option("--timezone", default="Asia/Shanghai", show_default=True, help="The debtors' time zone (a case may override it).")
+@click.option("--ring-seconds", default=25, show_default=True, type=click.IntRange(15, 60), help="How long a debtor's phone rings before the dial gives up (at least 15 s).")
+@click.option("--wrap-up-seconds", default=10, show_default=True, type=click.IntRange(0, 600), help="Wrap-up time after each call before the agent is dialled for again.")
+@campaign_errors
+def campaign_create(name, client_code, batches, timezone, ring_seconds, wrap_up_seconds) -> None:
+    """Create campaign NAME (status draft) over a client's imported cases."""
+    from campaigns import admin
+    from campaigns.db import transaction
+    with transaction(_database(_site())) as session:
+        created, cases = admin.create_campaign(
+            session, name, client_code, _now(), batches=batches, timezone=timezone,
+            settings={"ring_seconds": ring_seconds, "wrap_up_seconds": wrap_up_seconds})
+        click.echo(f"campaign {created.name}: {cases} cases, time zone {created.timezone}, status draft "
+                   f"(start it with: dunning campaign start {created.name})")
+
+
+def _campaign_command(command: str, doc: str):
+    @campaign.command(command, help=doc)
+    @click.argument("name")
+    @campaign_errors
+    def change(name: str) -> None:
+        from campaigns import queue
+        from campaigns.db import transaction
+        with transaction(_database(_site())) as session:
+            changed = queue.change_campaign(session, name, command, _now())
+            click.echo(f"campaign {changed.name}: {changed.status}")
+    return change
+
+
+_campaign_command("start", "Start (or resume) campaign NAME: `dunning run NAME` dials it.")
+_campaign_command("pause", "Pause campaign NAME: no new dials; calls in progress go on.")
+_campaign_command("stop", "Stop campaign NAME for good: no new dials.")
+
+
+@campaign.command("status")
+@click.argument("name")
+@click.option("--at", "at", default=None, help="As of this time (ISO 8601 with offset); default now.")
+@campaign_errors
+def campaign_status(name: str, at: str | None) -> None:
+    """Where campaign NAME stands: cases, what may be dialled now and what blocks the rest,
+    today's attempts by outcome."""
+    from campaigns import admin
+    from campaigns.db import transaction
+    from campaigns.policy import Rules
+    when = _parse_time(at) if at else _now()
+    with transaction(_database(_site())) as session:
+        f = admin.campaign_figures(session, name, when, Rules())
+    click.echo(f"campaign {f.name}: {f.status}, time zone {f.timezone}, {f.cases} cases")
+    click.echo(f"may be dialled now: {f.dialable_now}"
+               + (f"; next possible at {f.next_dialable_at.isoformat(timespec='seconds')}" if f.next_dialable_at else ""))
+    for rule, count in f.blocked_by.most_common():
+        click.echo(f"  blocked by {rule}: {count}")
+    click.echo("attempts today: " + (", ".join(f"{k} {v}" for k, v in sorted(f.attempts_today.items())) or "none"))
+
+
+@campaign.command("list")
+@campaign_errors
+def campaign_list() -> None:
+    """Every campaign with its status, time zone, cases and attempts."""
+    from campaigns import admin
+    from campaigns.db import transaction
+    from campaigns.report import table
+    with transaction(_database(_site())) as session:
+        rows = admin.list_campaigns(session)
+    if not rows:
+        click.echo("no campaigns yet: dunning campaign create NAME --client CODE")
+        return
+    click.echo(table([("campaign", "status", "time zone", "cases", "attempts")]
+                     + [(n, st, tz, str(c), str(d)) for n, st, tz, c, d in rows]))
+
+
+@main.group("agents")
+def agents_group() -> None:
+    """The agents: their SIP endpoints and their rows in the database."""
+
+
+@agents_group.command("add")
+@click.argument("extension")
+@click.option("--name", default="", help="The agent's name, as reports show it.")
+@campaign_errors
+def agents_add(extension: str, name: str) -> None:
+    """Add agent EXTENSION: a PJSIP endpoint with its own digest password, and the agent's
+    row. The softphone settings are written to a file only root can read; the password is
+    never printed."""
+    from asterisk_conf.generate import Agent as Endpoint
+    from campaigns import admin
+    from campaigns.db import transaction
+    site = _site()
+    creds = credentials.add_agent(site.home, extension)
+    Endpoint(extension, creds.agent_passwords[extension])  # validates the extension
+    with transaction(_database(site)) as session:
+        admin.add_agent(session, extension, name, _now())
+    account = site.home / "agents" / f"{extension}.sip"
+    credentials.write_private(account, (
+        f"server: 127.0.0.1:{site.sip_port} (UDP)\nusername: {extension}\n"
+        f"password: {creds.agent_passwords[extension]}\n"
+        f"baresip: <sip:{extension}@127.0.0.1:{site.sip_port};transport=udp>;"
+        f"auth_pass={creds.agent_passwords[extension]};answermode=auto\n"))
+    click.echo(f"agent {extension} added; softphone settings in {account} (mode 0600)")
+    if site.external_asterisk:
+        click.echo("your own Asterisk: run `dunning asterisk config --out DIR` again and reload it")
+    elif sandbox.running_pid(site) is not None:
+        sandbox.up(site, creds, say=click.echo)
+        click.echo(f"sandbox reloaded: endpoint PJSIP/{extension} exists")
+
+
+@agents_group.command("list")
+@campaign_errors
+def agents_list() -> None:
+    """Every agent: extension, name, whether active."""
+    from campaigns import admin
+    from campaigns.db import transaction
+    from campaigns.report import table
+    with transaction(_database(_site())) as session:
+        rows = [(a.extension, a.name, "yes" if a.active else "no") for a in admin.agents(session)]
+    click.echo(table([("extension", "name", "active")] + rows) if rows else "no agents yet: dunning agents add EXT")
+
+
+@main.command("disposition")
+@click.argument("attempt")
+@click.argument("code")
+@click.option("--note", default=None, help="The agent's note.")
+@click.option("--amount", default=None, help="Promise to pay: the amount.")
+@click.option("--due", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Promise to pay: the date (YYYY-MM-DD).")
+@campaign_errors
+def disposition(attempt: str, code: str, note, amount, due) -> None:
+    """Record the result CODE of answered ATTEMPT (its number or call id), for agents until
+    the console exists. Codes: promise_to_pay, paid, callback, refused, wrong_party,
+    third_party, dispute, fraud_claim, complaint, deceased, no_conversation."""
+    from campaigns import admin
+    from campaigns.db import transaction
+    with transaction(_database(_site())) as session:
+        d = admin.record_disposition(session, attempt, code, _now(), note=note, promise_amount=amount,
+                                     promise_due=due.date() if due else None)
+        click.echo(f"attempt {d.attempt_id}: {d.code} recorded for case {d.case_id}")
+
+
+@main.group()
+def report() -> None:
+    """Reports for supervisors."""
+
+
+@report.command("daily")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None, help="The day (default: today).")
+@click.option("--timezone", default="Asia/Shanghai", show_default=True, help="Whose calendar day.")
+@click.option("--effective-seconds", default=30.0, show_default=True, help="A conversation at least this long is an effective call.")
+@campaign_errors
+def report_daily(day, timezone: str, effective_seconds: float) -> None:
+    """Per agent: dials, connects and effective calls against the 200 / 50 targets; per
+    campaign: connect rate, outcomes and recording coverage."""
+    from zoneinfo import ZoneInfo
+
+    from campaigns import admin
+    from campaigns.db import transaction
+    from campaigns.report import daily, render
+    admin.check_timezone(timezone)
+    the_day = day.date() if day else _now().astimezone(ZoneInfo(timezone)).date()
+    with transaction(_database(_site())) as session:
+        click.echo(render(daily(session, the_day, timezone, effective_seconds)))
+
+
+@main.command("run")
+@click.argument("campaign_name")
+@click.option("--agents", "extensions", required=True, help="The agents at their softphones, comma-separated (e.g. 6001,6002).")
+@click.option("--until-idle", is_flag=True, help="Return once nothing may be dialled now and no call is in progress.")
+@campaign_errors
+def run(campaign_name: str, extensions: str, until_idle: bool) -> None:
+    """Run the engine on CAMPAIGN_NAME: progressive dialing, one line per ready agent.
+    SIGTERM or Ctrl-C stops dialling, lets the calls in progress end, and exits."""
+    from dialer.runner import run_campaign
+    site = _site()
+    seats = [e.strip() for e in extensions.split(",") if e.strip()]
+    summary = asyncio.run(run_campaign(site, _database(site), campaign_name, seats, until_idle=until_idle,
+                                       echo=click.echo))
+    click.echo(f"{summary.dials} dials: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items()))
+               + f"; {summary.recordings} recordings stored")
+    for problem in summary.problems:
+        click.secho(f"problem: {problem}", fg="red", err=True)
+    sys.exit(1 if summary.problems else 0)
+
+
+def _parse_time(text: str):
+    import datetime as dt
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-25T20:59:59+08:00)") from None
+    if value.tzinfo is None:
+        raise click.BadParameter(f"{text!r} has no UTC offset (e.g. +08:00)")
+    return value
+
+
 def _require_call_audio(path: Path) -> None:
     """Softphones play 8 kHz mono 16-bit WAV as their microphone, nothing else."""
     import wave

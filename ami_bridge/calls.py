@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -105,8 +105,8 @@ def classify(facts: CallFacts, drop_window_s: float = 2.0) -> CallOutcome:
     An answered call whose debtor side hung up first, within `drop_window_s` of the answer,
     is DEBTOR_HUNG_UP: the debtor hung up before any conversation could happen, whether or
     not an agent had been connected in that instant (a softphone auto-answers in
-    milliseconds). Reason 1 ("hung up before answer") is refined by the debtor side's
-    hangup cause.
+    milliseconds). Reasons 0 ("failed") and 1 ("hung up before answer") are refined by
+    the debtor side's hangup cause.
     """
     if facts.answered_at is not None or facts.reason == 4:
         if (
@@ -119,9 +119,9 @@ def classify(facts: CallFacts, drop_window_s: float = 2.0) -> CallOutcome:
         return CallOutcome.ANSWERED
     if facts.lost:
         return CallOutcome.LOST
-    if facts.reason in _REASON_OUTCOME:
+    if facts.reason in _REASON_OUTCOME and facts.reason != 0:
         return _REASON_OUTCOME[facts.reason]
-    if facts.debtor_cause in _CAUSE_OUTCOME:
+    if facts.debtor_cause in _CAUSE_OUTCOME:  # Asterisk says only "failed" (0) or "hung up" (1)
         return _CAUSE_OUTCOME[facts.debtor_cause]
     return CallOutcome.NO_ANSWER if facts.reason == 1 else CallOutcome.FAILED
 
@@ -197,6 +197,7 @@ class Calls:
         self._by_uniqueid: dict[str, Call] = {}
         self._by_linkedid: dict[str, Call] = {}
         self._by_action_id: dict[str, Call] = {}
+        self._listeners: list[Callable[[Call, CallState], None]] = []
         self._unsubscribe = connection.subscribe(self._on_event)
         self._unhook = connection.on_connected(self.reconcile)
 
@@ -212,6 +213,21 @@ class Calls:
     def close(self) -> None:
         self._unsubscribe()
         self._unhook()
+
+    def add_listener(self, listener: Callable[[Call, CallState], None]) -> None:
+        """Call `listener(call, new_state)` after every state change of every call."""
+        self._listeners.append(listener)
+
+    def adopt(self, req: OriginateRequest) -> Call:
+        """Track a call placed by an earlier run of the engine (after a crash), without
+        sending anything: it starts UNKNOWN and `reconcile()` finds it in Asterisk's
+        channel list, or ends it as never seen."""
+        if req.call_id in self._active:
+            raise ValueError(f"call {req.call_id} is already in flight")
+        call = Call(req, self._conn.now())
+        self._register(call)
+        self._transition(call, CallState.UNKNOWN, "adopted from an earlier run")
+        return call
 
     # --------------------------------------------------------------- commands
     async def originate(self, req: OriginateRequest) -> Call:
@@ -378,6 +394,11 @@ class Calls:
             call.outcome = classify(call.facts(), self.drop_window_s)
             self._unregister(call)
             call._done.set()
+        for listener in list(self._listeners):
+            try:
+                listener(call, state)
+            except Exception:
+                log.exception("call listener %r failed on %s", listener, call)
 
     def _register(self, call: Call) -> None:
         self._active[call.call_id] = call

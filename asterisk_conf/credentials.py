@@ -67,3 +67,9 @@ def write_private(path: Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def add_agent(home: Path, extension: str) -> Credentials:
+    """Give `extension` a SIP password (kept if it has one) and return all credentials."""
+    current = load_or_create(home)
+    return load_or_create(home, tuple(current.agent_passwords) + (extension,))

@@ -207,8 +207,7 @@ def _sim_context(spec: ConfigSpec) -> str:
         " same => n,Hangup(16)",
         "",
         "[dunning-sim-invalid]",
-        "exten => s,1,Set(CHANNEL(hangupsource)=network)",
-        " same => n,Congestion(5)",
+        "exten => s,1,Hangup(1)",
         "",
     ]
     return "\n".join(lines)
@@ -230,9 +229,8 @@ exten => _X.,1,Log(NOTICE,dunning-dial ${{UNIQUEID}} ${{EXTEN}})
  same => n,Dial({network})
  same => n,Goto(status-${{DIALSTATUS}},1)
 exten => status-BUSY,1,Busy(5)
-exten => status-CONGESTION,1,Congestion(5)
-exten => status-CHANUNAVAIL,1,Congestion(5)
-exten => _status-.,1,Hangup()
+; Otherwise hang up with the network's own cause (1: no such number, 34: congestion, ...).
+exten => _status-.,1,Hangup(${{IF($[0${{HANGUPCAUSE}} > 0]?${{HANGUPCAUSE}}:16)}})
 
 [dunning-answered]
 ; This half of the Local channel faces the debtor: MixMonitor's "read" direction

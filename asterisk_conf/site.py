@@ -24,6 +24,12 @@ class Site:
     ami_username: str | None = None
     ami_secret: str | None = field(default=None, repr=False)
     debian_mirror: str | None = None
+    #: The database; default: SQLite in `home`.
+    database_url: str | None = field(default=None, repr=False)
+    #: Where stored recordings live; default: `home`/recordings.
+    recordings: Path | None = None
+    #: Where Asterisk's MixMonitor leaves recordings (seen from here); default: the sandbox's.
+    spool: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Site":
@@ -37,6 +43,9 @@ class Site:
             ami_username=env.get("DUNNING_AMI_USERNAME") or None,
             ami_secret=env.get("DUNNING_AMI_SECRET") or None,
             debian_mirror=env.get("DUNNING_DEBIAN_MIRROR") or None,
+            database_url=env.get("DUNNING_DATABASE_URL") or None,
+            recordings=Path(env["DUNNING_RECORDINGS"]) if env.get("DUNNING_RECORDINGS") else None,
+            spool=Path(env["DUNNING_SPOOL"]) if env.get("DUNNING_SPOOL") else None,
         )
 
     @property
@@ -50,8 +59,16 @@ class Site:
 
     @property
     def recordings_spool(self) -> Path:
-        """Where the sandbox's MixMonitor files appear, seen from the host."""
-        return self.sandbox_root / "var/spool/asterisk/dunning"
+        """Where MixMonitor's files appear, seen from here (the sandbox's spool by default)."""
+        return self.spool or self.sandbox_root / "var/spool/asterisk/dunning"
+
+    @property
+    def recordings_root(self) -> Path:
+        return self.recordings or self.home / "recordings"
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'dunning.db'}"
 
 
 def _port(env: dict[str, str], name: str, default: int) -> int:

@@ -76,3 +76,41 @@ async def peer():
     p = await AmiPeer().start()
     yield p
     await p.stop()
+
+
+def _fresh_postgres(url: str):
+    from sqlalchemy import text
+
+    from campaigns.db import make_engine
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    return engine
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    """A migrated, empty database: SQLite in a temporary file, and the real PostgreSQL
+    server that `scripts/test` starts (DUNNING_TEST_POSTGRES_URL)."""
+    from campaigns.db import make_engine, migrate
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'dunning.db'}")
+    else:
+        url = os.environ.get("DUNNING_TEST_POSTGRES_URL")
+        if not url:
+            pytest.fail("DUNNING_TEST_POSTGRES_URL is not set: run the tests with scripts/test, "
+                        "which starts PostgreSQL (scripts/postgres)")
+        engine = _fresh_postgres(url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path):
+    from campaigns.db import make_engine, migrate
+    engine = make_engine(f"sqlite:///{tmp_path / 'dunning.db'}")
+    migrate(engine)
+    yield engine
+    engine.dispose()

@@ -204,6 +204,7 @@ async def test_duplicate_and_unsendable_originates_are_refused(calls, peer):
     (CallFacts(reason=3), CallOutcome.NO_ANSWER),
     (CallFacts(reason=8), CallOutcome.CONGESTION),
     (CallFacts(reason=0), CallOutcome.FAILED),
+    (CallFacts(reason=0, debtor_cause=1), CallOutcome.CONGESTION),  # no such number
     (CallFacts(reason=1, debtor_cause=17), CallOutcome.BUSY),
     (CallFacts(reason=1, debtor_cause=1), CallOutcome.CONGESTION),
     (CallFacts(reason=1, debtor_cause=16), CallOutcome.NO_ANSWER),
@@ -255,3 +256,16 @@ async def test_no_originate_is_sent_before_asterisk_says_fully_booted(peer, cloc
     finally:
         registry.close()
         await conn.close()
+
+
+async def test_adopted_call_from_an_earlier_run_is_found_or_ended_without_any_originate(calls, peer):
+    peer.channels = {"live": core_show_channel(L1, "live", "live", state=6)}
+    seen: list[tuple[str, CallState]] = []
+    calls.add_listener(lambda call, state: seen.append((call.call_id, state)))
+    live = calls.adopt(request("live"))
+    gone = calls.adopt(request("gone"))
+    await calls.reconcile()
+    assert live.state is S.ANSWERED and "live" in calls.active
+    assert await gone.ended(1) is CallOutcome.LOST and gone.ended_unobserved
+    assert ("gone", S.ENDED) in seen and ("live", S.UNKNOWN) in seen
+    assert peer.received["Originate"] == 0

@@ -1,0 +1,177 @@
+"""What a supervisor does to campaigns, agents and dispositions (the CLI calls these).
+
+Each function takes an open session and `now`, changes or reads rows, and returns plain
+data; wording for people is left to the CLI.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .models import (
+    Agent,
+    Attempt,
+    Batch,
+    Campaign,
+    CampaignCase,
+    CampaignStatus,
+    Case,
+    CaseStatus,
+    Client,
+    Disposition,
+    PromiseToPay,
+)
+from .policy import Rules
+from .queue import CampaignError, campaign_named, decisions
+
+#: Result codes an agent may record (the console will offer the same list).
+DISPOSITION_CODES = {
+    "promise_to_pay": "the debtor promised to pay (amount and date required)",
+    "paid": "the debtor says it is paid",
+    "callback": "the debtor asked to be called back",
+    "refused": "the debtor refused to pay",
+    "wrong_party": "not the debtor, and not a contact",
+    "third_party": "a third party answered; nothing disclosed",
+    "dispute": "the debtor disputes the amount",
+    "fraud_claim": "the debtor denies having the card or the debt",
+    "complaint": "the debtor intends to complain: stop calling this number",
+    "deceased": "the debtor has died",
+    "no_conversation": "answered, but no conversation",
+}
+#: What a disposition does to the case status.
+STATUS_AFTER = {
+    "promise_to_pay": CaseStatus.PROMISE_TO_PAY, "paid": CaseStatus.PAID, "dispute": CaseStatus.DISPUTE,
+    "fraud_claim": CaseStatus.FRAUD_CLAIM, "complaint": CaseStatus.COMPLAINT, "deceased": CaseStatus.DECEASED,
+}
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CampaignError(f"unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)") from None
+    return name
+
+
+def create_campaign(session: Session, name: str, client_code: str, now: dt.datetime, *,
+                    batches: tuple[int, ...] = (), timezone: str = "Asia/Shanghai",
+                    settings: dict | None = None) -> tuple[Campaign, int]:
+    """A new campaign (status draft) over the client's cases (of `batches`, or all)."""
+    if session.scalar(select(Campaign).where(Campaign.name == name)) is not None:
+        raise CampaignError(f"a campaign named {name!r} exists already")
+    client = session.scalar(select(Client).where(Client.code == client_code))
+    if client is None:
+        raise CampaignError(f"no client {client_code!r}: import a batch for it first (dunning import)")
+    query = select(Case.id).where(Case.client_id == client.id)
+    if batches:
+        found = set(session.scalars(select(Batch.id).where(Batch.client_id == client.id, Batch.id.in_(batches))))
+        if missing := sorted(set(batches) - found):
+            raise CampaignError(f"client {client_code} has no batch {', '.join(map(str, missing))}")
+        query = query.where(Case.batch_id.in_(batches))
+    case_ids = list(session.scalars(query))
+    if not case_ids:
+        raise CampaignError(f"client {client_code} has no cases to put in a campaign")
+    campaign = Campaign(name=name, client_id=client.id, status=CampaignStatus.DRAFT.value, mode="progressive",
+                        timezone=check_timezone(timezone), settings=settings or {}, created_at=now,
+                        status_changed_at=now)
+    session.add(campaign)
+    session.flush()
+    session.add_all(CampaignCase(campaign_id=campaign.id, case_id=cid) for cid in case_ids)
+    return campaign, len(case_ids)
+
+
+@dataclass(frozen=True)
+class CampaignFigures:
+    name: str
+    status: str
+    timezone: str
+    cases: int
+    dialable_now: int
+    next_dialable_at: dt.datetime | None
+    attempts_today: Counter
+    blocked_by: Counter
+
+
+def campaign_figures(session: Session, name: str, now: dt.datetime, rules: Rules) -> CampaignFigures:
+    campaign = campaign_named(session, name)
+    decided = decisions(session, campaign, now, rules)
+    zone = ZoneInfo(campaign.timezone)
+    midnight = dt.datetime.combine(now.astimezone(zone).date(), dt.time(0), zone)
+    today = Counter(a.outcome or a.state for a in session.scalars(select(Attempt).where(
+        Attempt.campaign_id == campaign.id, Attempt.planned_at >= midnight)))
+    blocked = Counter(d.blocks[0].rule for _, d in decided if not d.allowed and d.blocks)
+    upcoming = [d.next_at for _, d in decided if not d.allowed and d.next_at is not None]
+    return CampaignFigures(campaign.name, campaign.status, campaign.timezone, len(decided),
+                           sum(d.allowed for _, d in decided), min(upcoming, default=None), today, blocked)
+
+
+def list_campaigns(session: Session) -> list[tuple[str, str, str, int, int]]:
+    """(name, status, time zone, cases, attempts) for every campaign."""
+    cases = dict(session.execute(select(CampaignCase.campaign_id, func.count()).group_by(CampaignCase.campaign_id)).all())
+    dials = dict(session.execute(select(Attempt.campaign_id, func.count()).group_by(Attempt.campaign_id)).all())
+    return [(c.name, c.status, c.timezone, cases.get(c.id, 0), dials.get(c.id, 0))
+            for c in session.scalars(select(Campaign).order_by(Campaign.name))]
+
+
+def add_agent(session: Session, extension: str, name: str, now: dt.datetime) -> Agent:
+    agent = session.scalar(select(Agent).where(Agent.extension == extension))
+    if agent is not None:
+        agent.name, agent.active = name or agent.name, True
+        return agent
+    agent = Agent(extension=extension, name=name or extension, active=True, created_at=now)
+    session.add(agent)
+    session.flush()
+    return agent
+
+
+def agents(session: Session) -> list[Agent]:
+    return list(session.scalars(select(Agent).order_by(Agent.extension)))
+
+
+def record_disposition(session: Session, attempt_ref: str, code: str, now: dt.datetime, *, note: str | None = None,
+                       promise_amount: str | None = None, promise_due: dt.date | None = None) -> Disposition:
+    """Record the result of an answered attempt (by id or call id) and apply it to the case."""
+    if code not in DISPOSITION_CODES:
+        raise CampaignError(f"unknown result code {code!r}; one of: {', '.join(DISPOSITION_CODES)}")
+    attempt = session.scalar(select(Attempt).where(
+        (Attempt.call_id == attempt_ref) | (Attempt.id == (int(attempt_ref) if attempt_ref.isdigit() else -1))))
+    if attempt is None:
+        raise CampaignError(f"no attempt {attempt_ref!r} (give its number or its call id)")
+    if attempt.answered_at is None:
+        raise CampaignError(f"attempt {attempt.id} was not answered ({attempt.outcome}): nothing to dispose")
+    if session.scalar(select(Disposition).where(Disposition.attempt_id == attempt.id)) is not None:
+        raise CampaignError(f"attempt {attempt.id} has a disposition already")
+    if code == "promise_to_pay":
+        if promise_amount is None or promise_due is None:
+            raise CampaignError("a promise to pay needs --amount and --due")
+        try:
+            amount = Decimal(promise_amount)
+        except InvalidOperation:
+            raise CampaignError(f"--amount {promise_amount!r} is not an amount") from None
+        if amount <= 0:
+            raise CampaignError(f"--amount {promise_amount} must be positive")
+        if promise_due < now.date():
+            raise CampaignError(f"--due {promise_due} is in the past")
+    disposition = Disposition(attempt_id=attempt.id, case_id=attempt.case_id, agent_id=attempt.agent_id,
+                              code=code, note=note, created_at=now)
+    session.add(disposition)
+    session.flush()
+    if code == "promise_to_pay":
+        session.add(PromiseToPay(case_id=attempt.case_id, disposition_id=disposition.id, amount=amount,
+                                 due_date=promise_due, status="open", created_at=now))
+    case = session.get(Case, attempt.case_id)
+    if code in STATUS_AFTER:
+        case.status = STATUS_AFTER[code].value
+    elif case.status == CaseStatus.NEW.value:
+        case.status = CaseStatus.ACTIVE.value
+    if code == "complaint":
+        from .models import Phone
+        phone = session.get(Phone, attempt.phone_id)
+        phone.do_not_call, phone.do_not_call_reason = True, f"complaint intent on attempt {attempt.id}"
+    return disposition

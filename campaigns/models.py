@@ -1,0 +1,270 @@
+"""The collection database: clients, batches, cases, phones, campaigns, agents, attempts.
+
+SQLAlchemy 2.0 typed models; the schema itself is created and changed only by the
+Alembic migrations in ``campaigns/migrations`` (a test checks that they agree). Every
+timestamp is stored as UTC (``UTCDateTime``): SQLite keeps no time zone, PostgreSQL's
+``timestamp with time zone`` would convert on the server's whim; both give back aware UTC.
+Money is ``Numeric(14, 2)``, never float.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator):
+    """An aware datetime in, an aware UTC datetime out; stored as naive UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the database stores aware times only")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class CaseStatus(str, enum.Enum):
+    """Where a case stands. The policy decides what each allows (campaigns/policy.py)."""
+
+    NEW = "new"
+    ACTIVE = "active"
+    PROMISE_TO_PAY = "promise_to_pay"
+    PAID = "paid"
+    CLIENT_STOP = "client_stop"          # 停催: the bank says stop
+    COMPLAINT = "complaint"
+    DISPUTE = "dispute"                  # 金额异议 / 否认透支
+    FRAUD_CLAIM = "fraud_claim"          # 否认办卡
+    DECEASED = "deceased"
+    IMPRISONED = "imprisoned"
+    HARDSHIP = "hardship"
+    LOST_CONTACT = "lost_contact"
+    CLOSED = "closed"
+
+
+class PhoneRole(str, enum.Enum):
+    """Whose phone it is; also the dial order (own mobile, home, work, then contacts)."""
+
+    OWN_MOBILE = "own_mobile"
+    HOME = "home"
+    WORK = "work"
+    CONTACT = "contact"
+
+
+class CampaignStatus(str, enum.Enum):
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+class AttemptState(str, enum.Enum):
+    """An attempt row is written PLANNED before the Originate is sent, so that a crash can
+    never leave a dial without its row; DIALING once Asterisk has it; ENDED with an outcome."""
+
+    PLANNED = "planned"
+    DIALING = "dialing"
+    ENDED = "ended"
+
+
+def _enum(cls: type[enum.Enum], length: int = 20) -> String:
+    return String(length)
+
+
+class Client(Base):
+    __tablename__ = "clients"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Batch(Base):
+    """One file the bank delegated (委托批次), imported whole or not at all."""
+
+    __tablename__ = "batches"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    file_name: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(Integer)
+    imported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    __table_args__ = (UniqueConstraint("client_id", "sha256"),)
+
+
+class Case(Base):
+    """A debtor's case (催收档案) as delegated by a client."""
+
+    __tablename__ = "cases"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"))
+    reference: Mapped[str] = mapped_column(String(64))  # the bank's case / account number
+    debtor_name: Mapped[str] = mapped_column(String(200))
+    id_number: Mapped[str | None] = mapped_column(String(18))  # 居民身份证号, checked on import
+    amount_due: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    days_past_due: Mapped[int] = mapped_column(Integer)
+    due_date: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(_enum(CaseStatus), default=CaseStatus.NEW.value)
+    timezone: Mapped[str | None] = mapped_column(String(64))  # overrides the campaign's
+    extra: Mapped[dict] = mapped_column(JSON, default=dict)  # other columns of the bank's file
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    phones: Mapped[list[Phone]] = relationship(back_populates="case", order_by="Phone.id")
+    __table_args__ = (UniqueConstraint("client_id", "reference"),)
+
+
+class Phone(Base):
+    __tablename__ = "phones"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    role: Mapped[str] = mapped_column(_enum(PhoneRole))
+    e164: Mapped[str] = mapped_column(String(20))         # +8613800138000
+    dial: Mapped[str] = mapped_column(String(20))         # what the trunk is given: 13800138000
+    extension: Mapped[str | None] = mapped_column(String(10))
+    contact_name: Mapped[str | None] = mapped_column(String(200))
+    relation: Mapped[str | None] = mapped_column(String(40))
+    valid: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Stop calling this number (displeasure or complaint intent on a call), and why.
+    do_not_call: Mapped[bool] = mapped_column(Boolean, default=False)
+    do_not_call_reason: Mapped[str | None] = mapped_column(Text)
+    case: Mapped[Case] = relationship(back_populates="phones")
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    status: Mapped[str] = mapped_column(_enum(CampaignStatus), default=CampaignStatus.DRAFT.value)
+    mode: Mapped[str] = mapped_column(String(20), default="progressive")
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    status_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class CampaignCase(Base):
+    __tablename__ = "campaign_cases"
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    extension: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Attempt(Base):
+    """One dial: written before the Originate, completed from what Asterisk reported."""
+
+    __tablename__ = "attempts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(63), unique=True)  # the Originate's ChannelId
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    phone_id: Mapped[int] = mapped_column(ForeignKey("phones.id"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    number: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(_enum(AttemptState), default=AttemptState.PLANNED.value)
+    planned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    dialed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    bridged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    hangup_cause: Mapped[int | None] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (
+        Index("ix_attempts_phone_planned", "phone_id", "planned_at"),
+        Index("ix_attempts_case_planned", "case_id", "planned_at"),
+        Index("ix_attempts_agent_planned", "agent_id", "planned_at"),
+    )
+
+
+class Recording(Base):
+    """The recording of one answered attempt: its files in the recordings directory."""
+
+    __tablename__ = "recordings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id"), unique=True)
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    seconds: Mapped[float] = mapped_column(Numeric(10, 2))
+    files: Mapped[list[RecordingFile]] = relationship(back_populates="recording", order_by="RecordingFile.leg")
+
+
+class RecordingFile(Base):
+    __tablename__ = "recording_files"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id"), index=True)
+    leg: Mapped[str] = mapped_column(String(10))  # mix, agent, debtor
+    path: Mapped[str] = mapped_column(String(500), unique=True)  # relative to the recordings dir
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Numeric(10, 2))
+    recording: Mapped[Recording] = relationship(back_populates="files")
+    __table_args__ = (UniqueConstraint("recording_id", "leg"),)
+
+
+class Disposition(Base):
+    """What the agent recorded after a call (result code, notes)."""
+
+    __tablename__ = "dispositions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id"), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    code: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class PromiseToPay(Base):
+    __tablename__ = "promises_to_pay"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    disposition_id: Mapped[int] = mapped_column(ForeignKey("dispositions.id"))
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    due_date: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(10), default="open")  # open, kept, broken
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

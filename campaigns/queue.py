@@ -1,0 +1,187 @@
+"""The dialer's side of the database: what to dial next, and the attempt ledger.
+
+Every function takes an open session (the caller owns the transaction) and, where time
+matters, `now`. `plan_next` picks the next case and number the policy allows and writes
+the attempt row PLANNED in the same transaction, *before* anything is sent to Asterisk:
+a dial can never happen without its row, and the row (an attempt at that number in this
+slot) is what stops the next pick from choosing the same number again.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import (
+    Agent,
+    Attempt,
+    AttemptState,
+    Campaign,
+    CampaignCase,
+    CampaignStatus,
+    Case,
+    CaseStatus,
+    Phone,
+    PhoneRole,
+    Recording,
+    RecordingFile,
+)
+from .policy import AttemptView, CaseView, Decision, PhoneView, Rules, decide, order_cases
+
+#: Q.850 causes that say the number does not exist (unallocated, invalid format): such a
+#: phone is marked invalid and is not dialled again.
+INVALID_CAUSES = frozenset({1, 28})
+#: How far back the policy needs history (caps are per local day; a day is at most 26 h).
+HISTORY = dt.timedelta(hours=36)
+
+
+class NotDialled(str, enum.Enum):
+    """Outcomes of attempts that never reached Asterisk, or whose fate was lost."""
+
+    CANCELLED = "cancelled"      # planned, then the calling window closed before the dial
+    NOT_SENT = "not_sent"        # Asterisk was not reachable: nothing was sent
+    INTERRUPTED = "interrupted"  # the engine stopped mid-call and Asterisk no longer had it
+
+
+class CampaignError(ValueError):
+    """A campaign operation the user asked for cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    attempt_id: int
+    call_id: str
+    case_id: int
+    phone_id: int
+    number: str
+    timezone: str
+
+
+def campaign_named(session: Session, name: str) -> Campaign:
+    campaign = session.scalar(select(Campaign).where(Campaign.name == name))
+    if campaign is None:
+        known = ", ".join(session.scalars(select(Campaign.name).order_by(Campaign.name))) or "none yet"
+        raise CampaignError(f"no campaign named {name!r} (campaigns: {known})")
+    return campaign
+
+
+#: The campaign state machine: (from, command) -> to.
+CAMPAIGN_TRANSITIONS = {
+    (CampaignStatus.DRAFT, "start"): CampaignStatus.RUNNING,
+    (CampaignStatus.PAUSED, "start"): CampaignStatus.RUNNING,
+    (CampaignStatus.RUNNING, "pause"): CampaignStatus.PAUSED,
+    (CampaignStatus.RUNNING, "stop"): CampaignStatus.STOPPED,
+    (CampaignStatus.PAUSED, "stop"): CampaignStatus.STOPPED,
+    (CampaignStatus.DRAFT, "stop"): CampaignStatus.STOPPED,
+}
+
+
+def next_campaign_status(status: CampaignStatus, command: str) -> CampaignStatus:
+    try:
+        return CAMPAIGN_TRANSITIONS[(status, command)]
+    except KeyError:
+        raise CampaignError(f"a {status.value} campaign cannot {command}") from None
+
+
+def change_campaign(session: Session, name: str, command: str, now: dt.datetime) -> Campaign:
+    campaign = campaign_named(session, name)
+    campaign.status = next_campaign_status(CampaignStatus(campaign.status), command).value
+    campaign.status_changed_at = now
+    return campaign
+
+
+def case_views(session: Session, campaign: Campaign, now: dt.datetime) -> tuple[list[CaseView], list[AttemptView]]:
+    """The campaign's cases and their recent attempts, as the policy sees them."""
+    rows = session.execute(
+        select(Case).join(CampaignCase, CampaignCase.case_id == Case.id)
+        .where(CampaignCase.campaign_id == campaign.id)).scalars().all()
+    phones: dict[int, list[PhoneView]] = {}
+    for phone in session.scalars(select(Phone).join(CampaignCase, CampaignCase.case_id == Phone.case_id)
+                                 .where(CampaignCase.campaign_id == campaign.id)):
+        phones.setdefault(phone.case_id, []).append(PhoneView(
+            id=phone.id, role=PhoneRole(phone.role), dial=phone.dial, valid=phone.valid,
+            do_not_call=phone.do_not_call))
+    cases = [CaseView(id=c.id, status=CaseStatus(c.status), amount_due=Decimal(c.amount_due),
+                      days_past_due=c.days_past_due, phones=tuple(phones.get(c.id, ())), timezone=c.timezone)
+             for c in rows]
+    attempts = [AttemptView(phone_id=a.phone_id, at=a.planned_at, answered=a.answered_at is not None)
+                for a in session.scalars(select(Attempt).where(
+                    Attempt.case_id.in_([c.id for c in rows]), Attempt.planned_at >= now - HISTORY))
+                if a.outcome not in (NotDialled.CANCELLED.value, NotDialled.NOT_SENT.value)]
+    return cases, attempts
+
+
+def decisions(session: Session, campaign: Campaign, now: dt.datetime, rules: Rules) -> list[tuple[CaseView, Decision]]:
+    """The policy's decision for every case of the campaign, in priority order."""
+    cases, attempts = case_views(session, campaign, now)
+    by_case: dict[int, list[AttemptView]] = {}
+    phone_case = {p.id: c.id for c in cases for p in c.phones}
+    for a in attempts:
+        by_case.setdefault(phone_case.get(a.phone_id, -1), []).append(a)
+    return [(case, decide(case, tuple(by_case.get(case.id, ())), now, campaign.timezone, rules))
+            for case in order_cases(cases)]
+
+
+def plan_next(session: Session, campaign: Campaign, agent: Agent | None, call_id: str,
+              now: dt.datetime, rules: Rules) -> Planned | None:
+    """Pick the highest-priority case with a number the policy allows now and write its
+    attempt row PLANNED; None when nothing may be dialled now."""
+    for case, decision in decisions(session, campaign, now, rules):
+        if decision.allowed and decision.phone is not None:
+            attempt = Attempt(call_id=call_id, campaign_id=campaign.id, case_id=case.id,
+                              phone_id=decision.phone.id, agent_id=agent.id if agent else None,
+                              number=decision.phone.dial, state=AttemptState.PLANNED.value, planned_at=now)
+            session.add(attempt)
+            session.flush()
+            return Planned(attempt.id, call_id, case.id, decision.phone.id, decision.phone.dial,
+                           case.timezone or campaign.timezone)
+    return None
+
+
+def next_dialable_at(session: Session, campaign: Campaign, now: dt.datetime, rules: Rules) -> dt.datetime | None:
+    """When the policy will next allow a dial in this campaign (None: not by itself)."""
+    times = [d.next_at for _, d in decisions(session, campaign, now, rules) if d.next_at is not None]
+    return min(times, default=None)
+
+
+def mark_dialing(session: Session, attempt_id: int, at: dt.datetime) -> None:
+    attempt = session.get(Attempt, attempt_id)
+    attempt.state, attempt.dialed_at = AttemptState.DIALING.value, at
+
+
+def finish(session: Session, attempt_id: int, outcome: str, *, answered_at: dt.datetime | None = None,
+           bridged_at: dt.datetime | None = None, ended_at: dt.datetime, hangup_cause: int | None = None,
+           note: str | None = None) -> None:
+    attempt = session.get(Attempt, attempt_id)
+    attempt.state, attempt.outcome, attempt.ended_at = AttemptState.ENDED.value, outcome, ended_at
+    attempt.answered_at, attempt.bridged_at = answered_at, bridged_at
+    attempt.hangup_cause, attempt.note = hangup_cause, note
+    if hangup_cause in INVALID_CAUSES:
+        phone = session.get(Phone, attempt.phone_id)
+        phone.valid = False
+        phone.do_not_call_reason = f"the network says invalid (attempt {attempt.id}, cause {hangup_cause})"
+
+
+def attach_recording(session: Session, attempt_id: int, recorded_at: dt.datetime, files) -> Recording:
+    """Link the stored files of an attempt's recording (idempotent)."""
+    existing = session.scalar(select(Recording).where(Recording.attempt_id == attempt_id))
+    if existing is not None:
+        return existing
+    mix = next(f for f in files if f.leg == "mix")
+    recording = Recording(attempt_id=attempt_id, recorded_at=recorded_at, seconds=Decimal(f"{mix.seconds:.2f}"))
+    session.add(recording)
+    session.flush()
+    for f in files:
+        session.add(RecordingFile(recording_id=recording.id, leg=f.leg, path=f.relative_path, sha256=f.sha256,
+                                  bytes=f.bytes, seconds=Decimal(f"{f.seconds:.2f}")))
+    return recording
+
+
+def in_flight(session: Session, campaign: Campaign) -> list[Attempt]:
+    """Attempts an earlier run planned or dialled and never finished (after a crash)."""
+    return list(session.scalars(select(Attempt).where(
+        Attempt.campaign_id == campaign.id, Attempt.state != AttemptState.ENDED.value).order_by(Attempt.id)))

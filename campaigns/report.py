@@ -1,0 +1,132 @@
+"""The daily report: per agent dials, connects and effective calls against the targets,
+per campaign connect rate and recording coverage.
+
+`daily` builds plain rows from the database (a day is the supervisor's local calendar
+day); `render` turns rows into a text table. No clock is read: the day is a parameter.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import Agent, Attempt, Campaign, Recording
+
+DIALS_TARGET = 200
+EFFECTIVE_TARGET = 50
+
+
+@dataclass(frozen=True)
+class AgentDay:
+    extension: str
+    name: str
+    dials: int
+    connects: int
+    effective: int
+    talk_s: float
+
+    @property
+    def dials_pct(self) -> float:
+        return 100.0 * self.dials / DIALS_TARGET
+
+    @property
+    def effective_pct(self) -> float:
+        return 100.0 * self.effective / EFFECTIVE_TARGET
+
+
+@dataclass(frozen=True)
+class CampaignDay:
+    name: str
+    dials: int
+    answered: int
+    bridged: int
+    recorded: int
+    outcomes: dict[str, int]
+
+    @property
+    def connect_rate(self) -> float:
+        return self.answered / self.dials if self.dials else 0.0
+
+    @property
+    def recording_coverage(self) -> float:
+        return self.recorded / self.answered if self.answered else 1.0
+
+
+@dataclass(frozen=True)
+class DailyReport:
+    day: dt.date
+    timezone: str
+    effective_s: float
+    agents: tuple[AgentDay, ...]
+    campaigns: tuple[CampaignDay, ...]
+
+
+def day_bounds(day: dt.date, timezone: str) -> tuple[dt.datetime, dt.datetime]:
+    zone = ZoneInfo(timezone)
+    start = dt.datetime.combine(day, dt.time(0), zone)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), zone)
+    return start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
+
+
+def daily(session: Session, day: dt.date, timezone: str = "Asia/Shanghai", effective_s: float = 30.0) -> DailyReport:
+    start, end = day_bounds(day, timezone)
+    attempts = list(session.scalars(select(Attempt).where(
+        Attempt.dialed_at >= start, Attempt.dialed_at < end)))
+    recorded = set(session.scalars(select(Recording.attempt_id).where(
+        Recording.attempt_id.in_([a.id for a in attempts]))))
+    agents = {a.id: a for a in session.scalars(select(Agent))}
+    campaigns = {c.id: c.name for c in session.scalars(select(Campaign))}
+
+    def talk(a: Attempt) -> float:
+        return (a.ended_at - a.bridged_at).total_seconds() if a.bridged_at and a.ended_at else 0.0
+
+    agent_rows = []
+    for agent in sorted(agents.values(), key=lambda a: a.extension):
+        mine = [a for a in attempts if a.agent_id == agent.id]
+        if not mine and not agent.active:
+            continue
+        bridged = [a for a in mine if a.bridged_at is not None]
+        agent_rows.append(AgentDay(agent.extension, agent.name, len(mine), len(bridged),
+                                   sum(1 for a in bridged if talk(a) >= effective_s), sum(map(talk, bridged))))
+    campaign_rows = []
+    for campaign_id, name in sorted(campaigns.items(), key=lambda kv: kv[1]):
+        mine = [a for a in attempts if a.campaign_id == campaign_id]
+        if not mine:
+            continue
+        outcomes: dict[str, int] = {}
+        for a in mine:
+            outcomes[a.outcome or "in progress"] = outcomes.get(a.outcome or "in progress", 0) + 1
+        answered = [a for a in mine if a.answered_at is not None]
+        campaign_rows.append(CampaignDay(name, len(mine), len(answered), sum(a.bridged_at is not None for a in mine),
+                                         sum(a.id in recorded for a in answered), outcomes))
+    return DailyReport(day, timezone, effective_s, tuple(agent_rows), tuple(campaign_rows))
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows of cells as an aligned text table (first row: the header)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render(report: DailyReport) -> str:
+    head = (f"Daily report for {report.day.isoformat()} ({report.timezone}); an effective call is "
+            f"a conversation of at least {report.effective_s:g} s; targets {DIALS_TARGET} dials and "
+            f"{EFFECTIVE_TARGET} effective calls per agent per day.")
+    agents = [("agent", "name", "dials", "of target", "connects", "effective", "of target", "talk")]
+    for a in report.agents:
+        agents.append((a.extension, a.name, str(a.dials), f"{a.dials_pct:.0f} %", str(a.connects), str(a.effective),
+                       f"{a.effective_pct:.0f} %", f"{a.talk_s / 60:.1f} min"))
+    campaigns = [("campaign", "dials", "answered", "connect rate", "bridged", "recorded", "outcomes")]
+    for c in report.campaigns:
+        campaigns.append((c.name, str(c.dials), str(c.answered), f"{100 * c.connect_rate:.0f} %", str(c.bridged),
+                          f"{100 * c.recording_coverage:.0f} %",
+                          ", ".join(f"{k} {v}" for k, v in sorted(c.outcomes.items()))))
+    parts = [head, "", table(agents) if report.agents else "(no agents)", "",
+             table(campaigns) if report.campaigns else "(no dials that day)"]
+    return "\n".join(parts)

@@ -1,0 +1,289 @@
+"""The engine loop: progressive dialing, one line per ready agent.
+
+For each ready agent: reserve the agent, plan the next attempt (the row is written before
+anything is sent), check the calling window again with a fresh clock, originate, follow
+the call, and write what happened. Database work runs on one worker thread, so the event
+loop never blocks on SQLite and writes never interleave. Only this module reads the
+clock (`clock.now()`); everything it calls takes `now`.
+
+Stopping (SIGTERM, or `stop` set): no new dial is started; calls in progress run to their
+end and are written; then `run` returns.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ami_bridge import AmiNotConnected, Call, CallOutcome, Calls, CallState
+from campaigns import queue
+from campaigns.models import Agent, CampaignStatus
+from campaigns.policy import Rules, in_window
+from recordings.store import RecordingConflict, RecordingMissing, store_call
+
+from .agents import AgentEvent, AgentPool, AgentState
+from .outbound import dial_request
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime: ...
+
+
+class SystemClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass
+class ShiftedClock:
+    """The real clock moved by `offset`: tests and demos put the engine at another time of
+    day while calls still take their real time."""
+
+    offset: dt.timedelta = dt.timedelta(0)
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc) + self.offset
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    ring_timeout_s: float = 25.0
+    wrap_up_s: float = 10.0
+    tick_s: float = 0.5
+    rules: Rules = field(default_factory=Rules)
+
+
+@dataclass
+class RunSummary:
+    dials: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    recordings: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+Echo = Callable[[str], None]
+
+
+class Engine:
+    def __init__(self, factory: sessionmaker[Session], calls: Calls, pool: AgentPool, campaign: str, *,
+                 spool: Path, recordings_root: Path, settings: EngineSettings = EngineSettings(),
+                 clock: Clock | None = None, echo: Echo = lambda _: None) -> None:
+        self.factory = factory
+        self.calls = calls
+        self.pool = pool
+        self.campaign = campaign
+        self.spool = spool
+        self.recordings_root = recordings_root
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.echo = echo
+        self.summary = RunSummary()
+        self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="dunning-db")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._serial = 0
+        self._stamp = time.strftime("%Y%m%d%H%M%S")
+        calls.add_listener(self._on_call_state)
+
+    # ------------------------------------------------------------------ plumbing
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(session, *args)` in one transaction on the database thread."""
+        def work() -> T:
+            with self.factory() as session, session.begin():
+                return fn(session, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, work)
+
+    def _new_call_id(self, extension: str) -> str:
+        self._serial += 1
+        return f"a{self._stamp}-{extension}-{self._serial}"
+
+    def _wall(self, monotonic_at: float | None) -> dt.datetime | None:
+        """A time the AMI connection noted (monotonic) as wall-clock time on our clock."""
+        if monotonic_at is None:
+            return None
+        return self.clock.now() - dt.timedelta(seconds=self.calls_now() - monotonic_at)
+
+    def calls_now(self) -> float:
+        return self.calls._conn.now()
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> RunSummary:
+        """Dial until `stop` is set (or, with `until_idle`, until nothing may be dialled now
+        and no call is in progress); then let live calls finish and return."""
+        agents = await self._db(self._agent_ids)
+        for seat in self.pool.seats.values():
+            seat.agent_id = agents.get(seat.extension)
+        await self._recover()
+        try:
+            while not stop.is_set():
+                progressed = await self._tick()
+                if until_idle and not progressed and not self._tasks and not self.pool.in_state(AgentState.WRAP_UP):
+                    break
+                try:
+                    await asyncio.wait_for(stop.wait(), self.settings.tick_s)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            if self._tasks:
+                self.echo(f"stopping: waiting for {len(self._tasks)} call(s) in progress to end")
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            self._db_thread.shutdown(wait=True)
+        return self.summary
+
+    def _agent_ids(self, session: Session) -> dict[str, int]:
+        return {a.extension: a.id for a in session.scalars(select(Agent))}
+
+    async def _tick(self) -> bool:
+        """One round: end due wrap-ups, dial for every ready agent. True if anything moved."""
+        now = self.clock.now()
+        for seat in self.pool.wrap_ups_due(now, self.settings.wrap_up_s):
+            self.pool.apply(seat.extension, AgentEvent.READY, now, reason="wrap-up time over")
+        status = await self._db(lambda s: queue.campaign_named(s, self.campaign).status)
+        if status != CampaignStatus.RUNNING.value:
+            return False
+        progressed = False
+        for seat in self.pool.ready():
+            if not self.calls._conn.fully_booted:
+                break
+            now = self.clock.now()
+            call_id = self._new_call_id(seat.extension)
+            self.pool.apply(seat.extension, AgentEvent.RESERVE, now, attempt=call_id)
+            planned = await self._db(self._plan, seat.agent_id, call_id, now)
+            if planned is None:
+                self.pool.apply(seat.extension, AgentEvent.RELEASE, self.clock.now(), reason="nothing to dial now")
+                break
+            progressed = True
+            self._spawn(self._dial(seat.extension, planned))
+        return progressed
+
+    def _plan(self, session: Session, agent_id: int | None, call_id: str, now: dt.datetime) -> queue.Planned | None:
+        campaign = queue.campaign_named(session, self.campaign)
+        agent = session.get(Agent, agent_id) if agent_id is not None else None
+        return queue.plan_next(session, campaign, agent, call_id, now, self.settings.rules)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("call task failed", exc_info=t.exception())
+                self.summary.problems.append(f"call task failed: {t.exception()!r}")
+        task.add_done_callback(done)
+
+    # ------------------------------------------------------------------ one call
+    async def _dial(self, extension: str, planned: queue.Planned) -> None:
+        now = self.clock.now()
+        if not in_window(now, planned.timezone, self.settings.rules):
+            # Picked inside the window, but it closed before the dial: nothing is sent.
+            await self._db(functools.partial(queue.finish, attempt_id=planned.attempt_id,
+                                             outcome=queue.NotDialled.CANCELLED.value, ended_at=now,
+                                             note="calling window closed before the dial"))
+            self._count(queue.NotDialled.CANCELLED.value)
+            self.pool.apply(extension, AgentEvent.RELEASE, now, reason="window closed")
+            return
+        request = dial_request(planned.call_id, planned.number, extension, self.settings.ring_timeout_s)
+        try:
+            call = await self.calls.originate(request)
+        except AmiNotConnected as exc:
+            await self._db(functools.partial(queue.finish, attempt_id=planned.attempt_id,
+                                             outcome=queue.NotDialled.NOT_SENT.value, ended_at=self.clock.now(),
+                                             note=str(exc)))
+            self._count(queue.NotDialled.NOT_SENT.value)
+            self.pool.apply(extension, AgentEvent.RELEASE, self.clock.now(), reason="Asterisk unreachable")
+            return
+        self.summary.dials += 1
+        await self._db(queue.mark_dialing, planned.attempt_id, now)
+        self.echo(f"{planned.call_id}: dialling {planned.number} (case {planned.case_id}) for agent {extension}")
+        await self._follow(call, planned.attempt_id, extension)
+
+    async def _follow(self, call: Call, attempt_id: int, extension: str | None) -> None:
+        outcome = await call.ended()
+        ended_at = self._wall(call.ended_at) or self.clock.now()
+        answered_at, bridged_at = self._wall(call.answered_at), self._wall(call.bridged_at)
+        value = queue.NotDialled.INTERRUPTED.value if outcome is CallOutcome.LOST else outcome.value
+        note = None
+        if answered_at is not None:
+            note = await self._store_recording(call.call_id, attempt_id, answered_at)
+        await self._db(functools.partial(queue.finish, attempt_id=attempt_id, outcome=value,
+                                         answered_at=answered_at, bridged_at=bridged_at, ended_at=ended_at,
+                                         hangup_cause=call.debtor_cause, note=note))
+        self._count(value)
+        talk = f", talked {(ended_at - bridged_at).total_seconds():.0f} s" if bridged_at else ""
+        self.echo(f"{call.call_id}: {value}{talk}")
+        if extension is None:
+            return
+        seat = self.pool.seats[extension]
+        now = self.clock.now()
+        if seat.state is AgentState.ON_CALL:
+            self.pool.apply(extension, AgentEvent.HANGUP, now)
+        elif seat.state is AgentState.RESERVED:
+            self.pool.apply(extension, AgentEvent.RELEASE, now, reason=value)
+
+    async def _store_recording(self, call_id: str, attempt_id: int, answered_at: dt.datetime) -> str | None:
+        loop = asyncio.get_running_loop()
+        from recordings.legs import leg_levels
+        await leg_levels(self.spool, call_id, timeout_s=5)  # MixMonitor has closed its files
+        try:
+            files = await loop.run_in_executor(None, store_call, self.spool, self.recordings_root, call_id,
+                                               answered_at)
+        except (RecordingMissing, RecordingConflict, OSError) as exc:
+            log.error("recording of %s: %s", call_id, exc)
+            self.summary.problems.append(f"{call_id}: {exc}")
+            return f"recording problem: {exc}"
+        await self._db(queue.attach_recording, attempt_id, answered_at, files)
+        self.summary.recordings += 1
+        return None
+
+    def _on_call_state(self, call: Call, state: CallState) -> None:
+        if state is not CallState.BRIDGED:
+            return
+        for seat in self.pool.seats.values():
+            if seat.attempt == call.call_id and seat.state is AgentState.RESERVED:
+                self.pool.apply(seat.extension, AgentEvent.BRIDGE, self.clock.now())
+
+    def _count(self, outcome: str) -> None:
+        self.summary.outcomes[outcome] = self.summary.outcomes.get(outcome, 0) + 1
+
+    # ------------------------------------------------------------------ after a crash
+    async def _recover(self) -> None:
+        """Attempts an earlier run left unfinished: follow those Asterisk still has, close
+        the others. Nothing is dialled again."""
+        leftovers = await self._db(lambda s: [(a.id, a.call_id, a.number, a.agent_id) for a in
+                                              queue.in_flight(s, queue.campaign_named(s, self.campaign))])
+        if not leftovers:
+            return
+        by_agent = {seat.agent_id: seat for seat in self.pool.seats.values()}
+        adopted = []
+        for attempt_id, call_id, number, agent_id in leftovers:
+            seat = by_agent.get(agent_id)
+            request = dial_request(call_id, number, seat.extension if seat else None, self.settings.ring_timeout_s)
+            adopted.append((attempt_id, self.calls.adopt(request), seat))
+        await self.calls.reconcile()
+        for attempt_id, call, seat in adopted:
+            if call.state is CallState.ENDED:
+                await self._db(functools.partial(
+                    queue.finish, attempt_id=attempt_id, outcome=queue.NotDialled.INTERRUPTED.value,
+                    ended_at=self.clock.now(), note="left unfinished by an earlier run; not in Asterisk"))
+                self.echo(f"{call.call_id}: left unfinished by an earlier run, no longer in Asterisk")
+                continue
+            self.echo(f"{call.call_id}: still in Asterisk from an earlier run; following it")
+            extension = seat.extension if seat and seat.state is AgentState.READY else None
+            if extension:
+                self.pool.apply(extension, AgentEvent.RESERVE, self.clock.now(), attempt=call.call_id)
+                if call.state is CallState.BRIDGED:
+                    self.pool.apply(extension, AgentEvent.BRIDGE, self.clock.now())
+            self._spawn(self._follow(call, attempt_id, extension))

@@ -1,0 +1,68 @@
+"""`dunning run`: one engine on one campaign, with the agents at their softphones.
+
+Wires the parts together (AMI session, call registry, agent pool, engine) and turns
+SIGTERM / SIGINT into a clean stop: no new dial, calls in progress end, rows written.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ami_bridge import AmiConnection, Calls
+from asterisk_conf.site import Site
+from campaigns.models import Agent, Campaign
+from campaigns.queue import CampaignError, campaign_named
+
+from .agents import AgentEvent, AgentPool
+from .engine import Clock, Engine, EngineSettings, RunSummary, SystemClock
+from .sandbox_session import ami_settings
+
+
+def settings_for(factory: sessionmaker[Session], campaign: str) -> EngineSettings:
+    with factory() as session:
+        found: Campaign = campaign_named(session, campaign)
+        extra = found.settings or {}
+    return EngineSettings(ring_timeout_s=float(extra.get("ring_seconds", 25)),
+                          wrap_up_s=float(extra.get("wrap_up_seconds", 10)))
+
+
+def check_agents(factory: sessionmaker[Session], extensions: Sequence[str]) -> None:
+    with factory() as session:
+        known = set(session.scalars(select(Agent.extension).where(Agent.active.is_(True))))
+    if unknown := [e for e in extensions if e not in known]:
+        raise CampaignError(f"no active agent {', '.join(unknown)}: add with `dunning agents add EXT`")
+    if not extensions:
+        raise CampaignError("no agents given: --agents 6001,6002")
+
+
+async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str, extensions: Sequence[str], *,
+                       until_idle: bool = False, echo: Callable[[str], None] = print,
+                       clock: Clock | None = None, stop: asyncio.Event | None = None) -> RunSummary:
+    check_agents(factory, extensions)
+    settings = settings_for(factory, campaign)
+    clock = clock or SystemClock()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    conn = AmiConnection(ami_settings(site))
+    calls = Calls(conn)
+    pool = AgentPool()
+    try:
+        await conn.start(wait=False)
+        await conn.wait_fully_booted(30)
+        for extension in extensions:
+            pool.add(extension)
+            pool.apply(extension, AgentEvent.LOGIN, clock.now())
+        engine = Engine(factory, calls, pool, campaign, spool=site.recordings_spool,
+                        recordings_root=site.recordings_root, settings=settings, clock=clock, echo=echo)
+        return await engine.run(stop, until_idle=until_idle)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        calls.close()
+        await conn.close()

@@ -1,0 +1,95 @@
+"""Moving a call's recording out of Asterisk's spool into the recordings directory.
+
+Each leg file is copied to ``<recordings>/<YYYY>/<MM>/<DD>/<attempt>-<leg>.wav`` through a
+temporary file that is fsynced and then renamed, so a crash leaves either nothing or a
+whole file; the stored file is made read-only and its SHA-256 recorded. Only once every
+leg is safely stored is the spool copy removed. Storing the same call again changes
+nothing (same name, same checksum); a different file under an existing name is refused.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+from .legs import leg_files
+
+
+class RecordingConflict(RuntimeError):
+    """A stored recording would be overwritten with different content."""
+
+
+class RecordingMissing(RuntimeError):
+    """Asterisk left no recording for a call that was answered."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    leg: str
+    relative_path: str
+    sha256: str
+    bytes: int
+    seconds: float
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def wav_seconds(path: Path) -> float:
+    with wave.open(str(path)) as w:
+        return w.getnframes() / float(w.getframerate() or 1)
+
+
+def _store_one(source: Path, target: Path) -> str:
+    checksum = sha256_of(source)
+    if target.exists():
+        if sha256_of(target) != checksum:
+            raise RecordingConflict(f"{target} exists with other content; not overwritten")
+        return checksum
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.partial")
+    with open(source, "rb") as src, open(tmp, "wb") as dst:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            dst.write(block)
+        dst.flush()
+        os.fsync(dst.fileno())
+    if sha256_of(tmp) != checksum:
+        tmp.unlink()
+        raise RecordingConflict(f"copy of {source} does not match its checksum")
+    os.chmod(tmp, 0o444)
+    os.replace(tmp, target)
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return checksum
+
+
+def store_call(spool: Path, root: Path, attempt: str, recorded_at: dt.datetime) -> list[StoredFile]:
+    """Store every leg of `attempt`'s recording under `root`; remove the spool copies."""
+    sources = leg_files(spool, attempt)
+    day = recorded_at.astimezone(dt.timezone.utc).strftime("%Y/%m/%d")
+    stored: list[StoredFile] = []
+    for leg, source in sources.items():
+        relative = f"{day}/{attempt}-{leg}.wav"
+        target = root / relative
+        if not source.exists():
+            if target.exists():  # stored by an earlier, interrupted run
+                source = target
+            else:
+                raise RecordingMissing(f"no {leg} recording for {attempt} in {spool}")
+        checksum = _store_one(source, target)
+        stored.append(StoredFile(leg, relative, checksum, target.stat().st_size, wav_seconds(target)))
+    for source in sources.values():
+        if source.exists() and source.parent == spool:
+            source.unlink()
+    return stored
