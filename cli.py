@@ -148,35 +148,6 @@ def asterisk_check(timeout: float) -> None:
     sys.exit(0 if all(item.ok for item in results) else 1)
 
 
-@main.command("demo")
-@click.option("--agents", default=2, show_default=True, help="Softphone agents (1-3).")
-@click.option("--numbers", default="2103,2204,2301,2402,2501,13800138000",
-              show_default=True, help="Simulated debtors to dial, comma-separated.")
-@click.option("--say", "says", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="WAV file the softphone agents say (default: a generated greeting).")
-@user_errors
-def demo(agents: int, numbers: str, says: Path | None) -> None:
-    """The main job (for now): bring up the sandbox, register softphone agents, dial
-    simulated debtors, bridge each answered call to a free agent, and print each
-    call's progress, outcome and recording."""
-    from dialer.demo import run_demo
-    site = _site()
-    sandbox.require_root()
-    creds = credentials.load_or_create(site.home)
-    targets = [n.strip() for n in numbers.split(",") if n.strip()]
-    bad = [n for n in targets if not n.isdigit()]
-    if bad or not targets:
-        raise click.BadParameter(f"digits only, comma-separated; not a number: {', '.join(bad) or '(none given)'}",
-                                 param_hint="--numbers")
-    if says is not None:
-        _require_call_audio(says)
-    if not 1 <= agents <= len(creds.agent_passwords):
-        raise click.BadParameter(f"between 1 and {len(creds.agent_passwords)}", param_hint="--agents")
-    sandbox.up(site, creds, say=click.echo)
-    ok = asyncio.run(run_demo(site, creds, targets, agents, says, echo=click.echo))
-    sys.exit(0 if ok else 1)
-
-
 # -- the database, campaigns, agents --------------------------------------------
 
 def _now():
@@ -404,6 +375,28 @@ def _parse_time(text: str):
     if value.tzinfo is None:
         raise click.BadParameter(f"{text!r} has no UTC offset (e.g. +08:00)")
     return value
+
+
+@main.command("demo")
+@click.option("--agents", default=2, show_default=True, help="Softphone agents (1-3).")
+@click.option("--say", "says", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="WAV file the softphone agents say (default: a generated greeting).")
+@campaign_errors
+def demo(agents: int, says: Path | None) -> None:
+    """The main job: a short demo campaign on the local sandbox. Imports a bank's batch of
+    simulated debtors, logs softphone agents in, runs the campaign (progressive dialing,
+    every answered call bridged to an agent and recorded), and prints the daily report."""
+    from dialer.demo import run_demo
+    site = _site()
+    sandbox.require_root()
+    creds = credentials.load_or_create(site.home)
+    if says is not None:
+        _require_call_audio(says)
+    if not 1 <= agents <= len(creds.agent_passwords):
+        raise click.BadParameter(f"between 1 and {len(creds.agent_passwords)}", param_hint="--agents")
+    sandbox.up(site, creds, say=click.echo)
+    ok = asyncio.run(run_demo(site, _database(site), creds, agents, says, echo=click.echo))
+    sys.exit(0 if ok else 1)
 
 
 def _require_call_audio(path: Path) -> None:

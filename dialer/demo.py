@@ -1,134 +1,122 @@
-"""The main job, for now: softphone agents take calls the engine places to simulated debtors.
+"""The main job: a short demo campaign on the local sandbox, end to end.
 
-Progressive dialing in its simplest honest form: one line per free agent. Each agent's
-worker takes the next number, originates it with that agent reserved, waits for the call
-to end, and frees the agent. Every state change of every call is printed as it happens;
-at the end, a table of outcomes and the recording of each answered call, leg by leg.
+A bank's batch (a GBK-encoded CSV, as banks send them) is imported; softphone agents
+(baresip) log in; a campaign is created and started; the engine dials the simulated debtors
+progressively, bridges each answered call to its reserved agent and stores each call's
+recording; then the daily report is printed. The demo's debtors live in a time zone where
+it is daytime now, so that the calling window is open whenever the demo is run.
 """
 from __future__ import annotations
 
 import asyncio
-import itertools
+import datetime as dt
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from ami_bridge import AmiConnection, Call, CallOutcome, Calls, Event
+from sqlalchemy.orm import Session, sessionmaker
+
 from asterisk_conf.credentials import Credentials
 from asterisk_conf.generate import simulated_behaviour
 from asterisk_conf.site import Site
 from asterisk_conf.softphone import Softphone
 from asterisk_conf.speech import speak
+from campaigns import admin, queue
+from campaigns.db import transaction
+from campaigns.importing import import_batch, parse_phone
+from campaigns.report import daily, render
 
-from .outbound import dial_request
-from recordings.legs import LegLevels, leg_levels
-from .sandbox_session import ami_settings
+from .engine import SystemClock
+from .runner import run_campaign
 
 Echo = Callable[[str], None]
 
+DEMO_CLIENT = "DEMO-BANK"
 AGENT_GREETING = ("Good afternoon, this is Anna calling from Dunning Collections on behalf of "
                   "your bank. This call is recorded. Am I speaking with Mister Li Wei?")
+#: Zones with a spread of offsets: at any moment one of them is between 09:00 and 18:00.
+DAYTIME_ZONES = ("Asia/Shanghai", "Asia/Tokyo", "Pacific/Auckland", "Asia/Kolkata", "Asia/Dubai",
+                 "Europe/Berlin", "Europe/London", "America/Sao_Paulo", "America/New_York",
+                 "America/Los_Angeles")
+HEADER = "案件编号,姓名,身份证号,欠款金额,逾期天数,手机,家庭电话,单位电话"
+#: The demo batch: (name, id number, amount, days past due, mobile, home, work). The last
+#: digit of a simulated number decides what its phone does (see README).
+DEBTORS = (
+    ("李伟", "11010519491231002X", "18600.00", 95, "13800138000", "", ""),
+    ("王芳", "440524188001010014", "12800.50", 62, "139 1234 5676", "0755-8888 6661", ""),
+    ("张敏", "", "9800.00", 40, "+86 137-0000-1237", "", "021-6666 1232"),
+    ("刘洋", "", "7600.00", 33, "136 0000 1239", "010-6552 9984", ""),
+    ("陈静", "", "5400.00", 31, "15800001238", "", ""),
+    ("杨磊", "", "3100.00", 12, "18600001231", "", ""),
+)
 
 
-@dataclass(frozen=True)
-class DemoResult:
-    number: str
-    agent: str
-    call_id: str
-    outcome: CallOutcome
-    seconds: float
-    bridged: bool
-    levels: LegLevels | None
+def daytime_zone(now: dt.datetime) -> str:
+    for name in DAYTIME_ZONES:
+        if 9 <= now.astimezone(ZoneInfo(name)).hour < 18:
+            return name
+    return DAYTIME_ZONES[0]
 
 
-class _Printer:
-    """Prints each new state of the calls it watches, as events arrive."""
-
-    def __init__(self, echo: Echo, started: float) -> None:
-        self.echo = echo
-        self.started = started
-        self.watched: dict[str, tuple[Call, str, int]] = {}
-
-    def watch(self, call: Call, label: str) -> None:
-        self.watched[call.call_id] = (call, label, 0)
-        self(None)
-
-    def __call__(self, _event: Event | None) -> None:
-        for call_id, (call, label, shown) in list(self.watched.items()):
-            for state, _at in call.history[shown:]:
-                self.echo(f"[{time.monotonic() - self.started:6.1f}s] {label:<28} {state.value}")
-            self.watched[call_id] = (call, label, len(call.history))
+def write_batch(path: Path, stamp: str) -> Path:
+    """The demo batch, GBK-encoded with Windows line ends, as a bank's system exports it."""
+    lines = [HEADER] + [f"DEMO-{stamp}-{i:02d},{name},{idn},{amount},{dpd},{mobile},{home},{work}"
+                        for i, (name, idn, amount, dpd, mobile, home, work) in enumerate(DEBTORS, 1)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("gbk"))
+    return path
 
 
-async def run_demo(site: Site, creds: Credentials, numbers: Sequence[str], agents: int,
-                   says: Path | None, echo: Echo = print, ring_timeout_s: float = 20.0) -> bool:
-    """Dial `numbers` with `agents` softphone agents; True when every call ended with a
-    classified outcome and every answered, bridged call left audio on both legs."""
+async def run_demo(site: Site, factory: sessionmaker[Session], creds: Credentials, agents: int,
+                   says: Path | None, echo: Echo = print) -> bool:
+    """True when every dial ended with an outcome and every answered call has a recording."""
+    clock = SystemClock()
+    now = clock.now()
+    stamp = time.strftime("%Y%m%d%H%M%S")
+    batch = write_batch(site.home / "demo" / f"batch-{stamp}.csv", stamp)
+    report = import_batch(factory, batch, DEMO_CLIENT, now=now, batch_name=f"demo {stamp}")
+    echo(f"imported {batch.name} ({report.encoding}): {report.imported} cases for client {DEMO_CLIENT}")
+    if not report.ok:
+        for problem in report.problems:
+            echo(f"  {problem}")
+        return False
+    extensions = sorted(creds.agent_passwords)[:agents]
+    zone = daytime_zone(now)
+    name = f"demo-{stamp}"
+    with transaction(factory) as session:
+        for extension in extensions:
+            admin.add_agent(session, extension, f"Demo agent {extension}", now)
+        admin.create_campaign(session, name, DEMO_CLIENT, now, batches=(report.batch_id,), timezone=zone,
+                              settings={"ring_seconds": 15, "wrap_up_seconds": 2})
+        queue.change_campaign(session, name, "start", now)
+    local = now.astimezone(ZoneInfo(zone))
+    echo(f"campaign {name}: {len(DEBTORS)} cases; the debtors live in {zone}, where it is "
+         f"{local:%H:%M}, inside the 08:00-21:00 calling window")
+    for i, debtor in enumerate(DEBTORS, 1):
+        phones = "; ".join(f"{n} ({simulated_behaviour(parse_phone(n).dial)})" for n in debtor[4:] if n)
+        echo(f"  case {i}: {debtor[0]}, owes {debtor[2]}, {debtor[3]} days past due: {phones}")
     speech = says or speak(AGENT_GREETING, site.home / "sounds" / "agent-greeting.wav")
-    phones = [Softphone(ext, pw, speech, site.home / "softphones" / ext,
-                        sip_server=f"127.0.0.1:{site.sip_port}")
-              for ext, pw in sorted(creds.agent_passwords.items())[:agents]]
-    for phone in phones:
-        phone.start()
-        echo(f"agent {phone.extension}: softphone registered (baresip, says {speech.name})")
-    conn = AmiConnection(ami_settings(site))
-    started = time.monotonic()
-    printer = _Printer(echo, started)
-    results: list[DemoResult] = []
+    phones = [Softphone(ext, creds.agent_passwords[ext], speech, site.home / "softphones" / ext,
+                        sip_server=f"127.0.0.1:{site.sip_port}") for ext in extensions]
     try:
-        await conn.start(wait=False)
-        await conn.wait_fully_booted(30)
-        calls = Calls(conn)
-        conn.subscribe(printer)  # after Calls: it sees each event already applied
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        for number in numbers:
-            queue.put_nowait(number)
-        batch = time.strftime("%Y%m%d%H%M%S")
-        serial = itertools.count(1)
-
-        async def agent_worker(phone: Softphone) -> None:
-            while not queue.empty():
-                number = queue.get_nowait()
-                call_id = f"demo-{batch}-{next(serial)}"
-                request = dial_request(call_id, number, phone.extension, ring_timeout_s)
-                call = await calls.originate(request)
-                printer.watch(call, f"{number} (agent {phone.extension})")
-                outcome = await call.ended(ring_timeout_s + 180)
-                seconds = (call.ended_at or conn.now()) - call.sent_at
-                levels = None
-                if call.answered_at is not None:
-                    levels = await leg_levels(site.recordings_spool, call_id)
-                results.append(DemoResult(number, phone.extension, call_id, outcome, seconds,
-                                          call.bridged_at is not None, levels))
-                await asyncio.sleep(1.0)  # wrap-up
-
-        await asyncio.gather(*(agent_worker(phone) for phone in phones))
-        snapshot = conn.counters
-        echo("")
-        echo(_table(results))
-        echo(f"\nAMI: {snapshot.originates_sent} originates, {snapshot.events_received} events, "
-             f"{snapshot.reconnects} reconnects; recordings in {site.recordings_spool}")
+        for phone in phones:
+            await asyncio.to_thread(phone.start)
+            echo(f"agent {phone.extension}: softphone registered (baresip, says {speech.name})")
+        summary = await run_campaign(site, factory, name, extensions, until_idle=True, echo=echo, clock=clock)
     finally:
-        await conn.close()
         for phone in phones:
             phone.stop()
-    return all(_healthy(r) for r in results) and len(results) == len(numbers)
-
-
-def _healthy(result: DemoResult) -> bool:
-    if result.outcome in (CallOutcome.LOST, CallOutcome.FAILED):
-        return False
-    # A call bridged to an agent must have left speech on both legs of its recording.
-    return not result.bridged or (result.levels is not None and result.levels.complete)
-
-
-def _table(results: Sequence[DemoResult]) -> str:
-    rows = [("number", "agent", "outcome", "secs", "recording (agent / debtor leg, dBFS)",
-             "the simulated debtor")]
-    for r in sorted(results, key=lambda r: int(r.call_id.rsplit("-", 1)[1])):
-        rec = "-" if r.levels is None else r.levels.describe()
-        rows.append((r.number, r.agent if r.bridged else "-", r.outcome.value, f"{r.seconds:.1f}", rec,
-                     simulated_behaviour(r.number)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    with transaction(factory) as session:
+        figures = admin.campaign_figures(session, name, clock.now(), queue.Rules())
+        day_report = daily(session, clock.now().astimezone(ZoneInfo(zone)).date(), zone, effective_s=5)
+    echo("")
+    echo(f"nothing more may be dialled now: {', '.join(f'{k} {v}' for k, v in figures.blocked_by.items())}"
+         + (f"; next possible at {figures.next_dialable_at.astimezone(ZoneInfo(zone)):%H:%M} {zone}"
+            if figures.next_dialable_at else ""))
+    echo(f"recordings stored in {site.recordings_root}")
+    echo("")
+    echo("(demo conversations last about 10 s, so an effective call here is one of at least 5 s)")
+    echo(render(day_report))
+    answered_without_recording = [c for c in day_report.campaigns if c.name == name and c.recorded < c.answered]
+    return not summary.problems and not answered_without_recording and summary.dials > 0

@@ -15,6 +15,7 @@ import asyncio
 import datetime as dt
 import functools
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -94,7 +95,8 @@ class Engine:
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="dunning-db")
         self._tasks: set[asyncio.Task[None]] = set()
         self._serial = 0
-        self._stamp = time.strftime("%Y%m%d%H%M%S")
+        # Call ids must never repeat, across runs and engines: time plus randomness.
+        self._stamp = time.strftime("%y%m%d%H%M%S") + secrets.token_hex(2)
         calls.add_listener(self._on_call_state)
 
     # ------------------------------------------------------------------ plumbing
