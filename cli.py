@@ -176,6 +176,43 @@ def campaign_errors(func):
     return user_errors(wrapper)
 
 
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--client", "client_code", required=True, help="The client (bank) the batch comes from; created if new.")
+@click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A TOML file naming the file's column for each field (see README).")
+@click.option("--encoding", type=click.Choice(["utf-8", "utf-8-sig", "gbk", "gb18030"]), default=None,
+              help="Force the CSV encoding (default: detected).")
+@click.option("--skip-invalid", is_flag=True, help="Import the valid rows and list exactly the rows skipped.")
+@click.option("--name", "batch_name", default=None, help="The batch's name (default: the file name).")
+@campaign_errors
+def import_file(file: Path, client_code: str, mapping: Path | None, encoding: str | None, skip_invalid: bool,
+                batch_name: str | None) -> None:
+    """Import a bank's batch FILE (CSV in UTF-8, UTF-8 with BOM, GBK or GB18030; or XLSX).
+    All or nothing by default: any problem, and nothing is written. Every problem is
+    reported with its file, row, column and value."""
+    from campaigns.importing import BatchImportError, import_batch, load_mapping
+    site = _site()
+    try:
+        columns = load_mapping(mapping) if mapping else None
+        with click.progressbar(length=1, label=f"importing {file.name}", file=sys.stderr) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.length = max(total, 1)
+                bar.update(done - bar.pos)
+            report = import_batch(_database(site), file, client_code, now=_now(), mapping=columns,
+                                  encoding=encoding, skip_invalid=skip_invalid, batch_name=batch_name,
+                                  progress=progress)
+    except BatchImportError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    for problem in report.problems:
+        click.secho(f"error: {problem}", fg="red", err=True)
+    for problem in report.skipped:
+        click.secho(f"skipped: {problem}", fg="yellow", err=True)
+    click.echo(report.summary)
+    sys.exit(0 if report.ok else 1)
+
+
 @main.group()
 def campaign() -> None:
     """Create, start, pause and stop campaigns, and see where they stand."""

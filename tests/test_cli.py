@@ -18,19 +18,22 @@ def dunning(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
                           env={**os.environ, **(env or {})})
 
 
-def test_demo_places_calls_and_prints_each_outcome_and_recording(sandbox_up, creds):
-    result = dunning("demo", "--agents", "1", "--numbers", "2101,2202,2500")
+def test_demo_runs_a_campaign_and_ends_with_the_daily_report(sandbox_up, creds):
+    result = dunning("demo", "--agents", "2")
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    assert "softphone registered" in out
-    for line in ("dialing", "ringing", "answered", "bridged", "ended"):
-        assert line in out
-    table = out[out.index("number "):]
-    rows = {line.split()[0]: line.split() for line in table.splitlines()[1:4]}
-    assert rows["2101"][1:3] == [sorted(creds.agent_passwords)[0], "answered"]
-    assert rows["2202"][2] == "busy" and rows["2500"][2] == "congestion"
-    assert "missing" not in rows["2101"], "both legs of the bridged call carry audio"
-    assert "3 originates" in out
+    assert "cases for client DEMO-BANK" in out and "inside the 08:00-21:00 calling window" in out
+    assert out.count("softphone registered") == 2
+    # Each case: dialled in order own mobile, home, work, with the outcome its phone gives.
+    for outcome in ("busy", "no_answer", "congestion", "debtor_hung_up", "answered, talked"):
+        assert outcome in out, outcome
+    report = out[out.index("Daily report for"):]
+    name = out.split("campaign ", 1)[1].split(":", 1)[0]
+    campaign_line = next(line for line in report.splitlines() if line.startswith(name + " "))
+    assert campaign_line.split()[1:3] == ["9", "6"], campaign_line  # 9 dials, 6 answered
+    assert "100 %" in campaign_line, "every answered call has its recording"
+    agents = [line.split()[0] for line in report.splitlines() if line[:4].isdigit()]
+    assert agents == sorted(creds.agent_passwords)[:2]
     secrets = [creds.ami_secret, *creds.agent_passwords.values()]
     log = (sandbox_up.sandbox_root / "var/log/asterisk/messages.log").read_text(errors="replace")
     for secret in secrets:
