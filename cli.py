@@ -310,8 +310,11 @@ def agents_add(extension: str, name: str) -> None:
     from campaigns import admin
     from campaigns.db import transaction
     site = _site()
+    try:
+        Endpoint(extension, "x" * 16)  # the extension's form, before anything is written
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="EXTENSION") from None
     creds = credentials.add_agent(site.home, extension)
-    Endpoint(extension, creds.agent_passwords[extension])  # validates the extension
     with transaction(_database(site)) as session:
         admin.add_agent(session, extension, name, _now())
     account = site.home / "agents" / f"{extension}.sip"

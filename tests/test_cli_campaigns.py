@@ -106,7 +106,8 @@ def test_agents_add_creates_the_endpoint_without_printing_the_password(env, sand
     assert "PJSIP/6009" in dunning(env, "asterisk", "check").stdout
     assert ["6009", "Zhao", "Min", "yes"] in [l.split() for l in dunning(env, "agents", "list").stdout.splitlines()]
     bad = dunning(env, "agents", "add", "60 09")
-    assert bad.returncode != 0
+    assert bad.returncode == 2 and "letters, digits" in bad.stderr
+    assert "60 09" not in credentials.load_or_create(sandbox_up.home).agent_passwords, "nothing written"
 
 
 def test_sigterm_stops_dialling_and_lets_the_live_call_finish(env, batch, agent):
