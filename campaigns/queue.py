@@ -129,9 +129,12 @@ def decisions(session: Session, campaign: Campaign, now: dt.datetime, rules: Rul
 def plan_next(session: Session, campaign: Campaign, agent: Agent | None, call_id: str,
               now: dt.datetime, rules: Rules) -> Planned | None:
     """Pick the highest-priority case with a number the policy allows now and write its
-    attempt row PLANNED; None when nothing may be dialled now."""
+    attempt row PLANNED; None when nothing may be dialled now. A case with a call in
+    progress is never picked (its other numbers may be allowed, its debtor is busy)."""
+    busy = set(session.scalars(select(Attempt.case_id).where(
+        Attempt.campaign_id == campaign.id, Attempt.state != AttemptState.ENDED.value)))
     for case, decision in decisions(session, campaign, now, rules):
-        if decision.allowed and decision.phone is not None:
+        if decision.allowed and decision.phone is not None and case.id not in busy:
             attempt = Attempt(call_id=call_id, campaign_id=campaign.id, case_id=case.id,
                               phone_id=decision.phone.id, agent_id=agent.id if agent else None,
                               number=decision.phone.dial, state=AttemptState.PLANNED.value, planned_at=now)
