@@ -53,3 +53,27 @@ def test_naive_times_are_refused(sqlite_db):
     with pytest.raises(Exception, match="naive datetime"):
         with transaction(sessions(sqlite_db)) as s:
             s.add(Client(code="X", name="x", created_at=dt.datetime(2026, 1, 1)))
+
+
+def test_import_is_whole_or_nothing_on_both_databases(database, tmp_path):
+    """The import's bulk writes and its rollback, on SQLite and on PostgreSQL."""
+    from sqlalchemy import func, select
+
+    from campaigns.importing import import_batch
+    from campaigns.models import Phone
+    factory = sessions(database)
+    now = dt.datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+    good = tmp_path / "good.csv"
+    good.write_bytes("案件编号,姓名,欠款金额,逾期天数,手机,家庭电话\nG1,李伟,1200.50,40,+86 138-0013-8000,0755-8888 8888 转 12\n"
+                     .encode("gbk"))
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes("案件编号,姓名,欠款金额,逾期天数,手机\nB1,王芳,100,3,13800138001\nB2,张伟,,3,13800138002\n"
+                    .encode("gbk"))
+    assert import_batch(factory, good, "PG", now=now).imported == 1
+    refused = import_batch(factory, bad, "PG", now=now)
+    assert not refused.ok
+    assert [(p.row, p.column) for p in refused.problems] == [(3, "欠款金额")]
+    with sessions(database)() as s:
+        assert s.scalar(select(func.count()).select_from(Case)) == 1
+        phones = {p.dial: p.extension for p in s.scalars(select(Phone))}
+    assert phones == {"13800138000": None, "075588888888": "12"}
