@@ -67,6 +67,16 @@ def hangup(channel: str, cause: int = 16) -> dict[str, str | list[str]]:
     return _checked({"Action": "Hangup", "Channel": channel, "Cause": str(int(cause))})
 
 
+def setvar(channel: str, name: str, value: str) -> dict[str, str | list[str]]:
+    """Set a channel variable on one live channel (how the engine names the agent for a
+    call that was placed before an agent was free)."""
+    if not channel or (channel.startswith("/") and channel.endswith("/")):
+        raise ValueError(f"setvar needs one channel name, got {channel!r}")
+    if not _VAR_NAME.fullmatch(name):
+        raise ValueError(f"variable name {name!r} is not a valid channel variable name")
+    return _checked({"Action": "Setvar", "Channel": channel, "Variable": name, "Value": value})
+
+
 def list_commands() -> dict[str, str | list[str]]:
     return {"Action": "ListCommands"}
 

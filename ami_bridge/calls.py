@@ -266,6 +266,19 @@ class Calls:
             return False
         return True
 
+    async def set_variable(self, call: Call, name: str, value: str) -> bool:
+        """Set a variable on our half of the call (the one running the answered-call
+        dialplan); False if Asterisk no longer has it."""
+        channel = call.channel_names.get(call.call_id)
+        if channel is None:
+            return False
+        try:
+            await self._conn.send(actions.setvar(channel, name, value))
+        except AmiActionError as exc:
+            log.info("setvar on %s: %s", call.call_id, exc.message)
+            return False
+        return True
+
     async def reconcile(self) -> None:
         """After a (re)login: keep calls Asterisk still has, end those it doesn't."""
         if not self._active:

@@ -18,6 +18,7 @@ REQUIRED_ACTIONS = {
     "Hangup": "the engine may hang up its calls (write = call)",
     "CoreShowChannels": "the engine may list channels to reconcile after a reconnect (write = reporting)",
     "ShowDialPlan": "the engine may read the dialplan (write = reporting)",
+    "Setvar": "the engine may name the agent for a call placed ahead of a free agent (write = call)",
     "StopMixMonitor": "app_mixmonitor is loaded (every call is recorded)",
     "PJSIPHangup": "chan_pjsip is loaded (the agents' softphones)",
 }

@@ -95,6 +95,8 @@ class ConfigSpec:
     debtor_voice: str = "dunning/debtor-voice"
     sim_linger_s: int = 20
     agent_ring_s: int = 10
+    #: How long a debtor who answered may wait for a free agent (the 2-second rule).
+    agent_wait_s: int = 2
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.ami_username):
@@ -235,12 +237,22 @@ exten => _status-.,1,Hangup(${{IF($[0${{HANGUPCAUSE}} > 0]?${{HANGUPCAUSE}}:16)}
 [dunning-answered]
 ; This half of the Local channel faces the debtor: MixMonitor's "read" direction
 ; is what the debtor says, "write" is what the agent says.
+; A call placed with no agent reserved (predictive dialing) waits here up to
+; {spec.agent_wait_s} s for the engine to name a free agent (AMI Setvar DUNNING_AGENT); after
+; that the debtor hears the no-agent message and the call is abandoned.
 exten => s,1,NoOp(dunning answered attempt ${{DUNNING_ATTEMPT}} agent ${{DUNNING_AGENT}})
  same => n,Set(REC={spec.recordings_dir}/${{DUNNING_ATTEMPT}})
  same => n,MixMonitor(${{REC}}.wav,r(${{REC}}-debtor.wav)t(${{REC}}-agent.wav))
- same => n,GotoIf($["${{DUNNING_AGENT}}" = ""]?no-agent)
- same => n,Dial(PJSIP/${{DUNNING_AGENT}},{spec.agent_ring_s})
- same => n(no-agent),Wait(0.5)
+ same => n,Set(WAITED=0)
+ same => n(wait),GotoIf($["${{DUNNING_AGENT}}" != ""]?connect)
+ same => n,GotoIf($[${{WAITED}} >= {spec.agent_wait_s * 10}]?no-agent)
+ same => n,Set(WAITED=$[${{WAITED}} + 1])
+ same => n,Wait(0.1)
+ same => n,Goto(wait)
+ same => n(connect),Dial(PJSIP/${{DUNNING_AGENT}},{spec.agent_ring_s})
+ same => n,GotoIf($["${{DIALSTATUS}}" != "ANSWER"]?no-agent)
+ same => n,Hangup(16)
+ same => n(no-agent),Set(DUNNING_ABANDONED=1)
  same => n,Playback({spec.no_agent_message})
  same => n,Hangup(16)
 

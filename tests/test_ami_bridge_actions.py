@@ -102,3 +102,15 @@ def test_builders_refuse_bad_input(call):
 def test_redacted_masks_secret_only():
     assert actions.redacted({"Action": "Login", "secret": "pw", "Username": "u"}) == {
         "Action": "Login", "secret": "********", "Username": "u"}
+
+
+def test_setvar_names_one_channel_and_a_valid_variable():
+    assert actions.setvar("Local/2101@dunning-outbound-00000001;1", "DUNNING_AGENT", "6001") == {
+        "Action": "Setvar", "Channel": "Local/2101@dunning-outbound-00000001;1",
+        "Variable": "DUNNING_AGENT", "Value": "6001"}
+    with pytest.raises(ValueError):
+        actions.setvar("/Local/.*/", "DUNNING_AGENT", "6001")
+    with pytest.raises(ValueError):
+        actions.setvar("PJSIP/6001-1", "BAD NAME", "x")
+    with pytest.raises(ValueError, match="inject"):
+        actions.setvar("PJSIP/6001-1", "DUNNING_AGENT", "6001\r\nAction: Originate")

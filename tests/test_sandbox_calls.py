@@ -129,3 +129,33 @@ async def test_softphone_agent_answers_and_each_party_is_on_its_own_leg(
     assert _similarity(debtor_src, debtor_leg) > 0.8
     assert _similarity(agent_src, agent_leg) > _similarity(agent_src, debtor_leg)
     assert _similarity(debtor_src, debtor_leg) > _similarity(debtor_src, agent_leg)
+
+
+async def test_a_call_placed_ahead_of_an_agent_is_given_one_after_the_answer_or_abandoned(
+        sandbox_up, sandbox_calls: Calls, creds, agent_speech, tmp_path):
+    """Predictive dialing's two endings: the engine names a free agent within 2 s of the
+    answer (Setvar), or no agent is free and the debtor hears the message."""
+    ext = sorted(creds.agent_passwords)[-1]
+    phone = Softphone(ext, creds.agent_passwords[ext], agent_speech, tmp_path / "phone",
+                      sip_server=f"127.0.0.1:{sandbox_up.sip_port}")
+    await asyncio.to_thread(phone.start)
+    try:
+        served = await sandbox_calls.originate(dial_request(call_id("ahead"), "2101", None, 10))
+
+        async def name_the_agent_on_answer() -> None:
+            while served.state not in (S.ANSWERED, S.ENDED):
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # the engine takes a moment to find a free agent
+            assert await sandbox_calls.set_variable(served, "DUNNING_AGENT", ext)
+
+        await asyncio.gather(name_the_agent_on_answer(), served.ended(60))
+        abandoned = await sandbox_calls.originate(dial_request(call_id("abandon"), "2101", None, 10))
+        assert await abandoned.ended(60) is CallOutcome.ANSWERED
+    finally:
+        phone.stop()
+    assert S.BRIDGED in [s for s, _ in served.history]
+    assert S.BRIDGED not in [s for s, _ in abandoned.history]
+    # The abandoned debtor heard the whole message: the call lasted well over the 2 s wait.
+    assert abandoned.ended_at - abandoned.answered_at > 5
+    levels = await leg_levels(sandbox_up.recordings_spool, abandoned.call_id)
+    assert levels.has_audio("debtor") and levels.has_audio("agent"), "the message is on the agent's side"
