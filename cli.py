@@ -371,19 +371,25 @@ def report() -> None:
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None, help="The day (default: today).")
 @click.option("--timezone", default="Asia/Shanghai", show_default=True, help="Whose calendar day.")
 @click.option("--effective-seconds", default=30.0, show_default=True, help="A conversation at least this long is an effective call.")
+@click.option("--plot", "plot_to", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also draw the agents' figures against the targets into this PNG file.")
 @campaign_errors
-def report_daily(day, timezone: str, effective_seconds: float) -> None:
+def report_daily(day, timezone: str, effective_seconds: float, plot_to: Path | None) -> None:
     """Per agent: dials, connects and effective calls against the 200 / 50 targets; per
     campaign: connect rate, outcomes and recording coverage."""
     from zoneinfo import ZoneInfo
 
     from campaigns import admin
     from campaigns.db import transaction
-    from campaigns.report import daily, render
+    from campaigns.report import daily, plot, render
     admin.check_timezone(timezone)
     the_day = day.date() if day else _now().astimezone(ZoneInfo(timezone)).date()
     with transaction(_database(_site())) as session:
-        click.echo(render(daily(session, the_day, timezone, effective_seconds)))
+        found = daily(session, the_day, timezone, effective_seconds)
+    click.echo(render(found))
+    if plot_to is not None:
+        plot(found, plot_to)
+        click.echo(f"plot written to {plot_to}")
 
 
 @main.command("run")

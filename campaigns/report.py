@@ -130,3 +130,24 @@ def render(report: DailyReport) -> str:
     parts = [head, "", table(agents) if report.agents else "(no agents)", "",
              table(campaigns) if report.campaigns else "(no dials that day)"]
     return "\n".join(parts)
+
+
+def plot(report: DailyReport, path) -> None:
+    """The report as a picture: per agent, dials and effective calls against the targets."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    agents = report.agents
+    figure, (dials, effective) = pyplot.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    names = [a.extension for a in agents]
+    for axis, values, target, title in ((dials, [a.dials for a in agents], DIALS_TARGET, "dials"),
+                                        (effective, [a.effective for a in agents], EFFECTIVE_TARGET,
+                                         f"effective calls (>= {report.effective_s:g} s)")):
+        axis.bar(names, values, color="#4477aa")
+        axis.axhline(target, color="#cc3311", linestyle="--", label=f"target {target}")
+        axis.set_title(f"{title}, {report.day.isoformat()} ({report.timezone})")
+        axis.set_xlabel("agent")
+        axis.legend()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)

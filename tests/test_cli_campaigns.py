@@ -31,6 +31,10 @@ def env(tmp_path):
             "DUNNING_RECORDINGS": str(tmp_path / "recordings")}
 
 
+def env_tmp(env) -> Path:
+    return Path(env["DUNNING_RECORDINGS"]).parent
+
+
 def dunning(env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([DUNNING, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
@@ -179,8 +183,10 @@ def test_dispositions_and_the_daily_report(env, batch, agent):
     assert len(rows(env, Disposition)) == 2
 
     zone = daytime_zone(dt.datetime.now(dt.timezone.utc))
-    report = dunning(env, "report", "daily", "--timezone", zone, "--effective-seconds", "2")
+    picture = env_tmp(env) / "report.png"
+    report = dunning(env, "report", "daily", "--timezone", zone, "--effective-seconds", "2", "--plot", str(picture))
     assert report.returncode == 0, report.stderr
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 10_000
     agent_line = next(line for line in report.stdout.splitlines() if line.startswith(agent))
     cells = agent_line.split()
     assert cells[cells.index("Li") + 1:cells.index("Li") + 7] == ["3", "2", "%", "3", "3", "6"]
