@@ -362,6 +362,22 @@ def disposition(attempt: str, code: str, note, amount, due) -> None:
         click.echo(f"attempt {d.attempt_id}: {d.code} recorded for case {d.case_id}")
 
 
+@main.command("why")
+@click.argument("case_or_number")
+@click.option("--at", "at", default=None, help="As of this time (ISO 8601 with offset, e.g. 2026-11-25T20:59:59+08:00); default now.")
+@campaign_errors
+def why(case_or_number: str, at: str | None) -> None:
+    """Whether a case (its reference or number, or one of its phone numbers) may be dialled
+    now or at --at, and if not, which rule blocks it and when it next may."""
+    from campaigns import admin
+    from campaigns.db import transaction
+    from campaigns.policy import Rules
+    when = _parse_time(at) if at else _now()
+    with transaction(_database(_site())) as session:
+        for text in admin.why(session, case_or_number, when, Rules()):
+            click.echo(text)
+
+
 @main.group()
 def report() -> None:
     """Reports for supervisors."""

@@ -175,3 +175,43 @@ def record_disposition(session: Session, attempt_ref: str, code: str, now: dt.da
         phone = session.get(Phone, attempt.phone_id)
         phone.do_not_call, phone.do_not_call_reason = True, f"complaint intent on attempt {attempt.id}"
     return disposition
+
+
+def find_cases(session: Session, ref: str) -> list[Case]:
+    """Cases named by `ref`: a case reference, a case number, or one of its phone numbers
+    (as dialled, in E.164, or as written with spaces and dashes)."""
+    from .models import Phone
+    found = list(session.scalars(select(Case).where(Case.reference == ref)))
+    if not found and ref.isdigit():
+        found = [c for c in [session.get(Case, int(ref))] if c is not None]
+    if not found:
+        digits = "".join(ch for ch in ref if ch.isdigit() or ch == "+")
+        case_ids = set(session.scalars(select(Phone.case_id).where(
+            (Phone.dial == digits) | (Phone.e164 == digits) | (Phone.e164 == "+" + digits.lstrip("+")))))
+        found = list(session.scalars(select(Case).where(Case.id.in_(case_ids))))
+    if not found:
+        raise CampaignError(f"no case or phone number {ref!r}")
+    return found
+
+
+def why(session: Session, ref: str, now: dt.datetime, rules: Rules) -> list[str]:
+    """For each case `ref` names and each campaign it is in: may it be dialled at `now`,
+    and if not, which rules block it and when it next may."""
+    from .queue import case_views
+    from .policy import decide
+    texts = []
+    for case in find_cases(session, ref):
+        campaign_ids = list(session.scalars(select(CampaignCase.campaign_id).where(CampaignCase.case_id == case.id)))
+        campaigns = [session.get(Campaign, cid) for cid in campaign_ids] or [None]
+        for campaign in campaigns:
+            if campaign is None:
+                texts.append(f"case {case.id} ({case.reference}) is in no campaign: nothing dials it")
+                continue
+            views, attempts = case_views(session, campaign, now)
+            view = next(v for v in views if v.id == case.id)
+            phone_ids = {p.id for p in view.phones}
+            mine = tuple(a for a in attempts if a.phone_id in phone_ids)
+            decision = decide(view, mine, now, campaign.timezone, rules)
+            texts.append(f"campaign {campaign.name} ({campaign.status}), case {case.reference}:\n"
+                         + decision.explain())
+    return texts

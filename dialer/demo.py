@@ -109,12 +109,13 @@ async def run_demo(site: Site, factory: sessionmaker[Session], creds: Credential
             phone.stop()
     with transaction(factory) as session:
         figures = admin.campaign_figures(session, name, clock.now(), queue.Rules())
+        queue.change_campaign(session, name, "stop", clock.now())  # a demo is not dialled again
         day_report = daily(session, clock.now().astimezone(ZoneInfo(zone)).date(), zone, effective_s=5)
     echo("")
     echo(f"nothing more may be dialled now: {', '.join(f'{k} {v}' for k, v in figures.blocked_by.items())}"
          + (f"; next possible at {figures.next_dialable_at.astimezone(ZoneInfo(zone)):%H:%M} {zone}"
             if figures.next_dialable_at else ""))
-    echo(f"recordings stored in {site.recordings_root}")
+    echo(f"campaign {name} stopped; recordings stored in {site.recordings_root}")
     echo("")
     echo("(demo conversations last about 10 s, so an effective call here is one of at least 5 s)")
     echo(render(day_report))

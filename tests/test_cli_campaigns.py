@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -95,8 +96,28 @@ def test_campaign_life_cycle_and_errors(env, batch, sandbox_up, creds):
     assert dup.returncode == 1 and "exists already" in dup.stderr
     tz = dunning(env, "campaign", "create", "x", "--client", "CLI-BANK", "--timezone", "Mars/Olympus")
     assert tz.returncode == 1 and "unknown time zone 'Mars/Olympus'" in tz.stderr
-    night = dunning(env, "campaign", "status", "cli", "--at", "2026-11-25T21:00:00+08:00")
-    assert "calling_window" in night.stdout or "case_status" in night.stdout or night.returncode == 0
+
+
+def test_status_and_why_at_the_edges_of_the_calling_window(env, batch, sandbox_up, creds):
+    setup_campaign(env, batch, sorted(creds.agent_passwords)[0])
+    zone = ZoneInfo(daytime_zone(dt.datetime.now(dt.timezone.utc)))
+    day = dt.datetime.now(zone).date()
+
+    def local(hh: int, mm: int, ss: int) -> str:
+        return dt.datetime.combine(day, dt.time(hh, mm, ss), zone).isoformat()
+
+    for at, open_ in ((local(7, 59, 59), False), (local(8, 0, 0), True), (local(20, 59, 59), True),
+                      (local(21, 0, 0), False)):
+        status = dunning(env, "campaign", "status", "cli", "--at", at).stdout
+        assert (f"may be dialled now: {3 if open_ else 0}" in status), (at, status)
+        assert ("blocked by calling_window: 3" in status) is not open_
+        why = dunning(env, "why", "13800138001", "--at", at)
+        assert why.returncode == 0, why.stderr
+        assert ("may be dialled now" in why.stdout) is open_, why.stdout
+        if not open_:
+            assert "calling_window" in why.stdout and "next possible at" in why.stdout
+    unknown = dunning(env, "why", "13900000000")
+    assert unknown.returncode == 1 and "no case or phone number '13900000000'" in unknown.stderr
 
 
 def test_agents_add_creates_the_endpoint_without_printing_the_password(env, sandbox_up):
