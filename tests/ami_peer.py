@@ -133,7 +133,13 @@ class AmiPeer:
             self._server.close()
             for s in list(self.sessions):
                 s.drop()
-            await self._server.wait_closed()
+            # Some Python 3.11 patch releases make wait_closed() wait for every connection the
+            # server ever accepted, including one accepted while we were closing: bound it.
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            except asyncio.TimeoutError:
+                for s in list(self.sessions):
+                    s.drop()
             self._server = None
 
     def say_fully_booted(self, session: _Session | None = None) -> None:
