@@ -225,16 +225,21 @@ def campaign() -> None:
 @click.option("--timezone", default="Asia/Shanghai", show_default=True, help="The debtors' time zone (a case may override it).")
 @click.option("--ring-seconds", default=25, show_default=True, type=click.IntRange(15, 60), help="How long a debtor's phone rings before the dial gives up (at least 15 s).")
 @click.option("--wrap-up-seconds", default=10, show_default=True, type=click.IntRange(0, 600), help="Wrap-up time after each call before the agent is dialled for again.")
+@click.option("--mode", type=click.Choice(["progressive", "predictive"]), default="progressive", show_default=True,
+              help="progressive: one line per ready agent; predictive: calls launched ahead of agents becoming free.")
+@click.option("--abandon-target", default=3.0, show_default=True, type=click.FloatRange(0.1, 10),
+              help="Predictive: the most abandoned calls allowed, in % of answered calls.")
 @campaign_errors
-def campaign_create(name, client_code, batches, timezone, ring_seconds, wrap_up_seconds) -> None:
+def campaign_create(name, client_code, batches, timezone, ring_seconds, wrap_up_seconds, mode, abandon_target) -> None:
     """Create campaign NAME (status draft) over a client's imported cases."""
     from campaigns import admin
     from campaigns.db import transaction
     with transaction(_database(_site())) as session:
         created, cases = admin.create_campaign(
-            session, name, client_code, _now(), batches=batches, timezone=timezone,
-            settings={"ring_seconds": ring_seconds, "wrap_up_seconds": wrap_up_seconds})
-        click.echo(f"campaign {created.name}: {cases} cases, time zone {created.timezone}, status draft "
+            session, name, client_code, _now(), batches=batches, timezone=timezone, mode=mode,
+            settings={"ring_seconds": ring_seconds, "wrap_up_seconds": wrap_up_seconds,
+                      "abandon_target": abandon_target / 100})
+        click.echo(f"campaign {created.name}: {cases} cases, {mode}, time zone {created.timezone}, status draft "
                    f"(start it with: dunning campaign start {created.name})")
 
 

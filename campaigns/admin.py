@@ -51,6 +51,9 @@ STATUS_AFTER = {
 }
 
 
+MODES = ("progressive", "predictive")
+
+
 def check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
@@ -61,7 +64,7 @@ def check_timezone(name: str) -> str:
 
 def create_campaign(session: Session, name: str, client_code: str, now: dt.datetime, *,
                     batches: tuple[int, ...] = (), timezone: str = "Asia/Shanghai",
-                    settings: dict | None = None) -> tuple[Campaign, int]:
+                    settings: dict | None = None, mode: str = "progressive") -> tuple[Campaign, int]:
     """A new campaign (status draft) over the client's cases (of `batches`, or all)."""
     if session.scalar(select(Campaign).where(Campaign.name == name)) is not None:
         raise CampaignError(f"a campaign named {name!r} exists already")
@@ -77,7 +80,9 @@ def create_campaign(session: Session, name: str, client_code: str, now: dt.datet
     case_ids = list(session.scalars(query))
     if not case_ids:
         raise CampaignError(f"client {client_code} has no cases to put in a campaign")
-    campaign = Campaign(name=name, client_id=client.id, status=CampaignStatus.DRAFT.value, mode="progressive",
+    if mode not in MODES:
+        raise CampaignError(f"unknown dialing mode {mode!r}: {' or '.join(MODES)}")
+    campaign = Campaign(name=name, client_id=client.id, status=CampaignStatus.DRAFT.value, mode=mode,
                         timezone=check_timezone(timezone), settings=settings or {}, created_at=now,
                         status_changed_at=now)
     session.add(campaign)

@@ -268,3 +268,93 @@ class PromiseToPay(Base):
     due_date: Mapped[dt.date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(10), default="open")  # open, kept, broken
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+# The recording vault (recordings/vault.py, retention.py, integrity.py, access.py).
+from sqlalchemy import CheckConstraint  # noqa: E402  (kept with the vault's models: appended section)
+
+
+class VaultFile(Base):
+    """A call's recording as the vault keeps it: one stereo file (left = agent, right =
+    debtor) and a JSON metadata file beside it, both read-only, their checksums, and how
+    long they must be kept. Purging removes the files and marks the row; the row stays."""
+
+    __tablename__ = "vault_files"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id"), unique=True)
+    path: Mapped[str] = mapped_column(String(500), unique=True)  # relative to the recordings dir
+    codec: Mapped[str] = mapped_column(String(20))
+    layout: Mapped[str] = mapped_column(String(40))  # left=agent,right=debtor
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Numeric(10, 2))
+    bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    metadata_path: Mapped[str] = mapped_column(String(500), unique=True)
+    metadata_sha256: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    retain_until: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    stored_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # The last time the checksums were compared (ingest, verify) and what was found.
+    checked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    integrity: Mapped[str] = mapped_column(String(10), default="ok")  # ok, missing, changed
+    purged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    purged_by: Mapped[str | None] = mapped_column(String(100))
+    recording: Mapped[Recording] = relationship()
+
+
+class RetentionPolicy(Base):
+    """How long a client's recordings are kept, in years (never below the legal minimum)."""
+
+    __tablename__ = "retention_policies"
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), primary_key=True)
+    years: Mapped[int] = mapped_column(Integer)
+    set_by: Mapped[str] = mapped_column(String(100))
+    set_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class LegalHold(Base):
+    """Keep a case's recordings, or one recording, past their retention until released."""
+
+    __tablename__ = "legal_holds"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    recording_id: Mapped[int | None] = mapped_column(ForeignKey("recordings.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str] = mapped_column(String(100))
+    placed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    released_by: Mapped[str | None] = mapped_column(String(100))
+    release_reason: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (CheckConstraint("(case_id IS NULL) <> (recording_id IS NULL)", name="one_target"),)
+
+
+class PurgeAudit(Base):
+    """One row per file the purge removed. Append-only: the code only inserts, and the
+    migration adds triggers that refuse UPDATE and DELETE on both databases."""
+
+    __tablename__ = "purge_audit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purged_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    purged_by: Mapped[str] = mapped_column(String(100))
+    recording_id: Mapped[int] = mapped_column(Integer, index=True)  # no foreign key: outlives anything
+    call_id: Mapped[str] = mapped_column(String(63))
+    path: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(20))  # deleted, already_absent
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    retain_until: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class RecordingAccess(Base):
+    """Who played or exported which recording, when, and why. Append-only like PurgeAudit."""
+
+    __tablename__ = "recording_access"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    accessed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    accessed_by: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(10))  # play, export
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id"), index=True)
+    target: Mapped[str | None] = mapped_column(Text)  # where an export was written
+    sha256: Mapped[str] = mapped_column(String(64))

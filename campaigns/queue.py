@@ -35,6 +35,8 @@ from .policy import AttemptView, CaseView, Decision, PhoneView, Rules, decide, o
 #: Q.850 causes that say the number does not exist (unallocated, invalid format): such a
 #: phone is marked invalid and is not dialled again.
 INVALID_CAUSES = frozenset({1, 28})
+#: The outcome of a call answered with no agent free within 2 s (predictive dialing).
+ABANDONED = "abandoned"
 #: How far back the policy needs history (caps are per local day; a day is at most 26 h).
 HISTORY = dt.timedelta(hours=36)
 
@@ -126,14 +128,33 @@ def decisions(session: Session, campaign: Campaign, now: dt.datetime, rules: Rul
             for case in order_cases(cases)]
 
 
+def abandoned_cases(session: Session, campaign: Campaign) -> set[int]:
+    """Cases whose latest finished attempt was abandoned (answered, no agent within 2 s):
+    their next call is made only with an agent already reserved."""
+    latest: dict[int, str | None] = {}
+    for case_id, outcome in session.execute(
+            select(Attempt.case_id, Attempt.outcome).where(
+                Attempt.campaign_id == campaign.id, Attempt.state == AttemptState.ENDED.value,
+                Attempt.dialed_at.is_not(None)).order_by(Attempt.id)):
+        latest[case_id] = outcome
+    return {case_id for case_id, outcome in latest.items() if outcome == ABANDONED}
+
+
 def plan_next(session: Session, campaign: Campaign, agent: Agent | None, call_id: str,
-              now: dt.datetime, rules: Rules) -> Planned | None:
+              now: dt.datetime, rules: Rules, *, only_abandoned: bool = False) -> Planned | None:
     """Pick the highest-priority case with a number the policy allows now and write its
     attempt row PLANNED; None when nothing may be dialled now. A case with a call in
-    progress is never picked (its other numbers may be allowed, its debtor is busy)."""
+    progress is never picked (its other numbers may be allowed, its debtor is busy). A
+    dial with no agent reserved (`agent` None) never picks a case whose last call was
+    abandoned; `only_abandoned` picks among those only."""
     busy = set(session.scalars(select(Attempt.case_id).where(
         Attempt.campaign_id == campaign.id, Attempt.state != AttemptState.ENDED.value)))
+    abandoned = abandoned_cases(session, campaign)
     for case, decision in decisions(session, campaign, now, rules):
+        if only_abandoned and case.id not in abandoned:
+            continue
+        if agent is None and case.id in abandoned:
+            continue
         if decision.allowed and decision.phone is not None and case.id not in busy:
             attempt = Attempt(call_id=call_id, campaign_id=campaign.id, case_id=case.id,
                               phone_id=decision.phone.id, agent_id=agent.id if agent else None,

@@ -34,6 +34,17 @@ from recordings.store import RecordingConflict, RecordingMissing, store_call
 
 from .agents import AgentEvent, AgentPool, AgentState
 from .outbound import dial_request
+from .pacing import (
+    Abandoned,
+    AgentPhase,
+    AgentView,
+    DialEnded,
+    LineView,
+    Pacing,
+    Snapshot,
+    TalkEnded,
+    WrapUpEnded,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,6 +76,11 @@ class EngineSettings:
     wrap_up_s: float = 10.0
     tick_s: float = 0.5
     rules: Rules = field(default_factory=Rules)
+    #: "progressive" (one line per ready agent, the agent reserved before the dial) or
+    #: "predictive" (calls launched ahead of agents becoming free, as `pacing` decides).
+    mode: str = "progressive"
+    #: How long an answered debtor may wait for a free agent before the call is abandoned.
+    agent_grace_s: float = 2.0
 
 
 @dataclass
@@ -81,7 +97,7 @@ Echo = Callable[[str], None]
 class Engine:
     def __init__(self, factory: sessionmaker[Session], calls: Calls, pool: AgentPool, campaign: str, *,
                  spool: Path, recordings_root: Path, settings: EngineSettings = EngineSettings(),
-                 clock: Clock | None = None, echo: Echo = lambda _: None) -> None:
+                 clock: Clock | None = None, echo: Echo = lambda _: None, pacing: Pacing | None = None) -> None:
         self.factory = factory
         self.calls = calls
         self.pool = pool
@@ -92,6 +108,11 @@ class Engine:
         self.clock = clock or SystemClock()
         self.echo = echo
         self.summary = RunSummary()
+        self.pacing = pacing
+        if settings.mode == "predictive" and pacing is None:
+            raise ValueError("predictive mode needs a pacing policy")
+        self._waiting: dict[str, Call] = {}  # answered, no agent yet (predictive)
+        self._assigning = asyncio.Lock()
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="dunning-db")
         self._tasks: set[asyncio.Task[None]] = set()
         self._serial = 0
@@ -151,18 +172,29 @@ class Engine:
         """One round: end due wrap-ups, dial for every ready agent. True if anything moved."""
         now = self.clock.now()
         for seat in self.pool.wrap_ups_due(now, self.settings.wrap_up_s):
+            if self.pacing is not None and seat.wrap_up_since is not None:
+                self.pacing.observe(WrapUpEnded(now.timestamp(), (now - seat.wrap_up_since).total_seconds()))
             self.pool.apply(seat.extension, AgentEvent.READY, now, reason="wrap-up time over")
         status = await self._db(lambda s: queue.campaign_named(s, self.campaign).status)
         if status != CampaignStatus.RUNNING.value:
             return False
+        if not self.calls._conn.fully_booted:
+            return False
+        if self.settings.mode == "predictive":
+            await self._assign_waiting()
+            # A debtor whose last call was abandoned is called again only with an agent reserved.
+            progressed = await self._dial_for_ready_agents(only_abandoned=True)
+            return await self._dial_ahead() or progressed
+        return await self._dial_for_ready_agents()
+
+    async def _dial_for_ready_agents(self, *, only_abandoned: bool = False) -> bool:
+        """Progressive: for each ready agent, reserve the agent and dial for them."""
         progressed = False
         for seat in self.pool.ready():
-            if not self.calls._conn.fully_booted:
-                break
             now = self.clock.now()
             call_id = self._new_call_id(seat.extension)
             self.pool.apply(seat.extension, AgentEvent.RESERVE, now, attempt=call_id)
-            planned = await self._db(self._plan, seat.agent_id, call_id, now)
+            planned = await self._db(self._plan, seat.agent_id, call_id, now, only_abandoned)
             if planned is None:
                 self.pool.apply(seat.extension, AgentEvent.RELEASE, self.clock.now(), reason="nothing to dial now")
                 break
@@ -170,10 +202,59 @@ class Engine:
             self._spawn(self._dial(seat.extension, planned))
         return progressed
 
-    def _plan(self, session: Session, agent_id: int | None, call_id: str, now: dt.datetime) -> queue.Planned | None:
+    async def _dial_ahead(self) -> bool:
+        """Predictive: launch as many calls, with no agent reserved, as the pacing says."""
+        assert self.pacing is not None
+        wanted = self.pacing.decide(self._snapshot())
+        launched = 0
+        for _ in range(wanted):
+            now = self.clock.now()
+            planned = await self._db(self._plan, None, self._new_call_id("p"), now, False)
+            if planned is None:
+                break
+            launched += 1
+            self._spawn(self._dial(None, planned))
+        return launched > 0
+
+    def _snapshot(self) -> Snapshot:
+        """Agents and lines in flight, as the pacing policy sees them."""
+        now = self.clock.now()
+        phases = {AgentState.READY: AgentPhase.READY, AgentState.RESERVED: AgentPhase.RESERVED,
+                  AgentState.ON_CALL: AgentPhase.ON_CALL, AgentState.WRAP_UP: AgentPhase.WRAP_UP,
+                  AgentState.PAUSED: AgentPhase.PAUSED}
+        agents = tuple(AgentView(phases[seat.state], (now - seat.history[-1][0]).total_seconds())
+                       for seat in self.pool.seats.values() if seat.state in phases)
+        mono = self.calls_now()
+        lines = tuple(LineView(mono - call.sent_at, None if call.answered_at is None else mono - call.answered_at)
+                      for call in self.calls.active.values() if call.bridged_at is None)
+        return Snapshot(now=now.timestamp(), agents=agents, lines=lines)
+
+    async def _assign_waiting(self) -> None:
+        """Give each answered debtor with no agent the longest-idle ready agent, within the
+        grace time; past it the dialplan plays the message and the call is abandoned."""
+        async with self._assigning:
+            for call_id, call in list(self._waiting.items()):
+                waited = self.calls_now() - (call.answered_at or self.calls_now())
+                if call.state is CallState.ENDED or waited > self.settings.agent_grace_s:
+                    del self._waiting[call_id]
+                    continue
+                ready = self.pool.ready()
+                if not ready:
+                    continue
+                seat = ready[0]
+                self.pool.apply(seat.extension, AgentEvent.RESERVE, self.clock.now(), attempt=call_id)
+                if await self.calls.set_variable(call, "DUNNING_AGENT", seat.extension):
+                    del self._waiting[call_id]
+                    self.echo(f"{call_id}: answered; agent {seat.extension} connected after {waited:.1f} s")
+                else:
+                    self.pool.apply(seat.extension, AgentEvent.RELEASE, self.clock.now(), reason="call gone")
+
+    def _plan(self, session: Session, agent_id: int | None, call_id: str, now: dt.datetime,
+              only_abandoned: bool = False) -> queue.Planned | None:
         campaign = queue.campaign_named(session, self.campaign)
         agent = session.get(Agent, agent_id) if agent_id is not None else None
-        return queue.plan_next(session, campaign, agent, call_id, now, self.settings.rules)
+        return queue.plan_next(session, campaign, agent, call_id, now, self.settings.rules,
+                               only_abandoned=only_abandoned)
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -187,7 +268,7 @@ class Engine:
         task.add_done_callback(done)
 
     # ------------------------------------------------------------------ one call
-    async def _dial(self, extension: str, planned: queue.Planned) -> None:
+    async def _dial(self, extension: str | None, planned: queue.Planned) -> None:
         now = self.clock.now()
         if not in_window(now, planned.timezone, self.settings.rules):
             # Picked inside the window, but it closed before the dial: nothing is sent.
@@ -195,7 +276,7 @@ class Engine:
                                              outcome=queue.NotDialled.CANCELLED.value, ended_at=now,
                                              note="calling window closed before the dial"))
             self._count(queue.NotDialled.CANCELLED.value)
-            self.pool.apply(extension, AgentEvent.RELEASE, now, reason="window closed")
+            self._release(extension, "window closed")
             return
         request = dial_request(planned.call_id, planned.number, extension, self.settings.ring_timeout_s)
         try:
@@ -205,18 +286,30 @@ class Engine:
                                              outcome=queue.NotDialled.NOT_SENT.value, ended_at=self.clock.now(),
                                              note=str(exc)))
             self._count(queue.NotDialled.NOT_SENT.value)
-            self.pool.apply(extension, AgentEvent.RELEASE, self.clock.now(), reason="Asterisk unreachable")
+            self._release(extension, "Asterisk unreachable")
             return
         self.summary.dials += 1
         await self._db(queue.mark_dialing, planned.attempt_id, now)
-        self.echo(f"{planned.call_id}: dialling {planned.number} (case {planned.case_id}) for agent {extension}")
+        who = f"for agent {extension}" if extension else "ahead of a free agent"
+        self.echo(f"{planned.call_id}: dialling {planned.number} (case {planned.case_id}) {who}")
         await self._follow(call, planned.attempt_id, extension)
+
+    def _release(self, extension: str | None, reason: str) -> None:
+        if extension is not None:
+            self.pool.apply(extension, AgentEvent.RELEASE, self.clock.now(), reason=reason)
 
     async def _follow(self, call: Call, attempt_id: int, extension: str | None) -> None:
         outcome = await call.ended()
+        self._waiting.pop(call.call_id, None)
+        if extension is None:  # predictive: the agent named after the answer, if any
+            extension = next((s.extension for s in self.pool.seats.values() if s.attempt == call.call_id), None)
         ended_at = self._wall(call.ended_at) or self.clock.now()
         answered_at, bridged_at = self._wall(call.answered_at), self._wall(call.bridged_at)
         value = queue.NotDialled.INTERRUPTED.value if outcome is CallOutcome.LOST else outcome.value
+        if (outcome is CallOutcome.ANSWERED and bridged_at is None
+                and call.request.variables.get("DUNNING_AGENT", "") == "" and extension is None):
+            value = queue.ABANDONED  # answered, and no agent was free within the grace time
+        self._observe_end(call, value)
         note = None
         if answered_at is not None:
             note = await self._store_recording(call.call_id, attempt_id, answered_at)
@@ -250,7 +343,26 @@ class Engine:
         self.summary.recordings += 1
         return None
 
+    def _observe_end(self, call: Call, outcome: str) -> None:
+        """What pacing learns from a finished call."""
+        if self.pacing is None:
+            return
+        at = self.clock.now().timestamp()
+        if call.answered_at is None:
+            self.pacing.observe(DialEnded(at, False, (call.ended_at or self.calls_now()) - call.sent_at))
+        if outcome == queue.ABANDONED:
+            self.pacing.observe(Abandoned(at))
+        if call.bridged_at is not None and call.ended_at is not None:
+            self.pacing.observe(TalkEnded(at, call.ended_at - call.bridged_at))
+
     def _on_call_state(self, call: Call, state: CallState) -> None:
+        if state is CallState.ANSWERED:
+            if self.pacing is not None and call.answered_at is not None:
+                self.pacing.observe(DialEnded(self.clock.now().timestamp(), True, call.answered_at - call.sent_at))
+            if call.request.variables.get("DUNNING_AGENT", "") == "":
+                self._waiting[call.call_id] = call
+                self._spawn(self._assign_waiting())
+            return
         if state is not CallState.BRIDGED:
             return
         for seat in self.pool.seats.values():

@@ -19,15 +19,24 @@ from campaigns.queue import CampaignError, campaign_named
 
 from .agents import AgentEvent, AgentPool
 from .engine import Clock, Engine, EngineSettings, RunSummary, SystemClock
+from .pacing import ControllerSettings, LearnerSettings, Pacing, Predictive, PredictiveSettings
 from .sandbox_session import ami_settings
 
 
-def settings_for(factory: sessionmaker[Session], campaign: str) -> EngineSettings:
+def settings_for(factory: sessionmaker[Session], campaign: str) -> tuple[EngineSettings, Pacing | None]:
+    """The engine's settings for a campaign, and its pacing policy in predictive mode."""
     with factory() as session:
         found: Campaign = campaign_named(session, campaign)
-        extra = found.settings or {}
-    return EngineSettings(ring_timeout_s=float(extra.get("ring_seconds", 25)),
-                          wrap_up_s=float(extra.get("wrap_up_seconds", 10)))
+        extra, mode = found.settings or {}, found.mode
+    settings = EngineSettings(ring_timeout_s=float(extra.get("ring_seconds", 25)),
+                              wrap_up_s=float(extra.get("wrap_up_seconds", 10)), mode=mode)
+    if mode != "predictive":
+        return settings, None
+    pacing = Predictive(PredictiveSettings(
+        warmup_dials=int(extra.get("warmup_dials", 60)),
+        learner=LearnerSettings(wrap_prior_s=settings.wrap_up_s),
+        controller=ControllerSettings(target=float(extra.get("abandon_target", 0.03)))))
+    return settings, pacing
 
 
 def check_agents(factory: sessionmaker[Session], extensions: Sequence[str]) -> None:
@@ -43,7 +52,7 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
                        until_idle: bool = False, echo: Callable[[str], None] = print,
                        clock: Clock | None = None, stop: asyncio.Event | None = None) -> RunSummary:
     check_agents(factory, extensions)
-    settings = settings_for(factory, campaign)
+    settings, pacing = settings_for(factory, campaign)
     clock = clock or SystemClock()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -59,7 +68,8 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
             pool.add(extension)
             pool.apply(extension, AgentEvent.LOGIN, clock.now())
         engine = Engine(factory, calls, pool, campaign, spool=site.recordings_spool,
-                        recordings_root=site.recordings_root, settings=settings, clock=clock, echo=echo)
+                        recordings_root=site.recordings_root, settings=settings, clock=clock, echo=echo,
+                        pacing=pacing)
         return await engine.run(stop, until_idle=until_idle)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -26,7 +26,7 @@ def test_migrations_build_exactly_the_models(database):
 def test_migrate_twice_changes_nothing(database):
     migrate(database)
     with database.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert MigrationContext.configure(conn).get_current_revision() == "0002"
 
 
 def test_times_are_utc_and_money_is_exact(database):
