@@ -383,6 +383,127 @@ def why(case_or_number: str, at: str | None) -> None:
             click.echo(text)
 
 
+@main.group("recordings")
+def recordings_group() -> None:
+    """The recording vault: retention, legal holds, purge, verification, export."""
+
+
+def _vault_errors(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from recordings.errors import VaultError
+        try:
+            return func(*args, **kwargs)
+        except VaultError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+    return campaign_errors(wrapper)
+
+
+def _operator() -> str:
+    """Who is acting, for the audit logs: the login name behind sudo, else the user."""
+    import getpass
+    import os
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+@recordings_group.command("retention")
+@click.argument("client_code")
+@click.option("--years", type=int, required=True, help="How long the client's recordings are kept (at least 2).")
+@_vault_errors
+def recordings_retention(client_code: str, years: int) -> None:
+    """Set how long CLIENT_CODE's recordings are kept (never below the legal 2 years)."""
+    from campaigns.db import transaction
+    from recordings import retention
+    with transaction(_database(_site())) as session:
+        changed = retention.set_retention(session, client_code, years, _operator(), _now())
+    click.echo(f"client {client_code}: recordings kept {years} years; {changed} stored recordings updated")
+
+
+@recordings_group.command("hold")
+@click.argument("target")
+@click.option("--reason", required=True, help="Why (e.g. the court's or the bank's request).")
+@_vault_errors
+def recordings_hold(target: str, reason: str) -> None:
+    """Put a legal hold on a case or a recording: case:REF, case:CLIENT/REF, recording:ID or
+    recording:CALL_ID. Nothing under a hold is purged until it is released."""
+    from campaigns.db import transaction
+    from recordings import retention
+    with transaction(_database(_site())) as session:
+        hold = retention.place_hold(session, retention.hold_target(session, target), _operator(), reason, _now())
+        click.echo(f"hold {hold.id} placed on {target}")
+
+
+@recordings_group.command("release")
+@click.argument("hold_id", type=int)
+@click.option("--reason", required=True, help="Why the hold ends.")
+@_vault_errors
+def recordings_release(hold_id: int, reason: str) -> None:
+    """Release legal hold HOLD_ID."""
+    from campaigns.db import transaction
+    from recordings import retention
+    with transaction(_database(_site())) as session:
+        retention.release_hold(session, hold_id, _operator(), reason, _now())
+    click.echo(f"hold {hold_id} released")
+
+
+@recordings_group.command("purge")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@_vault_errors
+def recordings_purge(dry_run: bool) -> None:
+    """Delete the recordings past their retention and under no legal hold; every deletion
+    is written to the append-only audit log."""
+    from campaigns.db import transaction
+    from recordings import retention
+    site = _site()
+    with transaction(_database(site)) as session:
+        report = retention.purge(session, site.recordings_root, _now(), _operator(), dry_run=dry_run)
+    for line in report.lines():
+        click.echo(line)
+    sys.exit(1 if report.failures else 0)
+
+
+@recordings_group.command("verify")
+@_vault_errors
+def recordings_verify() -> None:
+    """Re-hash every stored recording and report missing, changed and orphan files, and
+    answered calls with no recording. Exit status 1 when anything is wrong."""
+    import time as _time
+
+    from campaigns.db import transaction
+    from recordings import integrity
+    site = _site()
+    started = _time.monotonic()
+    with transaction(_database(site)) as session, \
+            click.progressbar(length=1, label="verifying", file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+        report = integrity.verify(session, site.recordings_root, _now(), progress=progress)
+    seconds = max(_time.monotonic() - started, 1e-6)
+    for line in report.lines():
+        click.echo(line)
+    click.echo(f"throughput {report.bytes / 1e6 / seconds:.1f} MB/s")
+    sys.exit(0 if report.ok else 1)
+
+
+@recordings_group.command("export")
+@click.argument("recording")
+@click.option("--to", "dest", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory to write into.")
+@click.option("--user", required=True, help="Who asked for it.")
+@click.option("--reason", required=True, help="Why (logged).")
+@_vault_errors
+def recordings_export(recording: str, dest: Path, user: str, reason: str) -> None:
+    """Export RECORDING (its number or call id) with a .sha256 file; the access is logged."""
+    from campaigns.db import transaction
+    from recordings import access, retention
+    site = _site()
+    with transaction(_database(site)) as session:
+        found = retention.find_recording(session, recording)
+        exported = access.export(session, site.recordings_root, found.id, dest, user, reason, _now())
+    click.echo(f"exported {exported.path} (sha256 {exported.sha256}); checksum in {exported.checksum_path}")
+
+
 @main.group()
 def report() -> None:
     """Reports for supervisors."""

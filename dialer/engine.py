@@ -30,6 +30,9 @@ from ami_bridge import AmiNotConnected, Call, CallOutcome, Calls, CallState
 from campaigns import queue
 from campaigns.models import Agent, CampaignStatus
 from campaigns.policy import Rules, in_window
+from recordings import vault
+from recordings.codecs import DEFAULT_CODEC
+from recordings.errors import VaultError
 from recordings.store import RecordingConflict, RecordingMissing, store_call
 
 from .agents import AgentEvent, AgentPool, AgentState
@@ -81,6 +84,8 @@ class EngineSettings:
     mode: str = "progressive"
     #: How long an answered debtor may wait for a free agent before the call is abandoned.
     agent_grace_s: float = 2.0
+    #: The vault's storage codec (see recordings/codecs.py and the README's table).
+    codec: str = DEFAULT_CODEC
 
 
 @dataclass
@@ -340,6 +345,16 @@ class Engine:
             self.summary.problems.append(f"{call_id}: {exc}")
             return f"recording problem: {exc}"
         await self._db(queue.attach_recording, attempt_id, answered_at, files)
+        legs = {f.leg: self.recordings_root / f.relative_path for f in files}
+        try:  # the vault's one stereo file (agent left, debtor right), kept for the retention period
+            meta = await self._db(vault.call_metadata, attempt_id, answered_at)
+            written = await loop.run_in_executor(None, vault.write_call, self.recordings_root, legs, meta,
+                                                 self.settings.codec)
+            await self._db(vault.register, meta, written, self.clock.now())
+        except (VaultError, OSError) as exc:
+            log.error("vault ingest of %s: %s", call_id, exc)
+            self.summary.problems.append(f"{call_id}: vault: {exc}")
+            return f"vault problem: {exc}"
         self.summary.recordings += 1
         return None
 

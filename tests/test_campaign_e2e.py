@@ -168,3 +168,16 @@ async def test_campaign_through_a_day(sandbox_up, creds, agent_speech, tmp_path)
                 assert AudioSegment.from_wav(site.recordings_root / legs[leg].path).dBFS > SILENCE_DBFS, leg
     for a in attempts:
         assert not list(site.recordings_spool.glob(f"{a.call_id}*")), "spool copies are removed once stored"
+
+    # The vault: every answered call is there as one stereo file, verify is clean, coverage 100 %.
+    from recordings import integrity
+    with sessions(engine)() as s:
+        report = integrity.verify(s, site.recordings_root, clock.now())
+        covered = integrity.coverage(s, clock.now().astimezone(SHANGHAI).date(), "Asia/Shanghai")
+    assert report.ok, report.lines()
+    answered = sum(a.answered_at is not None for a in attempts)
+    assert covered.answered == answered and covered.verified == answered
+    stereo = list((site.recordings_root / "vault").rglob("*.flac"))
+    assert len(stereo) == answered
+    from pydub import AudioSegment as Audio
+    assert all(Audio.from_file(p).channels == 2 for p in stereo)
