@@ -213,3 +213,26 @@ def test_dispositions_and_the_daily_report(env, batch, agent):
     assert cells[cells.index("Li") + 1:cells.index("Li") + 7] == ["3", "2", "%", "3", "3", "6"]
     campaign_line = next(line for line in report.stdout.splitlines() if line.startswith("cli "))
     assert "100 %" in campaign_line and "answered 3" in campaign_line
+
+
+def test_recordings_commands_on_a_real_campaign(env, batch, agent, tmp_path):
+    setup_campaign(env, batch, agent)
+    assert dunning(env, "run", "cli", "--agents", agent, "--until-idle", timeout=240).returncode == 0
+    verify = dunning(env, "recordings", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "0 missing, 0 changed, 0 orphans, 0 answered calls without a recording" in verify.stdout
+    first = sorted(rows(env, Attempt), key=lambda a: a.id)[0]
+    out = tmp_path / "export"
+    exported = dunning(env, "recordings", "export", first.call_id, "--to", str(out), "--user", "qa1",
+                       "--reason", "bank request 2026-118")
+    assert exported.returncode == 0, exported.stderr
+    check = subprocess.run(["sha256sum", "-c", f"{first.call_id}.flac.sha256"], cwd=out, capture_output=True,
+                           text=True)
+    assert check.returncode == 0 and "OK" in check.stdout
+    short = dunning(env, "recordings", "retention", "CLI-BANK", "--years", "1")
+    assert short.returncode == 1 and "below the legal minimum of 2 years" in short.stderr
+    assert dunning(env, "recordings", "retention", "CLI-BANK", "--years", "3").returncode == 0
+    held = dunning(env, "recordings", "hold", f"recording:{first.call_id}", "--reason", "court order")
+    assert held.returncode == 0, held.stderr
+    purge = dunning(env, "recordings", "purge", "--dry-run")
+    assert purge.returncode == 0 and "nothing was changed" in purge.stdout
