@@ -63,6 +63,8 @@ class DailyReport:
     effective_s: float
     agents: tuple[AgentDay, ...]
     campaigns: tuple[CampaignDay, ...]
+    #: (answered calls with a verified recording in the vault, answered calls)
+    coverage: tuple[int, int] = (0, 0)
 
 
 def day_bounds(day: dt.date, timezone: str) -> tuple[dt.datetime, dt.datetime]:
@@ -103,7 +105,10 @@ def daily(session: Session, day: dt.date, timezone: str = "Asia/Shanghai", effec
         answered = [a for a in mine if a.answered_at is not None]
         campaign_rows.append(CampaignDay(name, len(mine), len(answered), sum(a.bridged_at is not None for a in mine),
                                          sum(a.id in recorded for a in answered), outcomes))
-    return DailyReport(day, timezone, effective_s, tuple(agent_rows), tuple(campaign_rows))
+    from recordings.integrity import coverage
+    covered = coverage(session, day, timezone)
+    return DailyReport(day, timezone, effective_s, tuple(agent_rows), tuple(campaign_rows),
+                       (covered.verified, covered.answered))
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:
@@ -127,8 +132,12 @@ def render(report: DailyReport) -> str:
         campaigns.append((c.name, str(c.dials), str(c.answered), f"{100 * c.connect_rate:.0f} %", str(c.bridged),
                           f"{100 * c.recording_coverage:.0f} %",
                           ", ".join(f"{k} {v}" for k, v in sorted(c.outcomes.items()))))
+    verified, answered = report.coverage
+    share = f"{100 * verified / answered:.0f} %" if answered else "n/a"
     parts = [head, "", table(agents) if report.agents else "(no agents)", "",
-             table(campaigns) if report.campaigns else "(no dials that day)"]
+             table(campaigns) if report.campaigns else "(no dials that day)", "",
+             f"recording coverage: {verified} of {answered} answered calls have a verified recording "
+             f"in the vault ({share}; it must be 100 %)"]
     return "\n".join(parts)
 
 

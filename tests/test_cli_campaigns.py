@@ -213,6 +213,7 @@ def test_dispositions_and_the_daily_report(env, batch, agent):
     assert cells[cells.index("Li") + 1:cells.index("Li") + 7] == ["3", "2", "%", "3", "3", "6"]
     campaign_line = next(line for line in report.stdout.splitlines() if line.startswith("cli "))
     assert "100 %" in campaign_line and "answered 3" in campaign_line
+    assert "recording coverage: 3 of 3 answered calls have a verified recording in the vault (100 %" in report.stdout
 
 
 def test_recordings_commands_on_a_real_campaign(env, batch, agent, tmp_path):
