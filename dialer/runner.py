@@ -61,6 +61,13 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
     conn = AmiConnection(ami_settings(site))
     calls = Calls(conn)
     pool = AgentPool()
+    # Housekeeping while the engine runs: the daily purge of recordings past retention.
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from recordings.retention import schedule_purge
+    scheduler = BackgroundScheduler(timezone="UTC")
+    schedule_purge(scheduler, factory, site.recordings_root)
+    scheduler.start()
     try:
         await conn.start(wait=False)
         await conn.wait_fully_booted(30)
@@ -72,6 +79,7 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
                         pacing=pacing)
         return await engine.run(stop, until_idle=until_idle)
     finally:
+        scheduler.shutdown(wait=True)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         calls.close()
