@@ -110,7 +110,9 @@ def case_views(session: Session, campaign: Campaign, now: dt.datetime) -> tuple[
     cases = [CaseView(id=c.id, status=CaseStatus(c.status), amount_due=Decimal(c.amount_due),
                       days_past_due=c.days_past_due, phones=tuple(phones.get(c.id, ())), timezone=c.timezone)
              for c in rows]
-    attempts = [AttemptView(phone_id=a.phone_id, at=a.planned_at, answered=a.answered_at is not None)
+    # An abandoned call (answered, no agent) reached the debtor but was no conversation.
+    attempts = [AttemptView(phone_id=a.phone_id, at=a.planned_at,
+                            answered=a.answered_at is not None and a.outcome != ABANDONED)
                 for a in session.scalars(select(Attempt).where(
                     Attempt.case_id.in_([c.id for c in rows]), Attempt.planned_at >= now - HISTORY))
                 if a.outcome not in (NotDialled.CANCELLED.value, NotDialled.NOT_SENT.value)]
@@ -172,6 +174,13 @@ def next_dialable_at(session: Session, campaign: Campaign, now: dt.datetime, rul
     return min(times, default=None)
 
 
+def set_agent(session: Session, attempt_id: int, extension: str) -> None:
+    """Name the agent of an attempt dialled with none reserved (predictive), once known."""
+    attempt = session.get(Attempt, attempt_id)
+    if attempt.agent_id is None:
+        attempt.agent_id = session.scalar(select(Agent.id).where(Agent.extension == extension))
+
+
 def mark_dialing(session: Session, attempt_id: int, at: dt.datetime) -> None:
     attempt = session.get(Attempt, attempt_id)
     attempt.state, attempt.dialed_at = AttemptState.DIALING.value, at
@@ -179,8 +188,10 @@ def mark_dialing(session: Session, attempt_id: int, at: dt.datetime) -> None:
 
 def finish(session: Session, attempt_id: int, outcome: str, *, answered_at: dt.datetime | None = None,
            bridged_at: dt.datetime | None = None, ended_at: dt.datetime, hangup_cause: int | None = None,
-           note: str | None = None) -> None:
+           note: str | None = None, agent_extension: str | None = None) -> None:
     attempt = session.get(Attempt, attempt_id)
+    if agent_extension is not None:
+        set_agent(session, attempt_id, agent_extension)
     attempt.state, attempt.outcome, attempt.ended_at = AttemptState.ENDED.value, outcome, ended_at
     attempt.answered_at, attempt.bridged_at = answered_at, bridged_at
     attempt.hangup_cause, attempt.note = hangup_cause, note

@@ -316,6 +316,8 @@ class Engine:
             value = queue.ABANDONED  # answered, and no agent was free within the grace time
         self._observe_end(call, value)
         note = None
+        if extension is not None and call.request.variables.get("DUNNING_AGENT", "") == "":
+            await self._db(queue.set_agent, attempt_id, extension)
         if answered_at is not None:
             note = await self._store_recording(call.call_id, attempt_id, answered_at)
         await self._db(functools.partial(queue.finish, attempt_id=attempt_id, outcome=value,
