@@ -237,3 +237,8 @@ def test_recordings_commands_on_a_real_campaign(env, batch, agent, tmp_path):
     assert held.returncode == 0, held.stderr
     purge = dunning(env, "recordings", "purge", "--dry-run")
     assert purge.returncode == 0 and "nothing was changed" in purge.stdout
+    # What if: the campaign's real attempts drive the simulator.
+    what_if = dunning(env, "simulate", "--campaign", "cli", "--agents", "5", "--hours", "1", "--seeds", "1")
+    assert what_if.returncode == 0, what_if.stderr
+    assert "3 attempts of campaign cli learned" in what_if.stdout
+    assert [line.split()[0] for line in what_if.stdout.splitlines()[3:]] == ["progressive", "vicidial", "ours"]
