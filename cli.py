@@ -164,13 +164,15 @@ def _database(site: Site):
 
 
 def campaign_errors(func):
-    """Like user_errors, for the database-side errors a supervisor can fix."""
+    """Like user_errors, for the database-side errors a supervisor can fix (campaigns and
+    the recording vault)."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from campaigns.queue import CampaignError
+        from recordings.errors import VaultError
         try:
             return func(*args, **kwargs)
-        except CampaignError as exc:
+        except (CampaignError, VaultError) as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(1)
     return user_errors(wrapper)
@@ -229,17 +231,23 @@ def campaign() -> None:
               help="progressive: one line per ready agent; predictive: calls launched ahead of agents becoming free.")
 @click.option("--abandon-target", default=3.0, show_default=True, type=click.FloatRange(0.1, 10),
               help="Predictive: the most abandoned calls allowed, in % of answered calls.")
+@click.option("--preset", default="client", show_default=True,
+              help="The compliance rules: client, cn_national, us_fdcpa, or a TOML file of your own.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override one key of the preset (repeatable), e.g. --set window.end=20:30.")
 @campaign_errors
-def campaign_create(name, client_code, batches, timezone, ring_seconds, wrap_up_seconds, mode, abandon_target) -> None:
+def campaign_create(name, client_code, batches, timezone, ring_seconds, wrap_up_seconds, mode, abandon_target,
+                    preset, overrides) -> None:
     """Create campaign NAME (status draft) over a client's imported cases."""
     from campaigns import admin
     from campaigns.db import transaction
     with transaction(_database(_site())) as session:
         created, cases = admin.create_campaign(
             session, name, client_code, _now(), batches=batches, timezone=timezone, mode=mode,
+            preset=preset, overrides=_key_values(overrides),
             settings={"ring_seconds": ring_seconds, "wrap_up_seconds": wrap_up_seconds,
                       "abandon_target": abandon_target / 100})
-        click.echo(f"campaign {created.name}: {cases} cases, {mode}, time zone {created.timezone}, status draft "
+        click.echo(f"campaign {created.name}: {cases} cases, {mode}, rules {preset}, time zone {created.timezone}, status draft "
                    f"(start it with: dunning campaign start {created.name})")
 
 
@@ -270,10 +278,9 @@ def campaign_status(name: str, at: str | None) -> None:
     today's attempts by outcome."""
     from campaigns import admin
     from campaigns.db import transaction
-    from campaigns.policy import Rules
     when = _parse_time(at) if at else _now()
     with transaction(_database(_site())) as session:
-        f = admin.campaign_figures(session, name, when, Rules())
+        f = admin.campaign_figures(session, name, when)
     click.echo(f"campaign {f.name}: {f.status}, time zone {f.timezone}, {f.cases} cases")
     click.echo(f"may be dialled now: {f.dialable_now}"
                + (f"; next possible at {f.next_dialable_at.isoformat(timespec='seconds')}" if f.next_dialable_at else ""))
@@ -376,28 +383,15 @@ def why(case_or_number: str, at: str | None) -> None:
     now or at --at, and if not, which rule blocks it and when it next may."""
     from campaigns import admin
     from campaigns.db import transaction
-    from campaigns.policy import Rules
     when = _parse_time(at) if at else _now()
     with transaction(_database(_site())) as session:
-        for text in admin.why(session, case_or_number, when, Rules()):
+        for text in admin.why(session, case_or_number, when):
             click.echo(text)
 
 
 @main.group("recordings")
 def recordings_group() -> None:
     """The recording vault: retention, legal holds, purge, verification, export."""
-
-
-def _vault_errors(func):
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from recordings.errors import VaultError
-        try:
-            return func(*args, **kwargs)
-        except VaultError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
-    return campaign_errors(wrapper)
 
 
 def _operator() -> str:
@@ -410,7 +404,7 @@ def _operator() -> str:
 @recordings_group.command("retention")
 @click.argument("client_code")
 @click.option("--years", type=int, required=True, help="How long the client's recordings are kept (at least 2).")
-@_vault_errors
+@campaign_errors
 def recordings_retention(client_code: str, years: int) -> None:
     """Set how long CLIENT_CODE's recordings are kept (never below the legal 2 years)."""
     from campaigns.db import transaction
@@ -423,7 +417,7 @@ def recordings_retention(client_code: str, years: int) -> None:
 @recordings_group.command("hold")
 @click.argument("target")
 @click.option("--reason", required=True, help="Why (e.g. the court's or the bank's request).")
-@_vault_errors
+@campaign_errors
 def recordings_hold(target: str, reason: str) -> None:
     """Put a legal hold on a case or a recording: case:REF, case:CLIENT/REF, recording:ID or
     recording:CALL_ID. Nothing under a hold is purged until it is released."""
@@ -437,7 +431,7 @@ def recordings_hold(target: str, reason: str) -> None:
 @recordings_group.command("release")
 @click.argument("hold_id", type=int)
 @click.option("--reason", required=True, help="Why the hold ends.")
-@_vault_errors
+@campaign_errors
 def recordings_release(hold_id: int, reason: str) -> None:
     """Release legal hold HOLD_ID."""
     from campaigns.db import transaction
@@ -449,7 +443,7 @@ def recordings_release(hold_id: int, reason: str) -> None:
 
 @recordings_group.command("purge")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
-@_vault_errors
+@campaign_errors
 def recordings_purge(dry_run: bool) -> None:
     """Delete the recordings past their retention and under no legal hold; every deletion
     is written to the append-only audit log."""
@@ -464,7 +458,7 @@ def recordings_purge(dry_run: bool) -> None:
 
 
 @recordings_group.command("verify")
-@_vault_errors
+@campaign_errors
 def recordings_verify() -> None:
     """Re-hash every stored recording and report missing, changed and orphan files, and
     answered calls with no recording. Exit status 1 when anything is wrong."""
@@ -492,7 +486,7 @@ def recordings_verify() -> None:
 @click.option("--to", "dest", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory to write into.")
 @click.option("--user", required=True, help="Who asked for it.")
 @click.option("--reason", required=True, help="Why (logged).")
-@_vault_errors
+@campaign_errors
 def recordings_export(recording: str, dest: Path, user: str, reason: str) -> None:
     """Export RECORDING (its number or call id) with a .sha256 file; the access is logged."""
     from campaigns.db import transaction
@@ -588,6 +582,16 @@ def run(campaign_name: str, extensions: str, until_idle: bool) -> None:
     for problem in summary.problems:
         click.secho(f"problem: {problem}", fg="red", err=True)
     sys.exit(1 if summary.problems else 0)
+
+
+def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
+        found[key.strip()] = value.strip()
+    return found
 
 
 def _parse_time(text: str):

@@ -64,7 +64,8 @@ def check_timezone(name: str) -> str:
 
 def create_campaign(session: Session, name: str, client_code: str, now: dt.datetime, *,
                     batches: tuple[int, ...] = (), timezone: str = "Asia/Shanghai",
-                    settings: dict | None = None, mode: str = "progressive") -> tuple[Campaign, int]:
+                    settings: dict | None = None, mode: str = "progressive", preset: str = "client",
+                    overrides: dict[str, str] | None = None) -> tuple[Campaign, int]:
     """A new campaign (status draft) over the client's cases (of `batches`, or all)."""
     if session.scalar(select(Campaign).where(Campaign.name == name)) is not None:
         raise CampaignError(f"a campaign named {name!r} exists already")
@@ -80,6 +81,12 @@ def create_campaign(session: Session, name: str, client_code: str, now: dt.datet
     case_ids = list(session.scalars(query))
     if not case_ids:
         raise CampaignError(f"client {client_code} has no cases to put in a campaign")
+    from .presets import PresetError, load_preset
+    try:
+        load_preset(preset, overrides or None)  # refused here, naming the key, not at dial time
+    except PresetError as exc:
+        raise CampaignError(str(exc)) from None
+    settings = {**(settings or {}), "preset": preset, "overrides": dict(overrides or {})}
     if mode not in MODES:
         raise CampaignError(f"unknown dialing mode {mode!r}: {' or '.join(MODES)}")
     campaign = Campaign(name=name, client_id=client.id, status=CampaignStatus.DRAFT.value, mode=mode,
@@ -103,7 +110,7 @@ class CampaignFigures:
     blocked_by: Counter
 
 
-def campaign_figures(session: Session, name: str, now: dt.datetime, rules: Rules) -> CampaignFigures:
+def campaign_figures(session: Session, name: str, now: dt.datetime, rules: Rules | None = None) -> CampaignFigures:
     campaign = campaign_named(session, name)
     decided = decisions(session, campaign, now, rules)
     zone = ZoneInfo(campaign.timezone)
@@ -199,11 +206,11 @@ def find_cases(session: Session, ref: str) -> list[Case]:
     return found
 
 
-def why(session: Session, ref: str, now: dt.datetime, rules: Rules) -> list[str]:
+def why(session: Session, ref: str, now: dt.datetime, rules: Rules | None = None) -> list[str]:
     """For each case `ref` names and each campaign it is in: may it be dialled at `now`,
     and if not, which rules block it and when it next may."""
-    from .queue import case_views
-    from .policy import decide
+    from .policy import why as explain
+    from .queue import case_views, rules_for
     texts = []
     for case in find_cases(session, ref):
         campaign_ids = list(session.scalars(select(CampaignCase.campaign_id).where(CampaignCase.case_id == case.id)))
@@ -212,11 +219,11 @@ def why(session: Session, ref: str, now: dt.datetime, rules: Rules) -> list[str]
             if campaign is None:
                 texts.append(f"case {case.id} ({case.reference}) is in no campaign: nothing dials it")
                 continue
-            views, attempts = case_views(session, campaign, now)
+            in_force = rules or rules_for(campaign)
+            views, attempts = case_views(session, campaign, now, in_force.history_needed)
             view = next(v for v in views if v.id == case.id)
             phone_ids = {p.id for p in view.phones}
             mine = tuple(a for a in attempts if a.phone_id in phone_ids)
-            decision = decide(view, mine, now, campaign.timezone, rules)
             texts.append(f"campaign {campaign.name} ({campaign.status}), case {case.reference}:\n"
-                         + decision.explain())
+                         + explain(view, mine, now, campaign.timezone, in_force))
     return texts

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -31,14 +32,26 @@ from .models import (
     RecordingFile,
 )
 from .policy import AttemptView, CaseView, Decision, PhoneView, Rules, decide, order_cases
+from .presets import DEFAULT_PRESET, PresetError, load_preset
 
 #: Q.850 causes that say the number does not exist (unallocated, invalid format): such a
 #: phone is marked invalid and is not dialled again.
 INVALID_CAUSES = frozenset({1, 28})
 #: The outcome of a call answered with no agent free within 2 s (predictive dialing).
 ABANDONED = "abandoned"
-#: How far back the policy needs history (caps are per local day; a day is at most 26 h).
-HISTORY = dt.timedelta(hours=36)
+@functools.lru_cache(maxsize=64)
+def _preset(name: str, overrides: tuple[tuple[str, str], ...]) -> Rules:
+    return load_preset(name, dict(overrides) or None)
+
+
+def rules_for(campaign: Campaign) -> Rules:
+    """The campaign's rules: its preset (default: the client's rules) and its overrides."""
+    settings = campaign.settings or {}
+    overrides = tuple(sorted((str(k), str(v)) for k, v in (settings.get("overrides") or {}).items()))
+    try:
+        return _preset(settings.get("preset", DEFAULT_PRESET), overrides)
+    except PresetError as exc:
+        raise CampaignError(f"campaign {campaign.name}: {exc}") from None
 
 
 class NotDialled(str, enum.Enum):
@@ -96,7 +109,8 @@ def change_campaign(session: Session, name: str, command: str, now: dt.datetime)
     return campaign
 
 
-def case_views(session: Session, campaign: Campaign, now: dt.datetime) -> tuple[list[CaseView], list[AttemptView]]:
+def case_views(session: Session, campaign: Campaign, now: dt.datetime,
+               history: dt.timedelta = dt.timedelta(days=32)) -> tuple[list[CaseView], list[AttemptView]]:
     """The campaign's cases and their recent attempts, as the policy sees them."""
     rows = session.execute(
         select(Case).join(CampaignCase, CampaignCase.case_id == Case.id)
@@ -114,14 +128,17 @@ def case_views(session: Session, campaign: Campaign, now: dt.datetime) -> tuple[
     attempts = [AttemptView(phone_id=a.phone_id, at=a.planned_at,
                             answered=a.answered_at is not None and a.outcome != ABANDONED)
                 for a in session.scalars(select(Attempt).where(
-                    Attempt.case_id.in_([c.id for c in rows]), Attempt.planned_at >= now - HISTORY))
+                    Attempt.case_id.in_([c.id for c in rows]), Attempt.planned_at >= now - history))
                 if a.outcome not in (NotDialled.CANCELLED.value, NotDialled.NOT_SENT.value)]
     return cases, attempts
 
 
-def decisions(session: Session, campaign: Campaign, now: dt.datetime, rules: Rules) -> list[tuple[CaseView, Decision]]:
-    """The policy's decision for every case of the campaign, in priority order."""
-    cases, attempts = case_views(session, campaign, now)
+def decisions(session: Session, campaign: Campaign, now: dt.datetime,
+              rules: Rules | None = None) -> list[tuple[CaseView, Decision]]:
+    """The policy's decision for every case of the campaign, in priority order (under the
+    campaign's own rules unless `rules` is given)."""
+    rules = rules or rules_for(campaign)
+    cases, attempts = case_views(session, campaign, now, rules.history_needed)
     by_case: dict[int, list[AttemptView]] = {}
     phone_case = {p.id: c.id for c in cases for p in c.phones}
     for a in attempts:
@@ -143,7 +160,7 @@ def abandoned_cases(session: Session, campaign: Campaign) -> set[int]:
 
 
 def plan_next(session: Session, campaign: Campaign, agent: Agent | None, call_id: str,
-              now: dt.datetime, rules: Rules, *, only_abandoned: bool = False) -> Planned | None:
+              now: dt.datetime, rules: Rules | None = None, *, only_abandoned: bool = False) -> Planned | None:
     """Pick the highest-priority case with a number the policy allows now and write its
     attempt row PLANNED; None when nothing may be dialled now. A case with a call in
     progress is never picked (its other numbers may be allowed, its debtor is busy). A
@@ -168,7 +185,8 @@ def plan_next(session: Session, campaign: Campaign, agent: Agent | None, call_id
     return None
 
 
-def next_dialable_at(session: Session, campaign: Campaign, now: dt.datetime, rules: Rules) -> dt.datetime | None:
+def next_dialable_at(session: Session, campaign: Campaign, now: dt.datetime,
+                     rules: Rules | None = None) -> dt.datetime | None:
     """When the policy will next allow a dial in this campaign (None: not by itself)."""
     times = [d.next_at for _, d in decisions(session, campaign, now, rules) if d.next_at is not None]
     return min(times, default=None)

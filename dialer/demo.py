@@ -108,7 +108,7 @@ async def run_demo(site: Site, factory: sessionmaker[Session], creds: Credential
         for phone in phones:
             phone.stop()
     with transaction(factory) as session:
-        figures = admin.campaign_figures(session, name, clock.now(), queue.Rules())
+        figures = admin.campaign_figures(session, name, clock.now())
         queue.change_campaign(session, name, "stop", clock.now())  # a demo is not dialled again
         day_report = daily(session, clock.now().astimezone(ZoneInfo(zone)).date(), zone, effective_s=5)
     echo("")

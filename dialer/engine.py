@@ -78,7 +78,8 @@ class EngineSettings:
     ring_timeout_s: float = 25.0
     wrap_up_s: float = 10.0
     tick_s: float = 0.5
-    rules: Rules = field(default_factory=Rules)
+    #: The campaign's rules; None: read from the campaign (its preset and overrides).
+    rules: Rules | None = None
     #: "progressive" (one line per ready agent, the agent reserved before the dial) or
     #: "predictive" (calls launched ahead of agents becoming free, as `pacing` decides).
     mode: str = "progressive"
@@ -114,6 +115,7 @@ class Engine:
         self.echo = echo
         self.summary = RunSummary()
         self.pacing = pacing
+        self.rules = settings.rules
         if settings.mode == "predictive" and pacing is None:
             raise ValueError("predictive mode needs a pacing policy")
         self._waiting: dict[str, Call] = {}  # answered, no agent yet (predictive)
@@ -150,6 +152,8 @@ class Engine:
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> RunSummary:
         """Dial until `stop` is set (or, with `until_idle`, until nothing may be dialled now
         and no call is in progress); then let live calls finish and return."""
+        self.rules = self.settings.rules or await self._db(
+            lambda s: queue.rules_for(queue.campaign_named(s, self.campaign)))
         agents = await self._db(self._agent_ids)
         for seat in self.pool.seats.values():
             seat.agent_id = agents.get(seat.extension)
@@ -258,7 +262,7 @@ class Engine:
               only_abandoned: bool = False) -> queue.Planned | None:
         campaign = queue.campaign_named(session, self.campaign)
         agent = session.get(Agent, agent_id) if agent_id is not None else None
-        return queue.plan_next(session, campaign, agent, call_id, now, self.settings.rules,
+        return queue.plan_next(session, campaign, agent, call_id, now, self.rules,
                                only_abandoned=only_abandoned)
 
     def _spawn(self, coro) -> None:
@@ -275,7 +279,7 @@ class Engine:
     # ------------------------------------------------------------------ one call
     async def _dial(self, extension: str | None, planned: queue.Planned) -> None:
         now = self.clock.now()
-        if not in_window(now, planned.timezone, self.settings.rules):
+        if not in_window(now, planned.timezone, self.rules):
             # Picked inside the window, but it closed before the dial: nothing is sent.
             await self._db(functools.partial(queue.finish, attempt_id=planned.attempt_id,
                                              outcome=queue.NotDialled.CANCELLED.value, ended_at=now,
