@@ -545,8 +545,9 @@ def report() -> None:
 @click.option("--effective-seconds", default=30.0, show_default=True, help="A conversation at least this long is an effective call.")
 @click.option("--plot", "plot_to", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also draw the agents' figures against the targets into this PNG file.")
+@click.option("--campaign", "campaign_name", default=None, help="Only this campaign's calls.")
 @campaign_errors
-def report_daily(day, timezone: str, effective_seconds: float, plot_to: Path | None) -> None:
+def report_daily(day, timezone: str, effective_seconds: float, plot_to: Path | None, campaign_name: str | None) -> None:
     """Per agent: dials, connects and effective calls against the 200 / 50 targets; per
     campaign: connect rate, outcomes and recording coverage."""
     from zoneinfo import ZoneInfo
@@ -557,7 +558,7 @@ def report_daily(day, timezone: str, effective_seconds: float, plot_to: Path | N
     admin.check_timezone(timezone)
     the_day = day.date() if day else _now().astimezone(ZoneInfo(timezone)).date()
     with transaction(_database(_site())) as session:
-        found = daily(session, the_day, timezone, effective_seconds)
+        found = daily(session, the_day, timezone, effective_seconds, campaign=campaign_name)
     click.echo(render(found))
     if plot_to is not None:
         plot(found, plot_to)

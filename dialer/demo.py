@@ -110,7 +110,8 @@ async def run_demo(site: Site, factory: sessionmaker[Session], creds: Credential
     with transaction(factory) as session:
         figures = admin.campaign_figures(session, name, clock.now())
         queue.change_campaign(session, name, "stop", clock.now())  # a demo is not dialled again
-        day_report = daily(session, clock.now().astimezone(ZoneInfo(zone)).date(), zone, effective_s=5)
+        day_report = daily(session, clock.now().astimezone(ZoneInfo(zone)).date(), zone, effective_s=5,
+                           campaign=name)
     echo("")
     echo(f"nothing more may be dialled now: {', '.join(f'{k} {v}' for k, v in figures.blocked_by.items())}"
          + (f"; next possible at {figures.next_dialable_at.astimezone(ZoneInfo(zone)):%H:%M} {zone}"

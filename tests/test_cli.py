@@ -32,6 +32,7 @@ def test_demo_runs_a_campaign_and_ends_with_the_daily_report(sandbox_up, creds):
     campaign_line = next(line for line in report.splitlines() if line.startswith(name + " "))
     assert campaign_line.split()[1:3] == ["9", "6"], campaign_line  # 9 dials, 6 answered
     assert "100 %" in campaign_line, "every answered call has its recording"
+    assert "recording coverage: 6 of 6 answered calls have a verified recording in the vault (100 %" in out
     agents = [line.split()[0] for line in report.splitlines() if line[:4].isdigit()]
     assert agents == sorted(creds.agent_passwords)[:2]
     secrets = [creds.ami_secret, *creds.agent_passwords.values()]
