@@ -30,6 +30,8 @@ class Site:
     recordings: Path | None = None
     #: Where Asterisk's MixMonitor leaves recordings (seen from here); default: the sandbox's.
     spool: Path | None = None
+    #: The vault's storage codec (flac, wav, opus-16k, opus-24k, mp3-32k, mp3-48k).
+    codec: str = "flac"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Site":
@@ -46,6 +48,7 @@ class Site:
             database_url=env.get("DUNNING_DATABASE_URL") or None,
             recordings=Path(env["DUNNING_RECORDINGS"]) if env.get("DUNNING_RECORDINGS") else None,
             spool=Path(env["DUNNING_SPOOL"]) if env.get("DUNNING_SPOOL") else None,
+            codec=env.get("DUNNING_RECORDING_CODEC") or "flac",
         )
 
     @property

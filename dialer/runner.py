@@ -6,6 +6,7 @@ SIGTERM / SIGINT into a clean stop: no new dial, calls in progress end, rows wri
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from collections.abc import Callable, Sequence
 
@@ -51,8 +52,14 @@ def check_agents(factory: sessionmaker[Session], extensions: Sequence[str]) -> N
 async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str, extensions: Sequence[str], *,
                        until_idle: bool = False, echo: Callable[[str], None] = print,
                        clock: Clock | None = None, stop: asyncio.Event | None = None) -> RunSummary:
-    check_agents(factory, extensions)
     settings, pacing = settings_for(factory, campaign)
+    from recordings.codecs import codec_named
+    from recordings.errors import VaultError
+    try:
+        settings = dataclasses.replace(settings, codec=codec_named(site.codec).name)
+    except VaultError as exc:
+        raise CampaignError(f"DUNNING_RECORDING_CODEC: {exc}") from None
+    check_agents(factory, extensions)
     clock = clock or SystemClock()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -49,3 +49,10 @@ def test_overrides_apply_and_bad_ones_are_refused_naming_the_key(env):
     assert malformed.returncode == 2 and "is not KEY=VALUE" in malformed.stderr
     unknown = run(env, "campaign", "create", "bad", "--client", "T", "--preset", "mars")
     assert unknown.returncode == 1 and "mars" in unknown.stderr
+
+
+def test_an_unknown_recording_codec_is_refused_before_anything_is_dialled(env):
+    assert run(env, "campaign", "create", "c", "--client", "T").returncode == 0
+    bad = run({**env, "DUNNING_RECORDING_CODEC": "ogg"}, "run", "c", "--agents", "6001")
+    assert bad.returncode == 1
+    assert "DUNNING_RECORDING_CODEC: unknown recording codec 'ogg'" in bad.stderr
