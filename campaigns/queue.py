@@ -174,6 +174,10 @@ def plan_next(session: Session, campaign: Campaign, agent: Agent | None, call_id
             continue
         if agent is None and case.id in abandoned:
             continue
+        if decision.third_party:
+            # The policy allows a contact (a third party), but until the agent console can show
+            # the agent that it is one (never mention the debt), the engine does not dial it.
+            continue
         if decision.allowed and decision.phone is not None and case.id not in busy:
             attempt = Attempt(call_id=call_id, campaign_id=campaign.id, case_id=case.id,
                               phone_id=decision.phone.id, agent_id=agent.id if agent else None,

@@ -58,3 +58,23 @@ def test_cancelled_dials_do_not_use_up_a_slot(database, tmp_path):
         queue.finish(s, first.attempt_id, queue.NotDialled.CANCELLED.value, ended_at=SHANGHAI_0930)
     again = plan(factory, "c2")
     assert again is not None and again.number == "13800138000"
+
+
+def test_contacts_are_not_dialled_by_the_engine_until_the_console_can_warn_the_agent(database, tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("案件编号,姓名,欠款金额,逾期天数,手机,联系人姓名,联系人关系,联系人电话\n"
+                    "A,甲,900,10,13800138000,王,配偶,13900139000\n", encoding="utf-8")
+    factory = sessions(database)
+    assert import_batch(factory, path, "C", now=SHANGHAI_0930).ok
+    with transaction(factory) as s:
+        admin.create_campaign(s, "c", "C", SHANGHAI_0930)
+        queue.change_campaign(s, "c", "start", SHANGHAI_0930)
+        from campaigns.models import Phone
+        for phone in s.query(Phone):
+            if phone.role == "own_mobile":
+                phone.valid = False  # every debtor number invalid: the client's rules allow the contact
+    with transaction(factory) as s:
+        campaign = queue.campaign_named(s, "c")
+        (_, decision), = queue.decisions(s, campaign, SHANGHAI_0930)
+        assert decision.allowed and decision.third_party
+        assert queue.plan_next(s, campaign, None, "c1", SHANGHAI_0930) is None
