@@ -202,6 +202,11 @@ class Calls:
         self._unhook = connection.on_connected(self.reconcile)
 
     @property
+    def connection(self) -> AmiConnection:
+        """The AMI session the calls are placed on (its clock, whether Asterisk is ready)."""
+        return self._conn
+
+    @property
     def active(self) -> Mapping[str, Call]:
         return MappingProxyType(self._active)
 

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .models import Agent, Attempt, Campaign, Recording, VaultFile
+from .models import Agent, Attempt, Campaign, Recording
 
 DIALS_TARGET = 200
 EFFECTIVE_TARGET = 50
@@ -109,13 +109,10 @@ def daily(session: Session, day: dt.date, timezone: str = "Asia/Shanghai", effec
         answered = [a for a in mine if a.answered_at is not None]
         campaign_rows.append(CampaignDay(name, len(mine), len(answered), sum(a.bridged_at is not None for a in mine),
                                          sum(a.id in recorded for a in answered), outcomes))
+    from recordings.integrity import verified_recordings
     answered_ids = [a.id for a in attempts if a.answered_at is not None]
-    verified = session.scalar(
-        select(func.count()).select_from(VaultFile).join(Recording, VaultFile.recording_id == Recording.id)
-        .where(Recording.attempt_id.in_(answered_ids), VaultFile.integrity == "ok",
-               VaultFile.purged_at.is_(None))) or 0
     return DailyReport(day, timezone, effective_s, tuple(agent_rows), tuple(campaign_rows),
-                       (verified, len(answered_ids)))
+                       (verified_recordings(session, answered_ids), len(answered_ids)))
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:

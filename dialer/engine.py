@@ -146,7 +146,7 @@ class Engine:
         return self.clock.now() - dt.timedelta(seconds=self.calls_now() - monotonic_at)
 
     def calls_now(self) -> float:
-        return self.calls._conn.now()
+        return self.calls.connection.now()
 
     # ------------------------------------------------------------------ the loop
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> RunSummary:
@@ -187,7 +187,7 @@ class Engine:
         status = await self._db(lambda s: queue.campaign_named(s, self.campaign).status)
         if status != CampaignStatus.RUNNING.value:
             return False
-        if not self.calls._conn.fully_booted:
+        if not self.calls.connection.fully_booted:
             return False
         if self.settings.mode == "predictive":
             await self._assign_waiting()

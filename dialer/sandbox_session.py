@@ -6,9 +6,6 @@ the state directory. Everything that opens an AMI session starts here.
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 from ami_bridge import AmiConnection, AmiSettings
 from asterisk_conf import credentials
 from asterisk_conf.site import Site
@@ -24,17 +21,6 @@ def ami_settings(site: Site, **overrides: float) -> AmiSettings:
     assert secret is not None
     return AmiSettings(host=site.ami_host, port=site.ami_port, username=username, secret=secret,
                        **overrides)
-
-
-@contextlib.asynccontextmanager
-async def session(settings: AmiSettings, timeout: float = 10.0) -> AsyncIterator[AmiConnection]:
-    """A logged-in connection, closed (Logoff, tasks cancelled) on the way out."""
-    conn = AmiConnection(settings)
-    try:
-        await conn.start(timeout=timeout)
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def wait_fully_booted(site: Site, timeout: float = 60.0) -> None:

@@ -17,7 +17,6 @@ day, how many answered calls have a recording verified intact.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,10 +30,10 @@ from sqlalchemy.orm import Session
 from campaigns.models import Attempt, AttemptState, Recording, RecordingFile, VaultFile
 
 from .retention import AUDIT_DIR
+from .store import sha256_of
 from .vault import is_partial
 
 Progress = Callable[[int, int], None]
-BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -110,15 +109,6 @@ def files_on_disk(root: Path) -> list[str]:
     return sorted(out)
 
 
-def _sha256(path: Path, on_block: Callable[[int], None]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(BLOCK), b""):
-            digest.update(block)
-            on_block(len(block))
-    return digest.hexdigest()
-
-
 def unrecorded_calls(session: Session) -> list[Unrecorded]:
     rows = session.execute(
         select(Attempt.id, Attempt.call_id, Attempt.answered_at, Recording.id)
@@ -155,7 +145,7 @@ def verify(session: Session, root: Path, now: dt.datetime, progress: Progress | 
         else:
             report.files += 1
             report.bytes += path.stat().st_size
-            state = "ok" if _sha256(path, advance) == ref.sha256 else "changed"
+            state = "ok" if sha256_of(path, advance) == ref.sha256 else "changed"
             if state == "changed":
                 report.changed.append(ref)
         if ref.vault_file is not None:
@@ -183,7 +173,14 @@ def coverage(session: Session, day: dt.date, tz: str | dt.tzinfo) -> Coverage:
     start = dt.datetime.combine(day, dt.time(0), zone)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), zone)
     answered = select(Attempt.id).where(Attempt.answered_at >= start, Attempt.answered_at < end)
-    verified = (select(func.count()).select_from(VaultFile).join(Recording, VaultFile.recording_id == Recording.id)
-                .where(Recording.attempt_id.in_(answered), VaultFile.integrity == "ok", VaultFile.purged_at.is_(None)))
-    return Coverage(session.scalar(verified) or 0,
+    return Coverage(verified_recordings(session, answered),
                     session.scalar(select(func.count()).select_from(answered.subquery())) or 0)
+
+
+def verified_recordings(session: Session, attempt_ids) -> int:
+    """How many of these attempts (ids, or a select of ids) have a recording in the vault
+    whose last check found it intact and that has not been purged."""
+    return session.scalar(
+        select(func.count()).select_from(VaultFile).join(Recording, VaultFile.recording_id == Recording.id)
+        .where(Recording.attempt_id.in_(attempt_ids), VaultFile.integrity == "ok",
+               VaultFile.purged_at.is_(None))) or 0

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import os
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +36,14 @@ class StoredFile:
     seconds: float
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: Path, on_block: Callable[[int], None] | None = None) -> str:
+    """The file's SHA-256, read in 1 MiB blocks; `on_block(size)` after each (progress)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+            if on_block is not None:
+                on_block(len(block))
     return digest.hexdigest()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import wave
 from collections import Counter
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -26,6 +25,7 @@ from campaigns.models import Attempt, Phone, Recording
 from dialer.engine import ShiftedClock
 from dialer.runner import run_campaign
 from recordings.legs import SILENCE_DBFS
+from recordings.store import wav_seconds
 
 pytestmark = pytest.mark.asterisk
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -66,11 +66,6 @@ def set_local(clock: ShiftedClock, hour: int, minute: int, second: int = 0) -> d
     target = dt.datetime.combine(today, dt.time(hour, minute, second), SHANGHAI)
     clock.offset = target.astimezone(UTC) - dt.datetime.now(UTC)
     return target
-
-
-def wav_seconds(path: Path) -> float:
-    with wave.open(str(path)) as w:
-        return w.getnframes() / w.getframerate()
 
 
 async def test_campaign_through_a_day(sandbox_up, creds, agent_speech, tmp_path):
