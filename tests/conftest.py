@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -101,6 +102,10 @@ def database(request, tmp_path):
         if not url:
             pytest.fail("DUNNING_TEST_POSTGRES_URL is not set: run the tests with scripts/test, "
                         "which starts PostgreSQL (scripts/postgres)")
+        if not re.fullmatch(r"postgresql\+psycopg://[^\s]+", url):
+            # Never echo the value: it holds the test role's password.
+            pytest.fail("DUNNING_TEST_POSTGRES_URL is not a single postgresql+psycopg:// URL "
+                        f"({len(url.splitlines())} line(s)); see scripts/postgres")
         engine = _fresh_postgres(url)
     migrate(engine)
     yield engine
