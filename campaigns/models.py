@@ -358,3 +358,53 @@ class RecordingAccess(Base):
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id"), index=True)
     target: Mapped[str | None] = mapped_column(Text)  # where an export was written
     sha256: Mapped[str] = mapped_column(String(64))
+
+
+# ── What the engine and the console tell each other (they may run in different processes) ──
+
+class AgentPresence(Base):
+    """One row per agent: what the agent asked for in the console (``requested``: ready,
+    paused, logged_out, with a reason code) and what the engine's pool says they are
+    (``state``, an ``dialer.agents.AgentState`` value, and the call they are reserved for or
+    on). The console writes the first half, the engine the second."""
+
+    __tablename__ = "agent_presence"
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+    requested: Mapped[str] = mapped_column(String(20), default="logged_out")
+    requested_reason: Mapped[str | None] = mapped_column(String(40))
+    requested_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(20), default="logged_out")
+    state_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    call_id: Mapped[str | None] = mapped_column(String(63))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+
+
+class EngineStatus(Base):
+    """The running engine's live figures for one campaign, refreshed every few seconds."""
+
+    __tablename__ = "engine_status"
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(20))
+    dial_level: Mapped[float] = mapped_column(Numeric(6, 2))  # lines per working agent
+    lines: Mapped[int] = mapped_column(Integer)  # calls in flight now
+    agents: Mapped[int] = mapped_column(Integer)  # agents logged in
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Appointment(Base):
+    """A time the debtor asked to be called (与客户约定): the only exception to the calling
+    window, recorded with who asked, who wrote it down, when, and the debtor's words or the
+    agent's note. ``kept_attempt_id`` is the dial that kept it."""
+
+    __tablename__ = "appointments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    phone_id: Mapped[int | None] = mapped_column(ForeignKey("phones.id"))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    requested_by: Mapped[str] = mapped_column(String(20))  # debtor, third_party, agent
+    note: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[str] = mapped_column(String(100))
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id"))  # the call it was agreed on
+    status: Mapped[str] = mapped_column(String(10), default="open")  # open, kept, cancelled
+    kept_attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id"))

@@ -25,8 +25,13 @@ def test_migrations_build_exactly_the_models(database):
 
 def test_migrate_twice_changes_nothing(database):
     migrate(database)
+    from alembic.script import ScriptDirectory
+
+    from campaigns.db import alembic_config
+    heads = set(ScriptDirectory.from_config(alembic_config(str(database.url))).get_heads())
     with database.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0002"
+        assert set(MigrationContext.configure(conn).get_current_heads()) == heads
+    assert "0003" in heads or any(h > "0003" for h in heads)
 
 
 def test_times_are_utc_and_money_is_exact(database):
