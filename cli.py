@@ -361,17 +361,27 @@ def agents_list() -> None:
 @click.option("--note", default=None, help="The agent's note.")
 @click.option("--amount", default=None, help="Promise to pay: the amount.")
 @click.option("--due", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Promise to pay: the date (YYYY-MM-DD).")
+@click.option("--at", "callback_at", default=None,
+              help="Callback: the time agreed, ISO 8601 with offset (e.g. 2026-11-26T21:30:00+08:00).")
+@click.option("--by", "requested_by", type=click.Choice(["debtor", "third_party", "agent"]), default="debtor",
+              show_default=True, help="Callback: who asked for that time.")
+@click.option("--recorded-by", default=None, help="Callback: who writes it down (default: the call's agent).")
 @campaign_errors
-def disposition(attempt: str, code: str, note, amount, due) -> None:
-    """Record the result CODE of answered ATTEMPT (its number or call id), for agents until
-    the console exists. Codes: promise_to_pay, paid, callback, refused, wrong_party,
-    third_party, dispute, fraud_claim, complaint, deceased, no_conversation."""
+def disposition(attempt: str, code: str, note, amount, due, callback_at, requested_by, recorded_by) -> None:
+    """Record the result CODE of answered ATTEMPT (its number or call id), as the console
+    does. Codes: promise_to_pay, paid, callback, refused, wrong_party, third_party, dispute,
+    fraud_claim, complaint, deceased, no_conversation. A callback records an appointment
+    (--at, --by, and --note with the debtor's words), checked against the campaign's rules."""
     from campaigns import admin
     from campaigns.db import transaction
     with transaction(_database(_site())) as session:
         d = admin.record_disposition(session, attempt, code, _now(), note=note, promise_amount=amount,
-                                     promise_due=due.date() if due else None)
+                                     promise_due=due.date() if due else None,
+                                     callback_at=_parse_time(callback_at) if callback_at else None,
+                                     requested_by=requested_by, recorded_by=recorded_by)
         click.echo(f"attempt {d.attempt_id}: {d.code} recorded for case {d.case_id}")
+        if callback_at:
+            click.echo(f"appointment: call back at {callback_at}, asked for by the {requested_by}")
 
 
 @main.command("why")
@@ -567,17 +577,28 @@ def report_daily(day, timezone: str, effective_seconds: float, plot_to: Path | N
 
 @main.command("run")
 @click.argument("campaign_name")
-@click.option("--agents", "extensions", required=True, help="The agents at their softphones, comma-separated (e.g. 6001,6002).")
+@click.option("--agents", "extensions", default=None,
+              help="The agents at their softphones, comma-separated (e.g. 6001,6002); with --console, default: every active agent.")
+@click.option("--console", is_flag=True,
+              help="Agents log in, go ready and pause in the browser console; a wrap-up lasts until the disposition is saved.")
 @click.option("--until-idle", is_flag=True, help="Return once nothing may be dialled now and no call is in progress.")
 @campaign_errors
-def run(campaign_name: str, extensions: str, until_idle: bool) -> None:
-    """Run the engine on CAMPAIGN_NAME: progressive dialing, one line per ready agent.
+def run(campaign_name: str, extensions: str | None, console: bool, until_idle: bool) -> None:
+    """Run the engine on CAMPAIGN_NAME in the campaign's mode (progressive or predictive).
     SIGTERM or Ctrl-C stops dialling, lets the calls in progress end, and exits."""
+    from campaigns import admin
     from dialer.runner import run_campaign
     site = _site()
-    seats = [e.strip() for e in extensions.split(",") if e.strip()]
-    summary = asyncio.run(run_campaign(site, _database(site), campaign_name, seats, until_idle=until_idle,
-                                       echo=click.echo))
+    factory = _database(site)
+    if extensions is None and not console:
+        raise click.UsageError("--agents is required without --console")
+    if extensions is None:
+        with factory() as session:
+            seats = [a.extension for a in admin.agents(session) if a.active]
+    else:
+        seats = [e.strip() for e in extensions.split(",") if e.strip()]
+    summary = asyncio.run(run_campaign(site, factory, campaign_name, seats, until_idle=until_idle,
+                                       echo=click.echo, console=console))
     click.echo(f"{summary.dials} dials: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items()))
                + f"; {summary.recordings} recordings stored")
     for problem in summary.problems:

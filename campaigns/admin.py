@@ -147,8 +147,12 @@ def agents(session: Session) -> list[Agent]:
 
 
 def record_disposition(session: Session, attempt_ref: str, code: str, now: dt.datetime, *, note: str | None = None,
-                       promise_amount: str | None = None, promise_due: dt.date | None = None) -> Disposition:
-    """Record the result of an answered attempt (by id or call id) and apply it to the case."""
+                       promise_amount: str | None = None, promise_due: dt.date | None = None,
+                       callback_at: dt.datetime | None = None, requested_by: str = "debtor",
+                       recorded_by: str | None = None) -> Disposition:
+    """Record the result of an answered attempt (by id or call id) and apply it to the case.
+    A callback (`callback_at`) is recorded as an appointment, checked against the campaign's
+    rules first (`record_appointment`); `note` is then the debtor's words or the agent's note."""
     if code not in DISPOSITION_CODES:
         raise CampaignError(f"unknown result code {code!r}; one of: {', '.join(DISPOSITION_CODES)}")
     attempt = session.scalar(select(Attempt).where(
@@ -159,6 +163,8 @@ def record_disposition(session: Session, attempt_ref: str, code: str, now: dt.da
         raise CampaignError(f"attempt {attempt.id} was not answered ({attempt.outcome}): nothing to dispose")
     if session.scalar(select(Disposition).where(Disposition.attempt_id == attempt.id)) is not None:
         raise CampaignError(f"attempt {attempt.id} has a disposition already")
+    if code == "callback" and callback_at is None:
+        raise CampaignError("a callback needs the time the debtor asked for (--at)")
     if code == "promise_to_pay":
         if promise_amount is None or promise_due is None:
             raise CampaignError("a promise to pay needs --amount and --due")
@@ -186,6 +192,9 @@ def record_disposition(session: Session, attempt_ref: str, code: str, now: dt.da
         from .models import Phone
         phone = session.get(Phone, attempt.phone_id)
         phone.do_not_call, phone.do_not_call_reason = True, f"complaint intent on attempt {attempt.id}"
+    if callback_at is not None:
+        recorder = recorded_by or (session.get(Agent, attempt.agent_id).extension if attempt.agent_id else "unknown")
+        record_appointment(session, str(attempt.id), callback_at, requested_by, note or "", recorder, now)
     return disposition
 
 
@@ -227,3 +236,69 @@ def why(session: Session, ref: str, now: dt.datetime, rules: Rules | None = None
             texts.append(f"campaign {campaign.name} ({campaign.status}), case {case.reference}:\n"
                          + explain(view, mine, now, campaign.timezone, in_force))
     return texts
+
+
+# ── Appointments (与客户约定): written by the console's disposition form ──
+
+class AppointmentRefused(CampaignError):
+    """An appointment the policy does not allow; `reason` is a stable code (outside_window,
+    in_past, no_note, unknown_requester, naive_time) and `window`, `timezone`, `exception`
+    say what the console needs to explain it."""
+
+    def __init__(self, reason: str, message: str, *, window: str = "", timezone: str = "",
+                 exception: bool = False) -> None:
+        super().__init__(message)
+        self.reason, self.window, self.timezone, self.exception = reason, window, timezone, exception
+
+
+def appointment_allowed(at: dt.datetime, requested_by: str, timezone: str, rules: Rules) -> tuple[bool, bool]:
+    """(allowed, outside the window) for an appointment at `at` asked for by `requested_by`:
+    inside the calling window (policy.in_window, the debtor's clock) anyone may set one; outside
+    it only someone the rules trust (the debtor, by default), and only when the rules let an
+    appointment lift the calling window."""
+    from .policy import in_window
+    outside = not in_window(at, timezone, rules)
+    exception = requested_by in rules.appointment_requested_by and "calling_window" in rules.appointment_lifts
+    return (not outside or exception), outside
+
+
+def record_appointment(session: Session, attempt_ref: str, at: dt.datetime, requested_by: str, note: str,
+                       recorded_by: str, now: dt.datetime, *, rules: Rules | None = None):
+    """Record a call-back agreed on an attempt (by id or call id), checked against the case's
+    campaign's rules: refused (AppointmentRefused) when it is in the past, has no note, or falls
+    outside the calling window without being an exception the rules allow."""
+    from .models import Appointment
+    from .policy import REQUESTERS
+    from .queue import rules_for
+    attempt = session.scalar(select(Attempt).where(
+        (Attempt.call_id == attempt_ref) | (Attempt.id == (int(attempt_ref) if attempt_ref.isdigit() else -1))))
+    if attempt is None:
+        raise CampaignError(f"no attempt {attempt_ref!r} (give its number or its call id)")
+    campaign = session.get(Campaign, attempt.campaign_id)
+    case = session.get(Case, attempt.case_id)
+    rules = rules or rules_for(campaign)
+    zone = case.timezone or campaign.timezone
+    window = f"{rules.window_start:%H:%M}–{rules.window_end:%H:%M}"
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise AppointmentRefused("naive_time", f"appointment time {at} has no time zone")
+    if requested_by not in REQUESTERS:
+        raise AppointmentRefused("unknown_requester", f"requested_by must be one of {', '.join(sorted(REQUESTERS))}")
+    if not note.strip():
+        raise AppointmentRefused("no_note", "an appointment needs the debtor's words or the agent's note")
+    if at <= now:
+        raise AppointmentRefused("in_past", f"the appointment time {at.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} has passed")
+    allowed, outside = appointment_allowed(at, requested_by, zone, rules)
+    exception_possible = "calling_window" in rules.appointment_lifts and bool(rules.appointment_requested_by)
+    if not allowed:
+        raise AppointmentRefused(
+            "outside_window",
+            f"{at.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} is outside the calling window {window} for the debtor "
+            f"({zone}); only an appointment the debtor asked for may be outside it"
+            + ("" if exception_possible else ", and this campaign's rules allow no such exception"),
+            window=window, timezone=zone, exception=exception_possible)
+    appointment = Appointment(case_id=attempt.case_id, phone_id=attempt.phone_id, at=at, requested_by=requested_by,
+                              note=note.strip(), recorded_by=recorded_by, recorded_at=now, attempt_id=attempt.id,
+                              status="open")
+    session.add(appointment)
+    session.flush()
+    return appointment

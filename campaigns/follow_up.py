@@ -41,6 +41,7 @@ KINDS = {
     "evening": "night follow-up: in the evening slot",
     "new_case": "a new case: first call within 2 days",
     "daily": "any other collectable case: once a day",
+    "retry": "a follow-up day begun without a conversation: the no-answer schedule tries again",
     "stopped": "a stop or pause status: no call",
     "appointments_only": "hardship: no call but appointments",
 }
@@ -250,3 +251,28 @@ def coverage_deadline(cases: Iterable[CaseView], now: datetime, attempts: Iterab
     left = working_days_between(today, last, rules.calendar) + open_today
     return Coverage(deadline, tuple(case.id for case in waiting), left,
                     math.ceil(len(waiting) / left) if left else len(waiting))
+
+
+# ---------------------------------------------------------------- what the engine offers
+
+def offered(case: CaseView, history: Iterable[AttemptView], now: datetime, rules: Rules = RULES,
+            campaign_tz: str | None = None) -> FollowUp | None:
+    """The follow-up that puts `case` in the dialling queue at `now`, None when it is not due.
+
+    A case is offered when its next follow-up is due; and, once a follow-up day has begun (the
+    case was dialled today and nobody talked), for the rest of that day, so that the no-answer
+    schedule (morning, noon, evening) can try again: `decide` still says whether each dial
+    may happen."""
+    history = tuple(history)
+    follow_up = next_follow_up(case, history, None, now, rules, campaign_tz)
+    if follow_up.due(now):
+        return follow_up
+    if follow_up.kind in ("stopped", "appointments_only"):
+        return None
+    zone = ZoneInfo(case.timezone or campaign_tz or rules.default_timezone)
+    today = local_now(now, zone).date()
+    dialled_today = [a for a in history if a.at.astimezone(zone).date() == today]
+    if dialled_today and not any(a.talked for a in dialled_today):
+        return FollowUp(dialled_today[0].at, "a follow-up day begun without a conversation: the no-answer "
+                        "schedule tries again", "retry", follow_up.deadline)
+    return None

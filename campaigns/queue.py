@@ -17,8 +17,10 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .follow_up import FollowUp, next_follow_up, offered
 from .models import (
     Agent,
+    Appointment,
     Attempt,
     AttemptState,
     Campaign,
@@ -26,12 +28,24 @@ from .models import (
     CampaignStatus,
     Case,
     CaseStatus,
+    Disposition,
     Phone,
     PhoneRole,
+    PromiseToPay,
     Recording,
     RecordingFile,
 )
-from .policy import AttemptView, CaseView, Decision, PhoneView, Rules, decide, order_cases
+from .policy import (
+    AppointmentView,
+    AttemptView,
+    CaseView,
+    Decision,
+    PhoneView,
+    PromiseView,
+    Rules,
+    decide,
+    order_cases,
+)
 from .presets import DEFAULT_PRESET, PresetError, load_preset
 
 #: Q.850 causes that say the number does not exist (unallocated, invalid format): such a
@@ -74,6 +88,10 @@ class Planned:
     phone_id: int
     number: str
     timezone: str
+    #: Set when the dial keeps an appointment the debtor asked for: the dial may happen until
+    #: then even outside the calling window (the window is not re-checked at originate).
+    appointment_until: dt.datetime | None = None
+    third_party: bool = False  # a contact's number: the agent must not disclose the debt
 
 
 def campaign_named(session: Session, name: str) -> Campaign:
@@ -109,42 +127,107 @@ def change_campaign(session: Session, name: str, command: str, now: dt.datetime)
     return campaign
 
 
+#: How far back the follow-up schedules look (the last call, the last tracing day).
+FOLLOW_UP_HISTORY = dt.timedelta(days=32)
+#: Result codes that say the agent did not talk with the person the number belongs to.
+NO_CONVERSATION_CODES = frozenset({"wrong_party", "no_conversation"})
+
+
+def _flag(extra: dict | None, key: str) -> bool:
+    """A yes/no column of the bank's file (kept in `Case.extra`): 1, yes, true, 是, Y."""
+    value = str((extra or {}).get(key, "")).strip().lower()
+    return value in {"1", "y", "yes", "true", "是", "紧急", "夜间"}
+
+
 def case_views(session: Session, campaign: Campaign, now: dt.datetime,
                history: dt.timedelta = dt.timedelta(days=32)) -> tuple[list[CaseView], list[AttemptView]]:
-    """The campaign's cases and their recent attempts, as the policy sees them."""
+    """The campaign's cases and their recent attempts, as the policy sees them: with their
+    open appointments, promises to pay, due dates, urgent / evening flags (the bank's file's
+    `urgent` / `evening` columns), and which answered calls were conversations (a bridged
+    call, unless its disposition says nobody the number belongs to was reached)."""
     rows = session.execute(
         select(Case).join(CampaignCase, CampaignCase.case_id == Case.id)
         .where(CampaignCase.campaign_id == campaign.id)).scalars().all()
+    ids = [c.id for c in rows]
     phones: dict[int, list[PhoneView]] = {}
     for phone in session.scalars(select(Phone).join(CampaignCase, CampaignCase.case_id == Phone.case_id)
                                  .where(CampaignCase.campaign_id == campaign.id)):
         phones.setdefault(phone.case_id, []).append(PhoneView(
             id=phone.id, role=PhoneRole(phone.role), dial=phone.dial, valid=phone.valid,
             do_not_call=phone.do_not_call))
+    appointments: dict[int, list[AppointmentView]] = {}
+    for appointment in session.scalars(select(Appointment).where(
+            Appointment.case_id.in_(ids), Appointment.status != "cancelled")):
+        appointments.setdefault(appointment.case_id, []).append(AppointmentView(
+            at=appointment.at, by=appointment.requested_by, note=appointment.note, phone_id=appointment.phone_id))
+    promises: dict[int, list[PromiseView]] = {}
+    for promise in session.scalars(select(PromiseToPay).where(PromiseToPay.case_id.in_(ids))):
+        promises.setdefault(promise.case_id, []).append(PromiseView(
+            due_date=promise.due_date, amount=Decimal(promise.amount), status=promise.status))
+    codes = dict(session.execute(select(Disposition.attempt_id, Disposition.code).join(
+        Attempt, Attempt.id == Disposition.attempt_id).where(Attempt.case_id.in_(ids))).all())
+
+    def conversation(a: Attempt) -> bool | None:
+        if a.bridged_at is None:
+            return False if a.answered_at is not None and a.outcome == ABANDONED else None
+        return codes.get(a.id) not in NO_CONVERSATION_CODES
+
+    last_talk: dict[int, dt.datetime] = {}
+    for case_id, at in session.execute(
+            select(Attempt.case_id, Attempt.bridged_at).where(Attempt.case_id.in_(ids),
+                                                              Attempt.bridged_at.is_not(None))):
+        last_talk[case_id] = max(at, last_talk.get(case_id, at))
     cases = [CaseView(id=c.id, status=CaseStatus(c.status), amount_due=Decimal(c.amount_due),
-                      days_past_due=c.days_past_due, phones=tuple(phones.get(c.id, ())), timezone=c.timezone)
+                      days_past_due=c.days_past_due, phones=tuple(phones.get(c.id, ())), timezone=c.timezone,
+                      urgent=_flag(c.extra, "urgent"), evening=_flag(c.extra, "evening"), due_date=c.due_date,
+                      assigned_at=c.created_at, last_conversation_at=last_talk.get(c.id),
+                      appointments=tuple(appointments.get(c.id, ())), promises=tuple(promises.get(c.id, ())))
              for c in rows]
     # An abandoned call (answered, no agent) reached the debtor but was no conversation.
     attempts = [AttemptView(phone_id=a.phone_id, at=a.planned_at,
-                            answered=a.answered_at is not None and a.outcome != ABANDONED)
+                            answered=a.answered_at is not None and a.outcome != ABANDONED,
+                            conversation=None if a.outcome == ABANDONED else conversation(a))
                 for a in session.scalars(select(Attempt).where(
-                    Attempt.case_id.in_([c.id for c in rows]), Attempt.planned_at >= now - history))
+                    Attempt.case_id.in_(ids), Attempt.planned_at >= now - history))
                 if a.outcome not in (NotDialled.CANCELLED.value, NotDialled.NOT_SENT.value)]
     return cases, attempts
+
+
+def _by_case(cases: list[CaseView], attempts: list[AttemptView]) -> dict[int, tuple[AttemptView, ...]]:
+    phone_case = {p.id: c.id for c in cases for p in c.phones}
+    found: dict[int, list[AttemptView]] = {}
+    for attempt in attempts:
+        found.setdefault(phone_case.get(attempt.phone_id, -1), []).append(attempt)
+    return {case_id: tuple(history) for case_id, history in found.items()}
 
 
 def decisions(session: Session, campaign: Campaign, now: dt.datetime,
               rules: Rules | None = None) -> list[tuple[CaseView, Decision]]:
     """The policy's decision for every case of the campaign, in priority order (under the
     campaign's own rules unless `rules` is given)."""
+    return [(case, decision) for case, decision, _ in offers(session, campaign, now, rules, due_only=False)]
+
+
+def offers(session: Session, campaign: Campaign, now: dt.datetime, rules: Rules | None = None, *,
+           due_only: bool = True) -> list[tuple[CaseView, Decision, FollowUp | None]]:
+    """Every case whose follow-up puts it in the queue now (`follow_up.offered`), in priority
+    order, with the policy's decision and that follow-up; with `due_only` False, every case,
+    those not due with their next follow-up (due later, or None: no call is to be made)."""
     rules = rules or rules_for(campaign)
-    cases, attempts = case_views(session, campaign, now, rules.history_needed)
-    by_case: dict[int, list[AttemptView]] = {}
-    phone_case = {p.id: c.id for c in cases for p in c.phones}
-    for a in attempts:
-        by_case.setdefault(phone_case.get(a.phone_id, -1), []).append(a)
-    return [(case, decide(case, tuple(by_case.get(case.id, ())), now, campaign.timezone, rules))
-            for case in order_cases(cases)]
+    # The follow-up schedules look further back than the dialling rules (the last call, the
+    # last tracing day): a month of history.
+    cases, attempts = case_views(session, campaign, now, max(rules.history_needed, FOLLOW_UP_HISTORY))
+    histories = _by_case(cases, attempts)
+    found = []
+    for case in order_cases(cases):
+        history = histories.get(case.id, ())
+        follow_up = offered(case, history, now, rules, campaign.timezone)
+        if follow_up is None:
+            if due_only:
+                continue
+            follow_up = next_follow_up(case, history, None, now, rules, campaign.timezone)
+        found.append((case, decide(case, history, now, campaign.timezone, rules), follow_up))
+    return found
 
 
 def abandoned_cases(session: Session, campaign: Campaign) -> set[int]:
@@ -161,38 +244,60 @@ def abandoned_cases(session: Session, campaign: Campaign) -> set[int]:
 
 def plan_next(session: Session, campaign: Campaign, agent: Agent | None, call_id: str,
               now: dt.datetime, rules: Rules | None = None, *, only_abandoned: bool = False) -> Planned | None:
-    """Pick the highest-priority case with a number the policy allows now and write its
-    attempt row PLANNED; None when nothing may be dialled now. A case with a call in
-    progress is never picked (its other numbers may be allowed, its debtor is busy). A
-    dial with no agent reserved (`agent` None) never picks a case whose last call was
-    abandoned; `only_abandoned` picks among those only."""
+    """Pick the highest-priority case whose follow-up is due and that has a number the policy
+    allows now, and write its attempt row PLANNED; None when nothing may be dialled now. A
+    case with a call in progress is never picked (its other numbers may be allowed, its
+    debtor is busy). A dial with no agent reserved (`agent` None) never picks a case whose
+    last call was abandoned; `only_abandoned` picks among those only. What the agent's screen
+    must say about the dial (an appointment, a third party) is kept in the attempt's note."""
     busy = set(session.scalars(select(Attempt.case_id).where(
         Attempt.campaign_id == campaign.id, Attempt.state != AttemptState.ENDED.value)))
     abandoned = abandoned_cases(session, campaign)
-    for case, decision in decisions(session, campaign, now, rules):
+    rules = rules or rules_for(campaign)
+    for case, decision, follow_up in offers(session, campaign, now, rules):
         if only_abandoned and case.id not in abandoned:
             continue
-        if agent is None and case.id in abandoned:
-            continue
-        if decision.third_party:
-            # The policy allows a contact (a third party), but until the agent console can show
-            # the agent that it is one (never mention the debt), the engine does not dial it.
+        if agent is None and (case.id in abandoned or decision.third_party):
+            # A contact is dialled only with an agent reserved, whose screen says it is one.
             continue
         if decision.allowed and decision.phone is not None and case.id not in busy:
+            why = "; ".join(decision.instructions) or (follow_up.reason if follow_up else None)
             attempt = Attempt(call_id=call_id, campaign_id=campaign.id, case_id=case.id,
                               phone_id=decision.phone.id, agent_id=agent.id if agent else None,
-                              number=decision.phone.dial, state=AttemptState.PLANNED.value, planned_at=now)
+                              number=decision.phone.dial, state=AttemptState.PLANNED.value, planned_at=now,
+                              note=why)
             session.add(attempt)
             session.flush()
+            until = None
+            if decision.appointment is not None:
+                until = decision.appointment.at + rules.appointment_tolerance
+                _keep_appointment(session, case.id, decision.appointment, attempt.id)
             return Planned(attempt.id, call_id, case.id, decision.phone.id, decision.phone.dial,
-                           case.timezone or campaign.timezone)
+                           case.timezone or campaign.timezone, appointment_until=until,
+                           third_party=decision.third_party)
     return None
+
+
+def _keep_appointment(session: Session, case_id: int, kept: AppointmentView, attempt_id: int) -> None:
+    row = session.scalar(select(Appointment).where(
+        Appointment.case_id == case_id, Appointment.at == kept.at, Appointment.status == "open"))
+    if row is not None:
+        row.status, row.kept_attempt_id = "kept", attempt_id
 
 
 def next_dialable_at(session: Session, campaign: Campaign, now: dt.datetime,
                      rules: Rules | None = None) -> dt.datetime | None:
-    """When the policy will next allow a dial in this campaign (None: not by itself)."""
-    times = [d.next_at for _, d in decisions(session, campaign, now, rules) if d.next_at is not None]
+    """When the policy will next allow a dial in this campaign (None: not by itself): the
+    earliest moment a case is both due for follow-up and allowed by the rules."""
+    times = []
+    for _, decision, follow_up in offers(session, campaign, now, rules, due_only=False):
+        due = follow_up.due_at if follow_up is not None else None
+        if due is None:
+            continue
+        if decision.allowed:
+            times.append(max(due, now))
+        elif decision.next_at is not None:
+            times.append(max(decision.next_at, due))
     return min(times, default=None)
 
 
@@ -216,7 +321,9 @@ def finish(session: Session, attempt_id: int, outcome: str, *, answered_at: dt.d
         set_agent(session, attempt_id, agent_extension)
     attempt.state, attempt.outcome, attempt.ended_at = AttemptState.ENDED.value, outcome, ended_at
     attempt.answered_at, attempt.bridged_at = answered_at, bridged_at
-    attempt.hangup_cause, attempt.note = hangup_cause, note
+    attempt.hangup_cause = hangup_cause
+    if note:
+        attempt.note = f"{attempt.note}; {note}" if attempt.note else note
     if hangup_cause in INVALID_CAUSES:
         phone = session.get(Phone, attempt.phone_id)
         phone.valid = False

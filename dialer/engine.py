@@ -35,7 +35,8 @@ from recordings.codecs import DEFAULT_CODEC
 from recordings.errors import VaultError
 from recordings.store import RecordingConflict, RecordingMissing, store_call
 
-from .agents import AgentEvent, AgentPool, AgentState
+from . import presence
+from .agents import AgentEvent, AgentPool, AgentSeat, AgentState
 from .outbound import dial_request
 from .pacing import (
     Abandoned,
@@ -87,6 +88,11 @@ class EngineSettings:
     agent_grace_s: float = 2.0
     #: The vault's storage codec (see recordings/codecs.py and the README's table).
     codec: str = DEFAULT_CODEC
+    #: Agents work from the browser console (dialer/presence.py): they log in, go ready and
+    #: pause there, and a wrap-up ends when the disposition is saved, or, after
+    #: `wrap_up_limit_s` without one, pauses the agent.
+    console: bool = False
+    wrap_up_limit_s: float = 120.0
 
 
 @dataclass
@@ -157,6 +163,7 @@ class Engine:
         agents = await self._db(self._agent_ids)
         for seat in self.pool.seats.values():
             seat.agent_id = agents.get(seat.extension)
+        self._campaign_id = await self._db(lambda s: queue.campaign_named(s, self.campaign).id)
         await self._recover()
         try:
             while not stop.is_set():
@@ -180,10 +187,13 @@ class Engine:
     async def _tick(self) -> bool:
         """One round: end due wrap-ups, dial for every ready agent. True if anything moved."""
         now = self.clock.now()
-        for seat in self.pool.wrap_ups_due(now, self.settings.wrap_up_s):
-            if self.pacing is not None and seat.wrap_up_since is not None:
-                self.pacing.observe(WrapUpEnded(now.timestamp(), (now - seat.wrap_up_since).total_seconds()))
-            self.pool.apply(seat.extension, AgentEvent.READY, now, reason="wrap-up time over")
+        if self.settings.console:
+            await self._follow_console(now)
+        else:
+            for seat in self.pool.wrap_ups_due(now, self.settings.wrap_up_s):
+                self._wrap_up_ended(seat, now)
+                self.pool.apply(seat.extension, AgentEvent.READY, now, reason="wrap-up time over")
+        await self._db(self._publish, now)
         status = await self._db(lambda s: queue.campaign_named(s, self.campaign).status)
         if status != CampaignStatus.RUNNING.value:
             return False
@@ -195,6 +205,31 @@ class Engine:
             progressed = await self._dial_for_ready_agents(only_abandoned=True)
             return await self._dial_ahead() or progressed
         return await self._dial_for_ready_agents()
+
+    def _wrap_up_ended(self, seat: AgentSeat, now: dt.datetime) -> None:
+        if self.pacing is not None and seat.wrap_up_since is not None:
+            self.pacing.observe(WrapUpEnded(now.timestamp(), (now - seat.wrap_up_since).total_seconds()))
+
+    async def _follow_console(self, now: dt.datetime) -> None:
+        """Apply what console agents asked for (ready, pause, log out) and end their wrap-ups
+        when the disposition is saved (dialer/presence.py)."""
+        seats = {seat.agent_id: seat for seat in self.pool.seats.values() if seat.agent_id is not None}
+        requests = await self._db(presence.read_requests, list(seats))
+        for agent_id, wanted in requests.items():
+            seat = seats[agent_id]
+            in_wrap_up = (now - seat.wrap_up_since).total_seconds() if (
+                seat.state is AgentState.WRAP_UP and seat.wrap_up_since is not None) else None
+            for event, reason in presence.console_events(seat.state, wanted, in_wrap_up,
+                                                         self.settings.wrap_up_limit_s):
+                if seat.state is AgentState.WRAP_UP:
+                    self._wrap_up_ended(seat, now)
+                self.pool.apply(seat.extension, event, now, reason=reason)
+
+    def _publish(self, session: Session, now: dt.datetime) -> None:
+        """The pool's states and the live figures, for the console and the wallboard."""
+        presence.write_states(session, self.pool.seats.values(), self._campaign_id)
+        presence.write_engine_status(session, self._campaign_id, self.settings.mode, self.pool.seats.values(),
+                                     len(self.calls.active), now)
 
     async def _dial_for_ready_agents(self, *, only_abandoned: bool = False) -> bool:
         """Progressive: for each ready agent, reserve the agent and dial for them."""
@@ -279,11 +314,17 @@ class Engine:
     # ------------------------------------------------------------------ one call
     async def _dial(self, extension: str | None, planned: queue.Planned) -> None:
         now = self.clock.now()
-        if not in_window(now, planned.timezone, self.rules):
-            # Picked inside the window, but it closed before the dial: nothing is sent.
+        if planned.appointment_until is not None:
+            # An appointment the debtor asked for: it may be kept outside the window, until its
+            # tolerance runs out.
+            closed = None if now < planned.appointment_until else "the appointment's time passed before the dial"
+        else:
+            closed = None if in_window(now, planned.timezone, self.rules) else "calling window closed before the dial"
+        if closed:
+            # Picked when allowed, but that ended before the dial: nothing is sent.
             await self._db(functools.partial(queue.finish, attempt_id=planned.attempt_id,
                                              outcome=queue.NotDialled.CANCELLED.value, ended_at=now,
-                                             note="calling window closed before the dial"))
+                                             note=closed))
             self._count(queue.NotDialled.CANCELLED.value)
             self._release(extension, "window closed")
             return

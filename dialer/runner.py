@@ -30,7 +30,8 @@ def settings_for(factory: sessionmaker[Session], campaign: str) -> tuple[EngineS
         found: Campaign = campaign_named(session, campaign)
         extra, mode = found.settings or {}, found.mode
     settings = EngineSettings(ring_timeout_s=float(extra.get("ring_seconds", 25)),
-                              wrap_up_s=float(extra.get("wrap_up_seconds", 10)), mode=mode)
+                              wrap_up_s=float(extra.get("wrap_up_seconds", 10)), mode=mode,
+                              wrap_up_limit_s=float(extra.get("wrap_up_limit_seconds", 120)))
     if mode != "predictive":
         return settings, None
     pacing = Predictive(PredictiveSettings(
@@ -51,8 +52,15 @@ def check_agents(factory: sessionmaker[Session], extensions: Sequence[str]) -> N
 
 async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str, extensions: Sequence[str], *,
                        until_idle: bool = False, echo: Callable[[str], None] = print,
-                       clock: Clock | None = None, stop: asyncio.Event | None = None) -> RunSummary:
+                       clock: Clock | None = None, stop: asyncio.Event | None = None,
+                       console: bool = False) -> RunSummary:
+    """Run the engine on `campaign` with the agents at these softphones. With `console`, the
+    agents log in, go ready and pause in the browser console, and their wrap-up lasts until
+    the disposition is saved (dialer/presence.py); otherwise they are ready at once and a
+    wrap-up lasts the campaign's `wrap_up_seconds`."""
     settings, pacing = settings_for(factory, campaign)
+    if console:
+        settings = dataclasses.replace(settings, console=True)
     from recordings.codecs import codec_named
     from recordings.errors import VaultError
     try:
@@ -80,7 +88,8 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
         await conn.wait_fully_booted(30)
         for extension in extensions:
             pool.add(extension)
-            pool.apply(extension, AgentEvent.LOGIN, clock.now())
+            if not console:
+                pool.apply(extension, AgentEvent.LOGIN, clock.now())
         engine = Engine(factory, calls, pool, campaign, spool=site.recordings_spool,
                         recordings_root=site.recordings_root, settings=settings, clock=clock, echo=echo,
                         pacing=pacing)

@@ -60,7 +60,7 @@ def test_cancelled_dials_do_not_use_up_a_slot(database, tmp_path):
     assert again is not None and again.number == "13800138000"
 
 
-def test_contacts_are_not_dialled_by_the_engine_until_the_console_can_warn_the_agent(database, tmp_path):
+def test_contacts_are_dialled_only_with_an_agent_reserved_and_the_screen_warned(database, tmp_path):
     path = tmp_path / "c.csv"
     path.write_text("案件编号,姓名,欠款金额,逾期天数,手机,联系人姓名,联系人关系,联系人电话\n"
                     "A,甲,900,10,13800138000,王,配偶,13900139000\n", encoding="utf-8")
@@ -69,6 +69,7 @@ def test_contacts_are_not_dialled_by_the_engine_until_the_console_can_warn_the_a
     with transaction(factory) as s:
         admin.create_campaign(s, "c", "C", SHANGHAI_0930)
         queue.change_campaign(s, "c", "start", SHANGHAI_0930)
+        agent = admin.add_agent(s, "6001", "agent", SHANGHAI_0930)
         from campaigns.models import Phone
         for phone in s.query(Phone):
             if phone.role == "own_mobile":
@@ -77,4 +78,81 @@ def test_contacts_are_not_dialled_by_the_engine_until_the_console_can_warn_the_a
         campaign = queue.campaign_named(s, "c")
         (_, decision), = queue.decisions(s, campaign, SHANGHAI_0930)
         assert decision.allowed and decision.third_party
-        assert queue.plan_next(s, campaign, None, "c1", SHANGHAI_0930) is None
+        assert queue.plan_next(s, campaign, None, "c1", SHANGHAI_0930) is None, "not ahead of an agent (predictive)"
+        planned = queue.plan_next(s, campaign, s.get(type(agent), agent.id), "c2", SHANGHAI_0930)
+        assert planned is not None and planned.third_party and planned.number == "13900139000"
+        from campaigns.models import Attempt
+        note = s.get(Attempt, planned.attempt_id).note
+        assert "never mention the debt" in note
+
+
+def answered(factory, planned, at, *, bridged=True, agent=None):
+    with transaction(factory) as s:
+        queue.finish(s, planned.attempt_id, "answered", answered_at=at, bridged_at=at if bridged else None,
+                     ended_at=at + dt.timedelta(minutes=2), hangup_cause=16, agent_extension=agent)
+
+
+def test_a_promise_to_pay_is_followed_up_the_day_before_its_due_date_not_before(database, tmp_path):
+    factory = campaign_with(database, tmp_path, ["A,甲,900,10,13800138000,"])
+    with transaction(factory) as s:
+        admin.add_agent(s, "6001", "agent", SHANGHAI_0930)
+    first = plan(factory, "c1")
+    answered(factory, first, SHANGHAI_0930, agent="6001")
+    due = dt.date(2026, 12, 4)
+    with transaction(factory) as s:
+        admin.record_disposition(s, "c1", "promise_to_pay", SHANGHAI_0930, promise_amount="500", promise_due=due)
+    for days in (1, 2, 5, 7):  # the following days, 09:30 in Shanghai
+        assert plan(factory, f"d{days}", SHANGHAI_0930 + dt.timedelta(days=days)) is None, f"day +{days}"
+    day_before = SHANGHAI_0930 + dt.timedelta(days=8)  # 2026-12-03
+    planned = plan(factory, "d8", day_before)
+    assert planned is not None and planned.case_id == first.case_id
+    with transaction(factory) as s:
+        from campaigns.models import Attempt
+        assert "promise to pay 500.00 due 2026-12-04" in s.get(Attempt, planned.attempt_id).note
+
+
+def test_a_wrong_party_answer_is_no_conversation_and_the_debtor_is_tried_again(database, tmp_path):
+    factory = campaign_with(database, tmp_path, ["A,甲,900,10,13800138000,075588886661"])
+    with transaction(factory) as s:
+        admin.add_agent(s, "6001", "agent", SHANGHAI_0930)
+    first = plan(factory, "c1")
+    answered(factory, first, SHANGHAI_0930, agent="6001")
+    noon = SHANGHAI_0930 + dt.timedelta(hours=3)
+    # A conversation with the debtor today: the connected-call cap (1 a day) stops the case.
+    assert plan(factory, "c2", noon) is None
+    with transaction(factory) as s:
+        admin.record_disposition(s, "c1", "wrong_party", noon, note="a stranger has this number now")
+    again = plan(factory, "c3", noon)
+    assert again is not None and again.case_id == first.case_id
+
+
+def test_an_appointment_the_debtor_asked_for_is_kept_outside_the_window(database, tmp_path):
+    factory = campaign_with(database, tmp_path, ["A,甲,900,10,13800138000,"])
+    with transaction(factory) as s:
+        admin.add_agent(s, "6001", "agent", SHANGHAI_0930)
+    first = plan(factory, "c1")
+    answered(factory, first, SHANGHAI_0930, agent="6001")
+    # Tomorrow evening (today the debtor has had the day's one conversation the rules allow).
+    late = dt.datetime(2026, 11, 26, 21, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    try:
+        with transaction(factory) as s:
+            admin.record_disposition(s, "c1", "callback", SHANGHAI_0930, note="agent's idea",
+                                     callback_at=late, requested_by="agent")
+    except admin.AppointmentRefused as exc:
+        assert "outside the calling window" in str(exc)
+    else:
+        raise AssertionError("an agent's 21:30 appointment was accepted")
+    with transaction(factory) as s:
+        admin.record_disposition(s, "c1", "callback", SHANGHAI_0930, note="客户说：晚上九点半以后再打，白天在上班",
+                                 callback_at=late, requested_by="debtor")
+    assert plan(factory, "c2", late - dt.timedelta(minutes=20)) is None, "21:10: the window is closed"
+    # (the daily follow-up happened at 09:30 that day in real life; here the day's first look is at 21:10)
+    kept = plan(factory, "c3", late)
+    assert kept is not None and kept.appointment_until == late + dt.timedelta(minutes=5)
+    with transaction(factory) as s:
+        from campaigns.models import Appointment, Attempt
+        appointment = s.query(Appointment).one()
+        assert (appointment.status, appointment.kept_attempt_id) == ("kept", kept.attempt_id)
+        assert appointment.recorded_by == "6001" and "晚上九点半" in appointment.note
+        assert "appointment" in s.get(Attempt, kept.attempt_id).note
+    assert plan(factory, "c4", late + dt.timedelta(minutes=1)) is None, "kept once; the window is closed"
