@@ -665,3 +665,86 @@ def _require_call_audio(path: Path) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("targets")
+@click.argument("campaign_name")
+@click.option("--at", "at", default=None, help="As of this time (ISO 8601 with offset); default now.")
+@campaign_errors
+def targets(campaign_name: str, at: str | None) -> None:
+    """Each agent's dials and effective calls today against the 200 / 50 targets, where they
+    should be by now, and how many cases the queue needs for the targets to be reachable."""
+    from campaigns import queue, schedule
+    from campaigns.policy import local_now
+    from campaigns.report import table
+    from campaigns.targets import queue_size_needed, targets_status
+    when = _parse_time(at) if at else _now()
+    with _database(_site())() as session:
+        campaign = queue.campaign_named(session, campaign_name)
+        rules = queue.rules_for(campaign)
+        local = local_now(when, campaign.timezone)
+        rows, dials_all, effective_all, working = [], 0, 0, 0
+        for agent, dials, effective in schedule.agent_counts(session, campaign, when):
+            status = targets_status(dials, effective, local, rules.window_start, rules.window_end,
+                                    alert_from=schedule.MIDDAY_SHARE)
+            rows.append((agent.extension, agent.name, str(dials), str(status.expected_by_now[0]), str(effective),
+                         str(status.expected_by_now[1]), "on track" if status.on_track else "BEHIND"))
+            dials_all, effective_all, working = dials_all + dials, effective_all + effective, working + (dials > 0)
+        cases = len(queue.case_views(session, campaign, when)[0])
+    click.echo(f"campaign {campaign_name} at {local:%Y-%m-%d %H:%M} {campaign.timezone}; targets 200 dials and 50 "
+               "effective calls per agent per day, spread over the calling window")
+    click.echo(table([("agent", "name", "dials", "by now", "effective", "by now", "status"), *rows]))
+    rate = effective_all / dials_all if dials_all >= 50 else 0.25
+    agents_n = max(working, len(rows))
+    needed = queue_size_needed(agents_n, rate, dials_per_case=rules.max_attempts_per_number_per_day)
+    source = "today's" if dials_all >= 50 else "assumed (fewer than 50 dials today)"
+    click.echo(f"queue: {cases} cases; {agents_n} agents at an effective-call rate of {rate:.0%} ({source}) need "
+               f"{needed} for the targets to be reachable" + (" -- TOO SMALL" if cases < needed else ""))
+
+
+@main.command("alerts")
+@click.option("--campaign", "campaign_name", default=None, help="Only this campaign's alerts.")
+@click.option("--all", "show_all", is_flag=True, help="Include acknowledged alerts.")
+@click.option("--ack", "ack", type=int, default=None, help="Acknowledge alert ID (as $USER).")
+@campaign_errors
+def alerts(campaign_name: str | None, show_all: bool, ack: int | None) -> None:
+    """Alerts raised by the scheduled jobs: agents behind target at mid-day, follow-ups
+    overdue, a new queue that will not be covered in time."""
+    import getpass
+
+    from sqlalchemy import select
+
+    from campaigns import queue
+    from campaigns.db import transaction
+    from campaigns.models import Alert
+    with transaction(_database(_site())) as session:
+        if ack is not None:
+            found = session.get(Alert, ack)
+            if found is None:
+                raise click.BadParameter(f"no alert {ack}", param_hint="--ack")
+            found.acknowledged_by, found.acknowledged_at = getpass.getuser(), _now()
+            click.echo(f"alert {ack} acknowledged")
+            return
+        query = select(Alert).order_by(Alert.raised_at)
+        if campaign_name:
+            query = query.where(Alert.campaign_id == queue.campaign_named(session, campaign_name).id)
+        if not show_all:
+            query = query.where(Alert.acknowledged_at.is_(None))
+        shown = list(session.scalars(query))
+        for alert in shown:
+            click.echo(f"[{alert.id}] {alert.raised_at:%Y-%m-%d %H:%M}Z {alert.kind}: {alert.message}")
+        if not shown:
+            click.echo("no alerts")
+
+
+@main.command("schedule")
+@campaign_errors
+def schedule_list() -> None:
+    """The scheduled jobs kept in the database (window edges, mid-day targets check, queue
+    sweep per campaign; `dunning run` registers them) and when each runs next."""
+    from campaigns import schedule
+    jobs = schedule.scheduled_jobs(_site().database)
+    for job, next_at in sorted(jobs):
+        click.echo(f"{job:40} next {next_at:%Y-%m-%d %H:%M:%S %Z}" if next_at else f"{job:40} paused")
+    if not jobs:
+        click.echo("no jobs yet: `dunning run CAMPAIGN` registers its campaign's jobs")

@@ -408,3 +408,20 @@ class Appointment(Base):
     attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id"))  # the call it was agreed on
     status: Mapped[str] = mapped_column(String(10), default="open")  # open, kept, cancelled
     kept_attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id"))
+
+
+class Alert(Base):
+    """Something a supervisor must see: an agent behind target at mid-day, a queue that will
+    not be covered in time, follow-ups overdue. ``key`` makes raising one idempotent (a job
+    that runs twice, or again after a restart, does not double it)."""
+
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))  # behind_target, coverage_at_risk, follow_ups_overdue
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    message: Mapped[str] = mapped_column(Text)
+    raised_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ami_bridge import AmiConnection, Calls
 from asterisk_conf.site import Site
 from campaigns.models import Agent, Campaign
-from campaigns.queue import CampaignError, campaign_named
+from campaigns.queue import CampaignError, campaign_named, rules_for
 
 from .agents import AgentEvent, AgentPool
 from .engine import Clock, Engine, EngineSettings, RunSummary, SystemClock
@@ -80,8 +80,16 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from recordings.retention import schedule_purge
-    scheduler = BackgroundScheduler(timezone="UTC")
+    from apscheduler.jobstores.memory import MemoryJobStore
+
+    from campaigns import schedule
+    scheduler = BackgroundScheduler(timezone="UTC", jobstores={
+        "default": MemoryJobStore(), "campaigns": schedule.job_store(site.database)})
     schedule_purge(scheduler, factory, site.recordings_root)
+    # The campaign's window edges, mid-day targets check and queue sweep, kept in the database.
+    with factory() as session:
+        found = campaign_named(session, campaign)
+        schedule.schedule_campaign(scheduler, site.database, found, rules_for(found), jobstore="campaigns")
     scheduler.start()
     try:
         await conn.start(wait=False)

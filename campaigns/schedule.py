@@ -1,0 +1,225 @@
+"""The supervisor's clockwork: APScheduler jobs that open and close campaigns at the calling
+window's edges, check the agents' targets at mid-day, and sweep the queue for follow-ups and
+coverage, raising alerts.
+
+Jobs live in the database (APScheduler's SQLAlchemy job store, table ``scheduler_jobs``), each
+with a fixed id per campaign and kind: registering them again (every `dunning run` does)
+replaces them instead of adding twins, and a job whose moment passed while nothing ran is run
+once when the scheduler starts again (``coalesce``), within its grace time. The job functions
+(`open_campaign`, `close_campaign`, `check_targets`, `sweep_queue`) take `now` and are pure
+enough to test at 20:59:59 and 21:00:00; the scheduler passes the wall clock.
+
+A campaign closed by the schedule is paused with a note (``settings.closed_by_schedule``) so
+that the opening job starts only campaigns the schedule closed, never one a supervisor
+paused.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .models import Agent, Alert, Attempt, Campaign, CampaignStatus
+from .policy import Rules, local_now
+from .queue import CAMPAIGN_TRANSITIONS, campaign_named, case_views, offers, rules_for
+from .targets import targets_status
+
+JOB_TABLE = "scheduler_jobs"
+KINDS = ("open", "close", "targets", "sweep")
+#: Mid-day: when the targets check runs (the share of the calling window that has passed).
+MIDDAY_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Edges:
+    """Today's calling window for a campaign, on its own clock."""
+
+    opens: dt.time
+    closes: dt.time
+    midday: dt.time
+    timezone: str
+
+
+def edges(campaign: Campaign, rules: Rules) -> Edges:
+    start = dt.datetime.combine(dt.date(2000, 1, 1), rules.window_start)
+    end = dt.datetime.combine(dt.date(2000, 1, 1), rules.window_end)
+    midday = (start + (end - start) * MIDDAY_SHARE).time()
+    return Edges(rules.window_start, rules.window_end, midday, campaign.timezone)
+
+
+def job_id(kind: str, campaign: str) -> str:
+    return f"{kind}:{campaign}"
+
+
+# ---------------------------------------------------------------- the jobs' work (take `now`)
+
+def _schedule_note(campaign: Campaign, closed: bool) -> None:
+    settings = dict(campaign.settings or {})
+    if closed:
+        settings["closed_by_schedule"] = True
+    else:
+        settings.pop("closed_by_schedule", None)
+    campaign.settings = settings
+
+
+def open_campaign(session: Session, name: str, now: dt.datetime) -> str:
+    """At the window's opening: start the campaign again if the schedule closed it."""
+    campaign = campaign_named(session, name)
+    if campaign.status == CampaignStatus.PAUSED.value and (campaign.settings or {}).get("closed_by_schedule"):
+        campaign.status = CAMPAIGN_TRANSITIONS[(CampaignStatus.PAUSED, "start")].value
+        campaign.status_changed_at = now
+        _schedule_note(campaign, closed=False)
+        return f"campaign {name} opened at {_local(now, campaign)}"
+    return f"campaign {name} left {campaign.status} (not closed by the schedule)"
+
+
+def close_campaign(session: Session, name: str, now: dt.datetime) -> str:
+    """At the window's close: pause a running campaign (the engine stops dialling it)."""
+    campaign = campaign_named(session, name)
+    if campaign.status == CampaignStatus.RUNNING.value:
+        campaign.status = CAMPAIGN_TRANSITIONS[(CampaignStatus.RUNNING, "pause")].value
+        campaign.status_changed_at = now
+        _schedule_note(campaign, closed=True)
+        return f"campaign {name} closed at {_local(now, campaign)}"
+    return f"campaign {name} left {campaign.status}"
+
+
+def _local(now: dt.datetime, campaign: Campaign) -> str:
+    return f"{local_now(now, campaign.timezone):%H:%M:%S} {campaign.timezone}"
+
+
+def raise_alert(session: Session, key: str, kind: str, message: str, now: dt.datetime, *,
+                campaign_id: int | None = None, agent_id: int | None = None) -> bool:
+    """Write an alert once per key; False when it was raised already."""
+    if session.scalar(select(Alert.id).where(Alert.key == key)) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(Alert(key=key, kind=kind, message=message, raised_at=now, campaign_id=campaign_id,
+                              agent_id=agent_id))
+    except IntegrityError:  # raised by another process in the meantime
+        return False
+    return True
+
+
+def _effective_s(campaign: Campaign) -> float:
+    return float((campaign.settings or {}).get("effective_seconds", 30))
+
+
+def agent_counts(session: Session, campaign: Campaign, now: dt.datetime) -> Iterator[tuple[Agent, int, int]]:
+    """Each active agent's dials and effective calls so far today (the campaign's day)."""
+    zone = ZoneInfo(campaign.timezone)
+    start = dt.datetime.combine(local_now(now, zone).date(), dt.time(0), zone)
+    effective_s = _effective_s(campaign)
+    for agent in session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.extension)):
+        mine = list(session.scalars(select(Attempt).where(
+            Attempt.agent_id == agent.id, Attempt.dialed_at >= start, Attempt.dialed_at <= now)))
+        effective = sum(1 for a in mine if a.bridged_at and a.ended_at
+                        and (a.ended_at - a.bridged_at).total_seconds() >= effective_s)
+        yield agent, len(mine), effective
+
+
+def check_targets(session: Session, name: str, now: dt.datetime) -> list[str]:
+    """At mid-day: an alert for every agent behind the day's 200 dials / 50 effective calls."""
+    campaign = campaign_named(session, name)
+    rules = rules_for(campaign)
+    local = local_now(now, campaign.timezone)
+    raised = []
+    for agent, dials, effective in agent_counts(session, campaign, now):
+        if dials == 0:
+            continue  # not working today
+        status = targets_status(dials, effective, local, rules.window_start, rules.window_end,
+                                alert_from=MIDDAY_SHARE, agent=f"agent {agent.extension}")
+        if status.alert_text and raise_alert(session, f"behind_target:{agent.id}:{local.date()}", "behind_target",
+                                             status.alert_text, now, campaign_id=campaign.id, agent_id=agent.id):
+            raised.append(status.alert_text)
+    return raised
+
+
+def sweep_queue(session: Session, name: str, now: dt.datetime) -> list[str]:
+    """Every so often in the window: follow-ups due (by kind), those overdue by more than a
+    day, and the new-queue coverage deadline; alerts for what is at risk."""
+    from .follow_up import coverage_deadline
+    campaign = campaign_named(session, name)
+    rules = rules_for(campaign)
+    due = offers(session, campaign, now, rules)
+    local = local_now(now, campaign.timezone)
+    messages = []
+    overdue = [(case, f) for case, _, f in due if f is not None and f.due_at is not None
+               and now - f.due_at > dt.timedelta(days=1) and f.kind not in ("daily", "retry")]
+    if overdue:
+        text = (f"campaign {name}: {len(overdue)} follow-up(s) overdue by more than a day: "
+                + "; ".join(f"case {case.id} ({f.kind}, due {f.due_at.astimezone(ZoneInfo(campaign.timezone)):%m-%d %H:%M})"
+                            for case, f in overdue[:10]))
+        if raise_alert(session, f"follow_ups_overdue:{campaign.id}:{local.date()}", "follow_ups_overdue", text, now,
+                       campaign_id=campaign.id):
+            messages.append(text)
+    cases, attempts = case_views(session, campaign, now, dt.timedelta(days=32))
+    coverage = coverage_deadline(cases, now, attempts, rules, campaign.timezone)
+    if coverage.deadline is not None and coverage.working_days_left <= 1 and coverage.uncovered:
+        text = (f"campaign {name}: {len(coverage.uncovered)} case(s) never called, and the queue must be covered by "
+                f"{coverage.deadline.astimezone(ZoneInfo(campaign.timezone)):%Y-%m-%d %H:%M}")
+        if raise_alert(session, f"coverage_at_risk:{campaign.id}:{local.date()}", "coverage_at_risk", text, now,
+                       campaign_id=campaign.id):
+            messages.append(text)
+    return messages
+
+
+# ---------------------------------------------------------------- the scheduler
+
+def run_job(kind: str, database_url: str, campaign: str) -> list[str] | str:
+    """What the scheduler calls (by reference, so that the job store can keep it)."""
+    from .db import make_engine, sessions, transaction
+    engine = make_engine(database_url)
+    try:
+        with transaction(sessions(engine)) as session:
+            now = dt.datetime.now(dt.timezone.utc)
+            return {"open": open_campaign, "close": close_campaign, "targets": check_targets,
+                    "sweep": sweep_queue}[kind](session, campaign, now)
+    finally:
+        engine.dispose()
+
+
+def job_store(database_url: str):
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    return SQLAlchemyJobStore(url=database_url, tablename=JOB_TABLE)
+
+
+def schedule_campaign(scheduler, database_url: str, campaign: Campaign, rules: Rules, *,
+                      jobstore: str = "default", sweep_minutes: int = 10) -> list[str]:
+    """Register (or replace) the campaign's jobs; returns their ids."""
+    from apscheduler.triggers.cron import CronTrigger
+    at = edges(campaign, rules)
+    zone = campaign.timezone
+    window_hours = f"{at.opens.hour}-{max(at.opens.hour, (at.closes.hour - 1) % 24)}"
+    triggers = {
+        "open": CronTrigger(hour=at.opens.hour, minute=at.opens.minute, second=at.opens.second, timezone=zone),
+        "close": CronTrigger(hour=at.closes.hour, minute=at.closes.minute, second=at.closes.second, timezone=zone),
+        "targets": CronTrigger(hour=at.midday.hour, minute=at.midday.minute, timezone=zone),
+        "sweep": CronTrigger(hour=window_hours, minute=f"*/{sweep_minutes}", timezone=zone),
+    }
+    ids = []
+    for kind, trigger in triggers.items():
+        job = scheduler.add_job(run_job, trigger, args=(kind, database_url, campaign.name),
+                                id=job_id(kind, campaign.name), name=f"{kind} {campaign.name}",
+                                jobstore=jobstore, replace_existing=True, coalesce=True, max_instances=1,
+                                misfire_grace_time=3600)
+        ids.append(job.id)
+    return ids
+
+
+def scheduled_jobs(database_url: str) -> list[tuple[str, dt.datetime | None]]:
+    """The jobs in the store and when each runs next."""
+    store = job_store(database_url)
+    from apscheduler.schedulers.background import BackgroundScheduler
+    scheduler = BackgroundScheduler(jobstores={"default": store}, timezone="UTC")
+    scheduler.start(paused=True)
+    try:
+        return [(job.id, job.next_run_time) for job in scheduler.get_jobs()]
+    finally:
+        scheduler.shutdown(wait=False)

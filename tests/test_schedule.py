@@ -1,0 +1,127 @@
+"""The scheduler's jobs: window edges in several time zones, mid-day target alerts, and jobs
+kept in the database across a restart without being lost or doubled."""
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
+
+from campaigns import admin, queue, schedule
+from campaigns.db import make_engine, migrate, sessions, transaction
+from campaigns.importing import import_batch
+from campaigns.models import Alert, Attempt
+from campaigns.policy import Rules
+
+UTC = dt.timezone.utc
+
+
+def local(zone: str, day: int, hour: int, minute: int = 0, second: int = 0) -> dt.datetime:
+    return dt.datetime(2026, 11, day, hour, minute, second, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def make_campaign(factory, tmp_path, name: str, zone: str, now: dt.datetime):
+    path = tmp_path / f"{name}.csv"
+    path.write_text("案件编号,姓名,欠款金额,逾期天数,手机\n" + "\n".join(
+        f"{name}{i},甲{i},{900 + i},10,1380013800{i}" for i in range(4)) + "\n", encoding="utf-8")
+    assert import_batch(factory, path, f"C-{name}", now=now).ok
+    with transaction(factory) as s:
+        admin.create_campaign(s, name, f"C-{name}", now, timezone=zone)
+        queue.change_campaign(s, name, "start", now)
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York", "Europe/London"])
+def test_the_close_job_fires_at_21_00_00_local_and_the_open_job_at_08_00(zone, sqlite_db, tmp_path):
+    factory = sessions(sqlite_db)
+    make_campaign(factory, tmp_path, "z", zone, local(zone, 25, 9))
+    scheduler = BackgroundScheduler(timezone="UTC")
+    with factory() as s:
+        campaign = queue.campaign_named(s, "z")
+        schedule.schedule_campaign(scheduler, "sqlite://", campaign, queue.rules_for(campaign))
+    jobs = {job.id.split(":")[0]: job for job in scheduler.get_jobs()}
+    assert set(jobs) == set(schedule.KINDS)
+    close = jobs["close"].trigger
+    assert close.get_next_fire_time(None, local(zone, 25, 20, 59, 59)) == local(zone, 25, 21)
+    assert close.get_next_fire_time(None, local(zone, 25, 21, 0, 0)) == local(zone, 25, 21)
+    assert close.get_next_fire_time(None, local(zone, 25, 21, 0, 1)) == local(zone, 26, 21)
+    assert jobs["open"].trigger.get_next_fire_time(None, local(zone, 25, 21)) == local(zone, 26, 8)
+    assert jobs["targets"].trigger.get_next_fire_time(None, local(zone, 25, 8)) == local(zone, 25, 14, 30)
+
+
+def test_closing_pauses_and_opening_starts_only_what_the_schedule_closed(sqlite_db, tmp_path):
+    factory = sessions(sqlite_db)
+    zone = "Asia/Shanghai"
+    make_campaign(factory, tmp_path, "a", zone, local(zone, 25, 9))
+    make_campaign(factory, tmp_path, "b", zone, local(zone, 25, 9))
+    with transaction(factory) as s:
+        queue.change_campaign(s, "b", "pause", local(zone, 25, 15))  # a supervisor paused it
+        assert "closed" in schedule.close_campaign(s, "a", local(zone, 25, 21))
+        assert "left paused" in schedule.close_campaign(s, "b", local(zone, 25, 21))
+    with transaction(factory) as s:
+        assert queue.campaign_named(s, "a").status == "paused"
+        assert "opened" in schedule.open_campaign(s, "a", local(zone, 26, 8))
+        assert "not closed by the schedule" in schedule.open_campaign(s, "b", local(zone, 26, 8))
+    with factory() as s:
+        assert queue.campaign_named(s, "a").status == "running"
+        assert queue.campaign_named(s, "b").status == "paused"
+        assert "closed_by_schedule" not in queue.campaign_named(s, "a").settings
+
+
+def test_an_agent_behind_at_mid_day_raises_one_alert(database, tmp_path):
+    factory = sessions(database)
+    zone = "Asia/Shanghai"
+    make_campaign(factory, tmp_path, "t", zone, local(zone, 25, 8))
+    with transaction(factory) as s:
+        slow = admin.add_agent(s, "6001", "slow", local(zone, 25, 8))
+        admin.add_agent(s, "6002", "absent", local(zone, 25, 8))
+        campaign = queue.campaign_named(s, "t")
+        for i in range(30):  # 30 dials by 14:30, none effective: behind on both targets
+            at = local(zone, 25, 9) + dt.timedelta(minutes=10 * i)
+            s.add(Attempt(call_id=f"x{i}", campaign_id=campaign.id, case_id=1, phone_id=1, agent_id=slow.id,
+                          number="13800138000", state="ended", planned_at=at, dialed_at=at, ended_at=at,
+                          outcome="no_answer"))
+    with transaction(factory) as s:
+        assert schedule.check_targets(s, "t", local(zone, 25, 14, 0)) == [], "before mid-day, no alert"
+    with transaction(factory) as s:
+        raised = schedule.check_targets(s, "t", local(zone, 25, 14, 30))
+    assert len(raised) == 1 and "agent 6001 is behind" in raised[0] and "30 dials" in raised[0]
+    with transaction(factory) as s:
+        assert schedule.check_targets(s, "t", local(zone, 25, 14, 40)) == [], "raised once a day"
+    with factory() as s:
+        alerts = list(s.scalars(select(Alert)))
+    assert [(a.kind, a.agent_id) for a in alerts] == [("behind_target", slow.id)]
+
+
+def test_jobs_survive_a_restart_without_being_lost_or_doubled(tmp_path):
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    factory = sessions(engine)
+    zone = "America/New_York"
+    make_campaign(factory, tmp_path, "r", zone, local(zone, 25, 9))
+    with factory() as s:
+        campaign = queue.campaign_named(s, "r")
+    before = {}
+    for run in range(2):  # `dunning run`, stopped, and run again
+        scheduler = BackgroundScheduler(timezone="UTC", jobstores={"default": schedule.job_store(url)})
+        scheduler.start(paused=True)
+        schedule.schedule_campaign(scheduler, url, campaign, Rules())
+        jobs = {job.id: job.next_run_time for job in scheduler.get_jobs()}
+        scheduler.shutdown(wait=False)
+        if run == 0:
+            before = jobs
+    assert len(before) == 4 and jobs == before
+    listed = schedule.scheduled_jobs(url)
+    assert sorted(job for job, _ in listed) == sorted(before)
+    assert all(job.coalesce and job.misfire_grace_time == 3600 for job in _jobs(url))
+
+
+def _jobs(url):
+    scheduler = BackgroundScheduler(timezone="UTC", jobstores={"default": schedule.job_store(url)})
+    scheduler.start(paused=True)
+    try:
+        return scheduler.get_jobs()
+    finally:
+        scheduler.shutdown(wait=False)
