@@ -748,3 +748,157 @@ def schedule_list() -> None:
         click.echo(f"{job:40} next {next_at:%Y-%m-%d %H:%M:%S %Z}" if next_at else f"{job:40} paused")
     if not jobs:
         click.echo("no jobs yet: `dunning run CAMPAIGN` registers its campaign's jobs")
+
+
+# ---------------------------------------------------------------- QA: findings, verdicts, samples
+
+def qa_errors(func):
+    """QA's user errors (unknown finding, wrong state, unreadable transcript, bad rule file)."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from recordings.findings import RuleError
+        from recordings.qa import QaError
+        try:
+            return func(*args, **kwargs)
+        except (QaError, RuleError) as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+    return campaign_errors(wrapper)
+
+
+@main.group("qa")
+def qa_group() -> None:
+    """Quality assurance: findings on transcripts, the review queue, verdicts, proposals,
+    the weekly sample, per-rule precision, and transcript search."""
+
+
+@qa_group.command("check")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--rules", "rule_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Rule set YAML file(s) instead of the shipped ones.")
+@click.option("--language", type=click.Choice(["zh", "en"]), default=None, help="Default: from the text.")
+@click.option("--leg", type=click.Choice(["agent", "debtor"]), default="agent", show_default=True,
+              help="Whose words a Vosk result without legs holds.")
+@qa_errors
+def qa_check(file: str, rule_files: tuple[str, ...], language: str | None, leg: str) -> None:
+    """Run the rule sets on a transcript FILE (plain text with agent:/debtor: lines, or Vosk
+    JSON) and print the findings and proposed status changes, without a call."""
+    from campaigns.report import table
+    from recordings import qa
+    report = qa.check_file(file, now=_now(), rules=rule_files, language=language, leg=leg)
+    rows = report.rows()
+    click.echo(f"{file}: rule set {report.ruleset.language} {report.ruleset.version}; {len(report.findings)} finding(s)")
+    if rows:
+        click.echo(table([qa.CheckReport.COLUMNS, *[[str(r[c]) for c in qa.CheckReport.COLUMNS] for r in rows]]))
+
+
+@qa_group.command("review")
+@click.option("--category", default=None)
+@click.option("--severity", default=None)
+@click.option("--rule", "rule_id", default=None)
+@click.option("--limit", default=50, show_default=True)
+@qa_errors
+def qa_review(category, severity, rule_id, limit) -> None:
+    """Findings waiting for a reviewer (pinyin-only, fuzzy and low-confidence matches), most severe first."""
+    from campaigns.report import table
+    from recordings import qa
+    with _database(_site())() as session:
+        rows = qa.review_queue(session, limit=limit, category=category, severity=severity, rule_id=rule_id)
+        click.echo(table([("finding", "recording", "rule", "severity", "leg", "at s", "match", "type", "conf"),
+                          *[(str(f.id), str(f.recording_id), f.rule_id, f.severity, f.leg, f"{f.offset_s}",
+                             f.matched_text, f.match_type, f"{f.confidence}") for f in rows]]))
+
+
+@qa_group.command("verdict")
+@click.argument("target", type=int)
+@click.argument("verdict", type=click.Choice(["confirmed", "false_positive", "pass", "fail"]))
+@click.option("--recording", is_flag=True, help="TARGET is a recording of the weekly sample (verdict pass/fail).")
+@click.option("--reviewer", default=None, help="Default: $USER.")
+@click.option("--note", default=None)
+@qa_errors
+def qa_verdict(target: int, verdict: str, recording: bool, reviewer: str | None, note: str | None) -> None:
+    """Record a verdict on finding TARGET (confirmed / false_positive) or, with --recording, on
+    a sampled recording (pass / fail)."""
+    import getpass
+
+    from campaigns.db import transaction
+    from recordings import qa
+    with transaction(_database(_site())) as session:
+        qa.record_verdict(session, reviewer=reviewer or getpass.getuser(), verdict=verdict, now=_now(), note=note,
+                          **({"recording_id": target} if recording else {"finding_id": target}))
+    click.echo(f"{'recording' if recording else 'finding'} {target}: {verdict}")
+
+
+@qa_group.command("proposals")
+@click.argument("action", type=click.Choice(["list", "confirm", "reject"]), default="list")
+@click.argument("proposal_id", type=int, required=False)
+@click.option("--case", "case_id", type=int, default=None)
+@click.option("--by", "by", default=None, help="The supervisor (default: $USER).")
+@click.option("--note", default=None)
+@click.option("--at", "appointment_at", default=None, help="Confirming an appointment without a time: the time.")
+@qa_errors
+def qa_proposals(action: str, proposal_id: int | None, case_id, by, note, appointment_at) -> None:
+    """Status changes the debtor's words suggest (complaint, dispute, fraud claim, deceased,
+    wrong party, an agreed call time): list them, or confirm / reject PROPOSAL_ID."""
+    import getpass
+
+    from campaigns.db import transaction
+    from campaigns.report import table
+    from recordings import qa
+    with transaction(_database(_site())) as session:
+        if action == "list":
+            rows = qa.open_proposals(session, case_id=case_id)
+            click.echo(table([("proposal", "case", "recording", "rule", "proposal", "status", "note"),
+                              *[(str(p.id), str(p.case_id), str(p.recording_id), p.rule_id, p.proposal,
+                                 p.case_status or "", p.note) for p in rows]]))
+            return
+        if proposal_id is None:
+            raise click.UsageError(f"qa proposals {action} needs PROPOSAL_ID")
+        who = by or getpass.getuser()
+        if action == "confirm":
+            done = qa.confirm_proposal(session, proposal_id, by=who, now=_now(), note=note,
+                                       appointment_at=_parse_time(appointment_at) if appointment_at else None)
+        else:
+            done = qa.reject_proposal(session, proposal_id, by=who, now=_now(), note=note)
+        click.echo(f"proposal {proposal_id}: {done.state}")
+
+
+@qa_group.command("sample")
+@click.option("--team", required=True)
+@click.option("--agents", "extensions", required=True, help="The team's agents, comma-separated extensions.")
+@click.option("--seed", default="dunning", show_default=True, help="The same seed draws the same sample.")
+@click.option("--week", default=None, help="ISO week, e.g. 2026-W47 (default: last week).")
+@qa_errors
+def qa_sample(team: str, extensions: str, seed: str, week: str | None) -> None:
+    """Draw (once per week and team) the weekly QA sample: at least 3 checks of 4 recordings,
+    flagged and random calls mixed."""
+    from sqlalchemy import select
+
+    from campaigns.db import transaction
+    from campaigns.models import Agent
+    from recordings import qa
+    wanted = [e.strip() for e in extensions.split(",") if e.strip()]
+    with transaction(_database(_site())) as session:
+        ids = list(session.scalars(select(Agent.id).where(Agent.extension.in_(wanted))))
+        sample = qa.weekly_sample(session, team=team, agent_ids=ids, now=_now(), seed=seed, week=week)
+    click.echo(f"team {team}, {sample.week}: {len(sample.checks)} check(s) from {sample.pool} recordings "
+               f"({sample.flagged_pool} flagged){'' if sample.new else ' (drawn before)'}")
+    for check in sample.checks:
+        click.echo(f"  check {check.check_no}: " + ", ".join(f"recording {r} ({kind})" for r, kind in check.recordings))
+    if not sample.meets_rule:
+        click.secho(f"the week's recordings do not fill the client's rule (3 checks x 4 recordings): {sample.shortfall}",
+                    fg="yellow")
+
+
+@qa_group.command("precision")
+@click.option("--by-version", is_flag=True, help="One row per rule and rule-set version.")
+@qa_errors
+def qa_precision(by_version: bool) -> None:
+    """Per rule: confirmed / (confirmed + false positive) from reviewers' verdicts."""
+    from campaigns.report import table
+    from recordings import qa
+    with _database(_site())() as session:
+        rows = qa.precision_report(session, by_version=by_version)
+    click.echo(table([("rule", "version", "confirmed", "false positive", "in review", "unreviewed", "precision"),
+                      *[(r.rule_id, r.rule_version or "all", str(r.confirmed), str(r.false_positive), str(r.in_review),
+                         str(r.unreviewed), "-" if r.precision is None else f"{r.precision:.0%}") for r in rows]]))

@@ -425,3 +425,7 @@ class Alert(Base):
     raised_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     acknowledged_by: Mapped[str | None] = mapped_column(String(100))
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+# The QA tables (findings, verdicts, proposals, weekly samples): recordings/qa_schema.py.
+from recordings import qa_schema as _qa_schema  # noqa: E402,F401
