@@ -31,6 +31,7 @@ from dialer.pacing import (
     PredictiveSettings,
     Progressive,
     Rate,
+    ShiftingRate,
     Snapshot,
     TalkEnded,
     VicidialAdaptive,
@@ -192,6 +193,28 @@ def test_rate_and_window_arithmetic() -> None:
     assert (pmf[10], pmf[20], pmf[30]) == pytest.approx((2 / 13, 10 / 13, 1 / 13))
 
 
+def test_answer_rate_keeps_a_long_window_until_the_recent_dials_say_it_moved() -> None:
+    rate = ShiftingRate(prior=0.25, prior_weight=10, size=3000, recent=300, shift_z=4.0)
+    for i in range(2000):                       # steady 25 %: one long window, no restart
+        rate.add(i % 4 == 0)
+    assert rate.shifts == 0
+    assert rate.value == pytest.approx((500 + 2.5) / 2010)
+    # 60 dials at 50 %: the last 300 are 30 % answered against 25.7 %, 1.7 standard errors: no shift
+    for i in range(60):
+        rate.add(i % 2 == 0)
+    assert rate.shifts == 0
+    for i in range(240):                        # the last 300 all at 50 %: a shift
+        rate.add(i % 2 == 0)
+    assert rate.shifts == 1
+    assert rate.value > 0.4                     # restarted from the recent dials (a plain window: 28 %)
+    assert rate.added == 2300                   # every dial still counted (for table rebuilds)
+    # a plain long window when restarts are off
+    plain = ShiftingRate(prior=0.25, prior_weight=10, size=3000, recent=300, shift_z=None)
+    for i in range(2300):
+        plain.add(i % 4 == 0 if i < 2000 else i % 2 == 0)
+    assert plain.shifts == 0 and plain.value < 0.3
+
+
 def test_learner_tables() -> None:
     learner = Learner(LearnerSettings(prior_answer_p=0.25, prior_answer_s=(10.0,), prior_give_up_s=(25.0,),
                                       wrap_prior_s=20.0))
@@ -217,8 +240,8 @@ def test_learner_follows_what_it_observes() -> None:
         learner.observe(TalkEnded(float(i), 60.0))
         learner.observe(WrapUpEnded(float(i), 30.0))
     model = learner.model()
-    # the last 300 dials are 40 % answered; the prior (25 %, weight 10) pulls a little
-    assert model.answer_p == pytest.approx((120 + 2.5) / 310)
+    # all 400 dials are in the long window, 40 % answered; the prior (25 %, weight 10) pulls a little
+    assert model.answer_p == pytest.approx((160 + 2.5) / 410)
     # 30 s wrap-up now: an agent 20 s in is free by k + 2 once k ≥ 8
     assert model.wrap(20.0)[7] < 0.5 < model.wrap(20.0)[8]
 
@@ -323,7 +346,7 @@ def test_controller_steps() -> None:
 
 def test_controller_setpoint_pays_back_and_spends() -> None:
     def after(answered: int, abandoned: int) -> AbandonController:
-        c = AbandonController(ControllerSettings(window_s=3600.0))
+        c = AbandonController(ControllerSettings(window_s=3600.0, aim=0.8))
         for i in range(answered):
             c.observe(DialEnded(float(i), True, 10.0))
         for i in range(abandoned):
@@ -407,7 +430,7 @@ def test_controller_brings_a_campaign_whose_answer_rate_jumps_back_under_target(
     learner is made slow to notice (it averages 100,000 dials), so only the controller can
     react: without it (gain 0) the day ends over 3 %; with it, under, last hour included."""
     jump = SimConfig(agents=20, hours=4.0, changes=((1.5 * 3600, Distributions(answer_p=0.5)),))
-    slow = LearnerSettings(dials_window=100_000)
+    slow = LearnerSettings(dials_window=100_000, shift_z=None)
 
     def day(gain: float) -> tuple[float, float, AbandonController]:
         policy = Predictive(PredictiveSettings(learner=slow, controller=ControllerSettings(gain=gain)))
