@@ -902,3 +902,113 @@ def qa_precision(by_version: bool) -> None:
     click.echo(table([("rule", "version", "confirmed", "false positive", "in review", "unreviewed", "precision"),
                       *[(r.rule_id, r.rule_version or "all", str(r.confirmed), str(r.false_positive), str(r.in_review),
                          str(r.unreviewed), "-" if r.precision is None else f"{r.precision:.0%}") for r in rows]]))
+
+
+# ---------------------------------------------------------------- the browser console
+
+def console_errors(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from agent_console.accounts import AccountError
+        try:
+            return func(*args, **kwargs)
+        except AccountError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+    return campaign_errors(wrapper)
+
+
+@main.group("console")
+def console_group() -> None:
+    """The browser console for agents, supervisors and QA (agent_console/)."""
+
+
+@console_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@console_errors
+def console_serve(host: str, port: int) -> None:
+    """Serve the console until SIGTERM or Ctrl-C (run `dunning run CAMPAIGN --console` beside it)."""
+    from agent_console.app import serve
+    from agent_console.settings import Settings
+    site = _site()
+    serve(site, _database(site), host=host, port=port, settings=Settings(recordings_root=site.recordings_root))
+
+
+@console_group.group("accounts")
+def accounts_group() -> None:
+    """Accounts: one per person, with a role (administrator, supervisor, qa, agent)."""
+
+
+def _password(prompt: str = "Password") -> str:
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
+@accounts_group.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["administrator", "supervisor", "qa", "agent"]), required=True)
+@click.option("--name", "display_name", default="")
+@click.option("--extension", default=None, help="An agent's softphone extension (dunning agents add first).")
+@click.option("--team", default=None, help="An agent's team.")
+@click.option("--language", type=click.Choice(["zh", "en"]), default=None)
+@console_errors
+def accounts_create(username, role, display_name, extension, team, language) -> None:
+    """Create an account; the password is asked for (never on the command line)."""
+    from agent_console import accounts
+    from campaigns.db import transaction
+    password = _password()
+    with transaction(_database(_site())) as session:
+        accounts.create_account(session, username, role, password, _now(), display_name=display_name,
+                                extension=extension, team=team, language=language)
+    click.echo(f"account {username} ({role}) created")
+
+
+@accounts_group.command("list")
+@console_errors
+def accounts_list() -> None:
+    """Every account, its role, extension, team and state."""
+    from agent_console import accounts
+    from campaigns.report import table
+    with _database(_site())() as session:
+        rows = accounts.list_accounts(session, _now())
+    click.echo(table([("user", "name", "role", "extension", "team", "state"),
+                      *[(r.username, r.display_name, r.role, r.extension or "", r.team or "", r.state) for r in rows]]))
+
+
+@accounts_group.command("set")
+@click.argument("action", type=click.Choice(["disable", "enable", "unlock", "reset-password"]))
+@click.argument("username")
+@console_errors
+def accounts_set(action: str, username: str) -> None:
+    """Disable (takes effect at once: sessions end, sockets close), enable, unlock, or reset
+    the password of USERNAME (the person must choose a new one at the next sign-in)."""
+    import getpass
+
+    from agent_console import accounts
+    from campaigns.db import transaction
+    by = getpass.getuser()
+    password = _password("New password") if action == "reset-password" else None
+    with transaction(_database(_site())) as session:
+        if action == "reset-password":
+            accounts.reset_password(session, username, password, _now(), by=by)
+        else:
+            getattr(accounts, action)(session, username, _now(), by=by)
+    click.echo(f"{username}: {action} done")
+
+
+@accounts_group.command("team")
+@click.argument("team")
+@click.option("--campaign", "campaign_name", default=None, help="Assign this campaign to the team.")
+@console_errors
+def accounts_team(team: str, campaign_name: str | None) -> None:
+    """Create TEAM (if new) and, with --campaign, let its agents see that campaign's cases."""
+    from agent_console import accounts
+    from campaigns.db import transaction
+    with transaction(_database(_site())) as session:
+        try:
+            accounts.create_team(session, team, _now())
+        except accounts.AccountError:
+            pass  # it exists
+        if campaign_name:
+            accounts.assign_campaign(session, campaign_name, team)
+    click.echo(f"team {team}" + (f": campaign {campaign_name} assigned" if campaign_name else ""))

@@ -1,0 +1,47 @@
+"""The browser console: agents, the supervisor's wallboard, QA pages (aiohttp).
+
+Modules: ``app`` (make_app, serve, the security middleware), ``accounts`` (accounts, teams,
+sign-in, lockout, sessions, audit; what ``dunning console accounts`` calls), ``passwords``
+(the client's password rules and scrypt, pure), ``cases`` (the case card, who may see it,
+presence, the disposition), ``live`` (the one task that pushes presence, the case pop-up and
+counters over the agents' WebSockets), ``wallboard``, ``qa_pages`` (the adapter to
+recordings.search / recordings.qa), ``i18n`` (Chinese and English text), ``schema`` (tables),
+``settings``.
+
+Stable element ids for browser tests (``data-testid``; state in ``data-*`` attributes):
+
+- sign-in: ``login-form`` ``login-username`` ``login-password`` ``login-submit``
+  ``login-message``; every page: ``who`` ``lang-switch`` ``sign-out`` ``nav-agent``
+  ``nav-wallboard`` ``nav-qa`` ``nav-accounts`` ``nav-password`` ``error-message``
+  (``data-status``).
+- agent: ``agent-state`` (``data-state``: an AgentState value) ``agent-requested``
+  (``data-requested``: ready, paused, logged_out) ``btn-ready`` (``data-blocked="true"`` while a
+  disposition is owed) ``pause-reason`` ``btn-pause`` ``btn-logout-queue`` ``ready-blocked``
+  ``presence-message`` ``wrap-up-left`` ``ws-status`` (``data-connected``) ``counter-dials``
+  ``counter-effective`` ``counter-connects`` ``counter-talk``.
+- case pop-up: ``case-panel`` (``data-call-id``, ``data-case-id``, ``data-disposed``)
+  ``case-waiting`` ``case-debtor`` ``case-reference`` ``case-client`` ``case-amount`` ``case-dpd``
+  ``case-due-date`` ``case-id-number`` ``case-status`` ``case-local-time`` ``case-phones`` with
+  ``phone-row`` (``data-dialled="true"`` on the number dialled) ``case-promises``
+  ``case-appointments`` ``case-history`` ``third-party-warning``.
+- disposition: ``disposition-panel`` ``disposition-form`` ``dispo-call-id`` ``dispo-code``
+  ``dispo-amount`` ``dispo-due`` ``dispo-callback-at`` ``dispo-requested-by``
+  ``dispo-callback-note`` ``dispo-note`` ``dispo-submit`` ``dispo-message`` (``data-ok``).
+- wallboard: ``wallboard-campaigns`` with ``wall-campaign-row`` (``data-campaign``,
+  ``data-status``) ``wall-abandon-rate`` ``wall-connects-hour`` ``wall-progress``
+  ``btn-campaign-pause`` ``btn-campaign-resume``; ``wallboard-agents`` with ``wall-agent-row``
+  (``data-extension``, ``data-state``); ``wallboard-calls`` with ``wall-call-row``
+  (``data-call-id``); ``wall-updated`` ``wall-message``.
+- QA: ``qa-search-form`` ``qa-search-input`` ``qa-search-submit`` ``qa-search-unavailable``
+  ``qa-result-count`` ``qa-results`` ``qa-hit`` (``data-recording-id``, ``data-offset``)
+  ``qa-hit-link`` ``qa-sample-team`` ``qa-sample`` ``qa-sample-item`` ``qa-sample-unavailable``
+  ``qa-recent`` ``qa-recording-link``; the recording page: ``recording-page``
+  (``data-recording-id``, ``data-offset``) ``play-reason`` ``btn-play`` ``qa-player``
+  ``play-message`` ``findings`` ``findings-unavailable`` ``finding-row`` (``data-finding-id``,
+  ``data-status``) ``finding-status`` ``jump-offset`` (``data-offset``)
+  ``btn-verdict-confirmed`` ``btn-verdict-false_positive`` ``verdict-message``.
+- accounts (administrators): ``accounts`` ``account-row`` (``data-username``, ``data-state``)
+  ``btn-disable`` ``btn-unlock``; password: ``password-form`` ``password-current``
+  ``password-new`` ``password-repeat`` ``password-submit`` ``password-message``
+  ``password-must-change``.
+"""

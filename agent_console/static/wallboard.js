@@ -1,0 +1,72 @@
+// The wallboard: polls /wallboard/data every 2 s and redraws; pause / resume a campaign.
+"use strict";
+(function () {
+  const csrf = document.body.dataset.csrf;
+  const S = JSON.parse(document.getElementById("strings").textContent);
+  const $ = (id) => document.getElementById(id);
+  function cell(row, text) { const td = document.createElement("td"); td.textContent = text == null ? "" : String(text); row.appendChild(td); return td; }
+  function since(s) { if (s == null) return ""; s = Math.max(0, s); const m = Math.floor(s / 60); return `${m}:${String(s % 60).padStart(2, "0")}`; }
+  function pct(x) { return (100 * x).toFixed(1) + " %"; }
+
+  async function command(name, cmd) {
+    const response = await fetch(`/wallboard/campaigns/${encodeURIComponent(name)}/${cmd}`, {
+      method: "POST", credentials: "same-origin", headers: {"X-CSRF-Token": csrf, "Accept": "application/json"}});
+    const body = await response.json().catch(() => ({}));
+    const message = $("wall-message");
+    if (!response.ok) { message.textContent = body.message || String(response.status); message.hidden = false; }
+    else { message.hidden = true; }
+    refresh();
+  }
+
+  function draw(data) {
+    $("wall-updated").textContent = data.at;
+    const campaigns = $("wall-campaigns"); campaigns.replaceChildren();
+    for (const c of data.campaigns) {
+      const row = document.createElement("tr");
+      row.setAttribute("data-testid", "wall-campaign-row"); row.dataset.campaign = c.name; row.dataset.status = c.status;
+      cell(row, c.name); cell(row, c.status + " · " + c.mode);
+      cell(row, c.dial_level == null ? "–" : c.dial_level.toFixed(2)); cell(row, c.lines == null ? "–" : c.lines);
+      cell(row, `${c.dials_today} (${c.answered_today})`);
+      cell(row, `${pct(c.abandon_rate)} (${c.abandoned_today})`).setAttribute("data-testid", "wall-abandon-rate");
+      cell(row, c.connects_last_hour).setAttribute("data-testid", "wall-connects-hour");
+      const f = c.figures || {};
+      cell(row, f.error ? f.error : (f.cases == null ? "" : `${f.dialable_now} / ${f.cases}`)).setAttribute("data-testid", "wall-progress");
+      cell(row, Object.entries(f.blocked_by || {}).map(([k, v]) => `${k} ${v}`).join(", "));
+      const actions = cell(row, "");
+      if (c.status === "running" || c.status === "paused") {
+        const pause = c.status === "running";
+        const button = document.createElement("button");
+        button.textContent = pause ? S["wall.pause"] : S["wall.resume"];
+        button.setAttribute("data-testid", pause ? "btn-campaign-pause" : "btn-campaign-resume");
+        button.addEventListener("click", () => command(c.name, pause ? "pause" : "resume"));
+        actions.appendChild(button);
+      }
+      campaigns.appendChild(row);
+    }
+    const agents = $("wall-agents"); agents.replaceChildren();
+    for (const a of data.agents) {
+      const row = document.createElement("tr");
+      row.setAttribute("data-testid", "wall-agent-row"); row.dataset.extension = a.extension; row.dataset.state = a.state;
+      row.className = "state-" + a.state;
+      cell(row, a.extension); cell(row, a.name);
+      cell(row, (S["state." + a.state] || a.state) + (a.reason ? " (" + (S["pause." + a.reason] || a.reason) + ")" : ""));
+      cell(row, since(a.seconds)); cell(row, a.campaign); cell(row, a.call_id);
+      agents.appendChild(row);
+    }
+    const calls = $("wall-calls"); calls.replaceChildren();
+    for (const c of data.calls) {
+      const row = document.createElement("tr"); row.setAttribute("data-testid", "wall-call-row"); row.dataset.callId = c.call_id;
+      cell(row, c.call_id); cell(row, c.campaign); cell(row, c.number); cell(row, c.stage); cell(row, c.agent); cell(row, since(c.seconds));
+      calls.appendChild(row);
+    }
+    if (!data.calls.length) { const row = document.createElement("tr"); cell(row, S["wall.none"]); calls.appendChild(row); }
+  }
+
+  async function refresh() {
+    const response = await fetch("/wallboard/data", {credentials: "same-origin", headers: {"Accept": "application/json"}});
+    if (response.status === 401) { location.href = "/login?expired=1"; return; }
+    if (response.ok) draw(await response.json());
+  }
+  refresh();
+  setInterval(refresh, 2000);
+})();
