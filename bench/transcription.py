@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         results[skip] = (done, cpu)
         print(f"| {'skipped' if skip else 'transcribed'} | {done.audio_seconds:.0f} | {done.speech_seconds:.0f} "
               f"| {cpu:.1f} | {done.audio_seconds / cpu:.2f} |")
-    (skipped, cpu_skip), (whole, cpu_whole) = results[True], results[False]
+    cpu_skip, cpu_whole = results[True][1], results[False][1]
     words = {k: sum(len(u.words) for u in d.transcript.utterances) for k, (d, _) in results.items()}
     print()
     print(f"Skipping silence: {cpu_whole / cpu_skip:.1f}x less CPU; Vosk heard {words[True]} words with skipping, "

@@ -30,7 +30,7 @@ from ami_bridge import AmiNotConnected, Call, CallOutcome, Calls, CallState
 from campaigns import queue
 from campaigns.models import Agent, CampaignStatus
 from campaigns.policy import Rules, in_window
-from recordings import vault
+from recordings import after_call, vault
 from recordings.codecs import DEFAULT_CODEC
 from recordings.errors import VaultError
 from recordings.store import RecordingConflict, RecordingMissing, store_call
@@ -398,6 +398,8 @@ class Engine:
             written = await loop.run_in_executor(None, vault.write_call, self.recordings_root, legs, meta,
                                                  self.settings.codec)
             await self._db(vault.register, meta, written, self.clock.now())
+            # Speech-to-text and the QA rules take it from here (recordings/after_call.py).
+            await self._db(after_call.queue_call, attempt_id, self.clock.now())
         except (VaultError, OSError) as exc:
             log.error("vault ingest of %s: %s", call_id, exc)
             self.summary.problems.append(f"{call_id}: vault: {exc}")

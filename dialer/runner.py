@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
+from pathlib import Path
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import select
@@ -53,11 +54,13 @@ def check_agents(factory: sessionmaker[Session], extensions: Sequence[str]) -> N
 async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str, extensions: Sequence[str], *,
                        until_idle: bool = False, echo: Callable[[str], None] = print,
                        clock: Clock | None = None, stop: asyncio.Event | None = None,
-                       console: bool = False) -> RunSummary:
+                       console: bool = False, stt_model: Path | None = None) -> RunSummary:
     """Run the engine on `campaign` with the agents at these softphones. With `console`, the
     agents log in, go ready and pause in the browser console, and their wrap-up lasts until
     the disposition is saved (dialer/presence.py); otherwise they are ready at once and a
-    wrap-up lasts the campaign's `wrap_up_seconds`."""
+    wrap-up lasts the campaign's `wrap_up_seconds`. Each stored call is queued for
+    speech-to-text; with a speech model (`stt_model`, else the installed one if any) worker
+    processes transcribe it in the background and the QA rules run on each transcript."""
     settings, pacing = settings_for(factory, campaign)
     if console:
         settings = dataclasses.replace(settings, console=True)
@@ -91,6 +94,12 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
         found = campaign_named(session, campaign)
         schedule.schedule_campaign(scheduler, site.database, found, rules_for(found), jobstore="campaigns")
     scheduler.start()
+    from recordings.after_call import Transcriber
+    from recordings.speech_models import configured_model
+    model = stt_model or (configured_model() if configured_model().exists() else None)
+    transcriber = Transcriber(factory, site.recordings_root, model).start() if model else None
+    if model:
+        echo(f"speech-to-text: {model} (each call is transcribed and checked after it is stored)")
     try:
         await conn.start(wait=False)
         await conn.wait_fully_booted(30)
@@ -103,6 +112,8 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
                         pacing=pacing)
         return await engine.run(stop, until_idle=until_idle)
     finally:
+        if transcriber is not None:
+            transcriber.stop()
         scheduler.shutdown(wait=True)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -322,14 +322,6 @@ def matches_statement(p: Pattern, filters: Filters, has_findings: bool, limit: i
     return statement.order_by(t.recorded_at.desc(), t.id.desc()).limit(limit).offset(offset)
 
 
-def like_scan_statement(query: str, limit: int = 20):
-    """The plain LIKE scan the benchmark compares with: both legs' text, newest first."""
-    p = pattern(query)
-    t = StoredTranscript
-    return (select(t.id).where(or_(t.agent_text.like(p.like), t.debtor_text.like(p.like)))
-            .order_by(t.recorded_at.desc(), t.id.desc()).limit(limit))
-
-
 @dataclass(frozen=True)
 class Match:
     leg: str

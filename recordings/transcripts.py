@@ -42,7 +42,6 @@ from sqlalchemy import (
     String,
     Text,
     and_,
-    delete,
     exists,
     insert,
     literal,
@@ -271,11 +270,6 @@ def store(session: Session, recording_id: int, transcript: Transcript, model: st
 def transcript_for(session: Session, recording_id: int) -> Transcript | None:
     stored = session.scalar(select(StoredTranscript).where(StoredTranscript.recording_id == recording_id))
     return None if stored is None else stored.transcript()
-
-
-def forget_jobs(session: Session, recording_ids: list[int]) -> None:
-    """Remove queue rows (for tests and tools; the queue itself never deletes)."""
-    session.execute(delete(TranscriptionJob).where(TranscriptionJob.recording_id.in_(recording_ids)))
 
 
 # ── Workers ──

@@ -360,3 +360,17 @@ def test_a_killed_pool_process_gives_its_job_back(database, tmp_path, model_dir)
         job = s.scalar(select(TranscriptionJob))
         assert (job.state, job.attempts) == (DONE, 2)
         assert s.scalars(select(StoredTranscript.recording_id)).all() == [recording_id]
+
+
+def test_timeline_maps_the_fed_audio_back_to_the_call():
+    from recordings.transcribe import Timeline
+    timeline = Timeline()
+    timeline.add(10.0, 2.0)  # the span 10-12 s of the call
+    timeline.add(None, 0.6)  # the gap put after it
+    timeline.add(30.0, 1.0)  # the span 30-31 s
+    timeline.add(None, 0.6)
+    assert timeline.to_call(0.0) == 10.0
+    assert timeline.to_call(0.5) == pytest.approx(10.5)
+    assert timeline.to_call(2.3) == pytest.approx(12.0)  # inside the gap: the end of the span before
+    assert timeline.to_call(2.85) == pytest.approx(30.25)
+    assert timeline.to_call(4.1) == pytest.approx(31.0)
