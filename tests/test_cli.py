@@ -33,6 +33,11 @@ def test_demo_runs_a_campaign_and_ends_with_the_daily_report(sandbox_up, creds):
     assert campaign_line.split()[1:3] == ["9", "6"], campaign_line  # 9 dials, 6 answered
     assert "100 %" in campaign_line, "every answered call has its recording"
     assert "recording coverage: 6 of 6 answered calls have a verified recording in the vault (100 %" in out
+    # ... and through speech-to-text (the Korean test model) to findings and search.
+    speech = out.split("Speech-to-text (Vosk, each leg on its own) and QA findings:", 1)[1]
+    assert speech.count("model vosk-model-small-ko-0.22") == 6, speech
+    assert speech.count("finding: ko.must.recording_notice") == 6 and " agent " in speech
+    assert "dunning qa search " in speech and " 0 call(s)" not in speech
     agents = [line.split()[0] for line in report.splitlines() if line[:4].isdigit()]
     assert agents == sorted(creds.agent_passwords)[:2]
     secrets = [creds.ami_secret, *creds.agent_passwords.values()]
