@@ -119,3 +119,18 @@ def sqlite_db(tmp_path):
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def sandbox_site(sandbox_up, tmp_path):
+    """The running sandbox with this test's own recordings folder and SQLite database
+    (migrated): (site, session factory)."""
+    import dataclasses
+
+    from campaigns.db import make_engine, migrate, sessions
+    site = dataclasses.replace(sandbox_up, recordings=tmp_path / "recordings",
+                               database_url=f"sqlite:///{tmp_path / 'dunning.db'}")
+    engine = make_engine(site.database)
+    migrate(engine)
+    yield site, sessions(engine)
+    engine.dispose()

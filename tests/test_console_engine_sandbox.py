@@ -4,7 +4,6 @@ the agent stays in wrap-up until the disposition is saved, however short the cam
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 
 import pytest
@@ -12,7 +11,7 @@ from sqlalchemy import select
 
 from asterisk_conf.softphone import Softphone
 from campaigns import admin, queue
-from campaigns.db import make_engine, migrate, sessions, transaction
+from campaigns.db import transaction
 from campaigns.importing import import_batch
 from campaigns.models import AgentPresence, Attempt, EngineStatus
 from dialer import presence
@@ -34,12 +33,8 @@ async def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-async def test_a_console_agent_is_ready_again_only_after_the_disposition(sandbox_up, creds, agent_speech, tmp_path):
-    site = dataclasses.replace(sandbox_up, recordings=tmp_path / "recordings",
-                               database_url=f"sqlite:///{tmp_path / 'dunning.db'}")
-    engine = make_engine(site.database)
-    migrate(engine)
-    factory = sessions(engine)
+async def test_a_console_agent_is_ready_again_only_after_the_disposition(sandbox_site, creds, agent_speech, tmp_path):
+    site, factory = sandbox_site
     clock = ShiftedClock()
     set_local(clock, 10, 0)
     stamp = dt.datetime.now().strftime("%H%M%S%f")

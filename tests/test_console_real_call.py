@@ -5,7 +5,6 @@ WebSocket; the disposition is saved in the browser, and the engine makes the age
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import socket
 
@@ -17,7 +16,7 @@ from agent_console.app import make_app, start
 from agent_console.settings import Settings
 from asterisk_conf.softphone import Softphone
 from campaigns import admin, queue
-from campaigns.db import make_engine, migrate, sessions, transaction
+from campaigns.db import transaction
 from campaigns.importing import import_batch
 from campaigns.models import Attempt, Disposition
 from dialer.engine import ShiftedClock
@@ -36,12 +35,8 @@ def free_port() -> int:
 
 
 async def test_a_real_call_pops_up_in_the_browser_and_the_disposition_frees_the_agent(
-        sandbox_up, creds, agent_speech, tmp_path):
-    site = dataclasses.replace(sandbox_up, recordings=tmp_path / "recordings",
-                               database_url=f"sqlite:///{tmp_path / 'dunning.db'}")
-    engine = make_engine(site.database)
-    migrate(engine)
-    factory = sessions(engine)
+        sandbox_site, creds, agent_speech, tmp_path):
+    site, factory = sandbox_site
     clock = ShiftedClock()
     set_local(clock, 10, 0)
     stamp = dt.datetime.now().strftime("%H%M%S%f")

