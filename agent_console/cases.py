@@ -208,7 +208,14 @@ def presence_view(session: Session, agent_id: int, now: dt.datetime, settings: S
     since = presence.state_since if presence else None
     wrap_left = None
     if state == "wrap_up" and since is not None:
-        wrap_left = max(0, int((since + settings.wrap_up_limit - now).total_seconds()))
+        # The campaign's limit, the one the engine applies, when it sets one.
+        from campaigns.models import Campaign
+        campaign = session.get(Campaign, presence.campaign_id) if presence.campaign_id else None
+        limit = settings.wrap_up_limit
+        if campaign is not None and "wrap_up_limit_seconds" in (campaign.settings or {}):
+            from dialer.presence import wrap_up_limit_s
+            limit = dt.timedelta(seconds=wrap_up_limit_s(campaign.settings))
+        wrap_left = max(0, int((since + limit - now).total_seconds()))
     return {"type": "presence", "state": state, "requested": presence.requested if presence else "logged_out",
             "reason": presence.requested_reason if presence else None,
             "since": since.isoformat() if since else None, "call_id": presence.call_id if presence else None,

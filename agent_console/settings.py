@@ -31,7 +31,7 @@ class Settings:
     #: report's --effective-seconds; campaigns/report.py counts it).
     effective_seconds: float = 30.0
     #: The engine's wrap-up limit, shown to the agent as a countdown (the engine enforces it).
-    wrap_up_limit: dt.timedelta = dt.timedelta(minutes=3)
+    wrap_up_limit: dt.timedelta = dt.timedelta(minutes=3)  # = dialer.presence.DEFAULT_WRAP_UP_LIMIT_S
     #: An agent may reopen a case they dispositioned for this long after the call.
     case_recent: dt.timedelta = dt.timedelta(minutes=30)
     #: How often the live task looks at the database for bridged calls and presence changes.

@@ -92,7 +92,7 @@ class EngineSettings:
     #: pause there, and a wrap-up ends when the disposition is saved, or, after
     #: `wrap_up_limit_s` without one, pauses the agent.
     console: bool = False
-    wrap_up_limit_s: float = 120.0
+    wrap_up_limit_s: float = presence.DEFAULT_WRAP_UP_LIMIT_S
 
 
 @dataclass

@@ -26,6 +26,13 @@ from .agents import AgentEvent, AgentSeat, AgentState
 S, E = AgentState, AgentEvent
 REQUESTS = ("ready", "paused", "logged_out")
 OVERDUE = "wrap_up_overdue"
+#: How long a console agent's wrap-up may last without a disposition, unless the campaign
+#: says otherwise (settings ``wrap_up_limit_seconds``); the console counts down the same.
+DEFAULT_WRAP_UP_LIMIT_S = 180.0
+
+
+def wrap_up_limit_s(campaign_settings: dict | None) -> float:
+    return float((campaign_settings or {}).get("wrap_up_limit_seconds", DEFAULT_WRAP_UP_LIMIT_S))
 
 
 @dataclass(frozen=True)

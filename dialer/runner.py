@@ -19,6 +19,7 @@ from asterisk_conf.site import Site
 from campaigns.models import Agent, Campaign
 from campaigns.queue import CampaignError, campaign_named, rules_for
 
+from . import presence
 from .agents import AgentEvent, AgentPool
 from .engine import Clock, Engine, EngineSettings, RunSummary, SystemClock
 from .pacing import ControllerSettings, LearnerSettings, Pacing, Predictive, PredictiveSettings
@@ -32,7 +33,7 @@ def settings_for(factory: sessionmaker[Session], campaign: str) -> tuple[EngineS
         extra, mode = found.settings or {}, found.mode
     settings = EngineSettings(ring_timeout_s=float(extra.get("ring_seconds", 25)),
                               wrap_up_s=float(extra.get("wrap_up_seconds", 10)), mode=mode,
-                              wrap_up_limit_s=float(extra.get("wrap_up_limit_seconds", 120)))
+                              wrap_up_limit_s=presence.wrap_up_limit_s(extra))
     if mode != "predictive":
         return settings, None
     pacing = Predictive(PredictiveSettings(

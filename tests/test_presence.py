@@ -96,3 +96,10 @@ def test_requests_states_and_live_figures_go_through_the_database(database, tmp_
         status = s.get(EngineStatus, campaign.id)
         assert (float(status.dial_level), status.lines, status.agents) == (1.0, 1, 1)
     assert seat.state is S.RESERVED
+
+
+def test_the_wrap_up_limit_is_the_campaigns_else_one_default_for_engine_and_console():
+    from agent_console.settings import Settings
+    assert presence.wrap_up_limit_s({"wrap_up_limit_seconds": 45}) == 45.0
+    assert presence.wrap_up_limit_s({}) == presence.wrap_up_limit_s(None) == presence.DEFAULT_WRAP_UP_LIMIT_S
+    assert Settings().wrap_up_limit.total_seconds() == presence.DEFAULT_WRAP_UP_LIMIT_S
