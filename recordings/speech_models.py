@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from .store import sha256_of
+
 #: What `install` reports: (bytes done, bytes in all) while it checks and copies.
 Progress = Callable[[int, int], None]
 
@@ -256,17 +258,6 @@ def _zip_members(archive: zipfile.ZipFile, source: Path) -> tuple[str, list[_Mem
     return root.rstrip("/").rsplit("/", 1)[-1], members
 
 
-def sha256_file(path: Path, progress: Progress | None = None, done: int = 0, total: int = 0) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            done += len(chunk)
-            if progress:
-                progress(done, total)
-    return digest.hexdigest()
-
-
 def _copy_checked(members: list[_Member], target: Path, known: KnownModel | None, progress: Progress | None,
                   source: Path) -> tuple[int, dict[str, str]]:
     """Copy every member into `target`, hashing what is copied; refuse a known model's file
@@ -348,7 +339,7 @@ def install(source: Path, dest: Path | None = None, progress: Progress | None = 
             raise LayoutError(f"{source} is not a complete Vosk model: missing {', '.join(missing)}; "
                               "unpack the whole official model and try again (nothing was installed)")
         if archive_path is not None:
-            archive_sha = sha256_file(archive_path)
+            archive_sha = sha256_of(archive_path)
             official = known.archives.get(archive_path.name) if known else None
             if official is not None and archive_sha != official:
                 raise ChecksumMismatch(f"{archive_path}: SHA-256 {archive_sha} is not the official {known.name} "
