@@ -256,15 +256,16 @@ def coverage_deadline(cases: Iterable[CaseView], now: datetime, attempts: Iterab
 # ---------------------------------------------------------------- what the engine offers
 
 def offered(case: CaseView, history: Iterable[AttemptView], now: datetime, rules: Rules = RULES,
-            campaign_tz: str | None = None) -> FollowUp | None:
+            campaign_tz: str | None = None, follow_up: FollowUp | None = None) -> FollowUp | None:
     """The follow-up that puts `case` in the dialling queue at `now`, None when it is not due.
+    `follow_up`: the case's `next_follow_up`, when the caller has it already.
 
     A case is offered when its next follow-up is due; and, once a follow-up day has begun (the
     case was dialled today and nobody talked), for the rest of that day, so that the no-answer
     schedule (morning, noon, evening) can try again: `decide` still says whether each dial
     may happen."""
     history = tuple(history)
-    follow_up = next_follow_up(case, history, None, now, rules, campaign_tz)
+    follow_up = follow_up or next_follow_up(case, history, None, now, rules, campaign_tz)
     if follow_up.due(now):
         return follow_up
     if follow_up.kind in ("stopped", "appointments_only"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -201,33 +202,41 @@ def _by_case(cases: list[CaseView], attempts: list[AttemptView]) -> dict[int, tu
     return {case_id: tuple(history) for case_id, history in found.items()}
 
 
+def _histories(session: Session, campaign: Campaign, now: dt.datetime,
+               history: dt.timedelta) -> Iterator[tuple[CaseView, tuple[AttemptView, ...]]]:
+    """The campaign's cases in priority order, each with its attempts of the last `history`."""
+    cases, attempts = case_views(session, campaign, now, history)
+    histories = _by_case(cases, attempts)
+    for case in order_cases(cases):
+        yield case, histories.get(case.id, ())
+
+
 def decisions(session: Session, campaign: Campaign, now: dt.datetime,
               rules: Rules | None = None) -> list[tuple[CaseView, Decision]]:
     """The policy's decision for every case of the campaign, in priority order (under the
     campaign's own rules unless `rules` is given)."""
-    return [(case, decision) for case, decision, _ in offers(session, campaign, now, rules, due_only=False)]
+    rules = rules or rules_for(campaign)
+    return [(case, decide(case, history, now, campaign.timezone, rules))
+            for case, history in _histories(session, campaign, now, rules.history_needed)]
 
 
 def offers(session: Session, campaign: Campaign, now: dt.datetime, rules: Rules | None = None, *,
-           due_only: bool = True) -> list[tuple[CaseView, Decision, FollowUp | None]]:
+           due_only: bool = True) -> Iterator[tuple[CaseView, Decision, FollowUp | None]]:
     """Every case whose follow-up puts it in the queue now (`follow_up.offered`), in priority
     order, with the policy's decision and that follow-up; with `due_only` False, every case,
-    those not due with their next follow-up (due later, or None: no call is to be made)."""
+    those not due with their next follow-up (due later, or None: no call is to be made).
+    A generator: the policy decides each case only when the caller gets to it."""
     rules = rules or rules_for(campaign)
     # The follow-up schedules look further back than the dialling rules (the last call, the
     # last tracing day): a month of history.
-    cases, attempts = case_views(session, campaign, now, max(rules.history_needed, FOLLOW_UP_HISTORY))
-    histories = _by_case(cases, attempts)
-    found = []
-    for case in order_cases(cases):
-        history = histories.get(case.id, ())
-        follow_up = offered(case, history, now, rules, campaign.timezone)
+    for case, history in _histories(session, campaign, now, max(rules.history_needed, FOLLOW_UP_HISTORY)):
+        scheduled = next_follow_up(case, history, None, now, rules, campaign.timezone)
+        follow_up = offered(case, history, now, rules, campaign.timezone, scheduled)
         if follow_up is None:
             if due_only:
                 continue
-            follow_up = next_follow_up(case, history, None, now, rules, campaign.timezone)
-        found.append((case, decide(case, history, now, campaign.timezone, rules), follow_up))
-    return found
+            follow_up = scheduled
+        yield case, decide(case, history, now, campaign.timezone, rules), follow_up
 
 
 def abandoned_cases(session: Session, campaign: Campaign) -> set[int]:
