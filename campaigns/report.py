@@ -75,10 +75,13 @@ def day_bounds(day: dt.date, timezone: str) -> tuple[dt.datetime, dt.datetime]:
 
 
 def daily(session: Session, day: dt.date, timezone: str = "Asia/Shanghai", effective_s: float = 30.0,
-          campaign: str | None = None) -> DailyReport:
-    """The day's figures, for every campaign or only `campaign`."""
+          campaign: str | None = None, until: dt.datetime | None = None) -> DailyReport:
+    """The day's figures, for every campaign or only `campaign`; with `until`, the day so far
+    (dials up to that moment)."""
     start, end = day_bounds(day, timezone)
     query = select(Attempt).where(Attempt.dialed_at >= start, Attempt.dialed_at < end)
+    if until is not None:
+        query = query.where(Attempt.dialed_at <= until)
     if campaign is not None:
         query = query.where(Attempt.campaign_id.in_(select(Campaign.id).where(Campaign.name == campaign)))
     attempts = list(session.scalars(query))

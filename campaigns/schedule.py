@@ -24,9 +24,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .models import Agent, Alert, Attempt, Campaign, CampaignStatus
+from .models import Agent, Alert, Campaign, CampaignStatus
 from .policy import Rules, local_now
-from .queue import CAMPAIGN_TRANSITIONS, campaign_named, case_views, offers, rules_for
+from .queue import (
+    CAMPAIGN_TRANSITIONS,
+    FOLLOW_UP_HISTORY,
+    campaign_named,
+    case_views,
+    offers,
+    rules_for,
+)
+from .report import daily
 from .targets import targets_status
 
 JOB_TABLE = "scheduler_jobs"
@@ -112,16 +120,14 @@ def _effective_s(campaign: Campaign) -> float:
 
 
 def agent_counts(session: Session, campaign: Campaign, now: dt.datetime) -> Iterator[tuple[Agent, int, int]]:
-    """Each active agent's dials and effective calls so far today (the campaign's day)."""
+    """Each active agent's dials and effective calls so far today (the campaign's day), as the
+    daily report counts them."""
     zone = ZoneInfo(campaign.timezone)
-    start = dt.datetime.combine(local_now(now, zone).date(), dt.time(0), zone)
-    effective_s = _effective_s(campaign)
+    today = daily(session, local_now(now, zone).date(), campaign.timezone, _effective_s(campaign), until=now)
+    rows = {row.extension: row for row in today.agents}
     for agent in session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.extension)):
-        mine = list(session.scalars(select(Attempt).where(
-            Attempt.agent_id == agent.id, Attempt.dialed_at >= start, Attempt.dialed_at <= now)))
-        effective = sum(1 for a in mine if a.bridged_at and a.ended_at
-                        and (a.ended_at - a.bridged_at).total_seconds() >= effective_s)
-        yield agent, len(mine), effective
+        row = rows.get(agent.extension)
+        yield agent, row.dials if row else 0, row.effective if row else 0
 
 
 def check_targets(session: Session, name: str, now: dt.datetime) -> list[str]:
@@ -159,7 +165,7 @@ def sweep_queue(session: Session, name: str, now: dt.datetime) -> list[str]:
         if raise_alert(session, f"follow_ups_overdue:{campaign.id}:{local.date()}", "follow_ups_overdue", text, now,
                        campaign_id=campaign.id):
             messages.append(text)
-    cases, attempts = case_views(session, campaign, now, dt.timedelta(days=32))
+    cases, attempts = case_views(session, campaign, now, FOLLOW_UP_HISTORY)
     coverage = coverage_deadline(cases, now, attempts, rules, campaign.timezone)
     if coverage.deadline is not None and coverage.working_days_left <= 1 and coverage.uncovered:
         text = (f"campaign {name}: {len(coverage.uncovered)} case(s) never called, and the queue must be covered by "
