@@ -674,7 +674,10 @@ if __name__ == "__main__":
 def targets(campaign_name: str, at: str | None) -> None:
     """Each agent's dials and effective calls today against the 200 / 50 targets, where they
     should be by now, and how many cases the queue needs for the targets to be reachable."""
+    from sqlalchemy import func, select
+
     from campaigns import queue, schedule
+    from campaigns.models import CampaignCase
     from campaigns.policy import local_now
     from campaigns.report import table
     from campaigns.targets import queue_size_needed, targets_status
@@ -690,7 +693,8 @@ def targets(campaign_name: str, at: str | None) -> None:
             rows.append((agent.extension, agent.name, str(dials), str(status.expected_by_now[0]), str(effective),
                          str(status.expected_by_now[1]), "on track" if status.on_track else "BEHIND"))
             dials_all, effective_all, working = dials_all + dials, effective_all + effective, working + (dials > 0)
-        cases = len(queue.case_views(session, campaign, when)[0])
+        cases = session.scalar(select(func.count()).select_from(CampaignCase)
+                               .where(CampaignCase.campaign_id == campaign.id))
     click.echo(f"campaign {campaign_name} at {local:%Y-%m-%d %H:%M} {campaign.timezone}; targets 200 dials and 50 "
                "effective calls per agent per day, spread over the calling window")
     click.echo(table([("agent", "name", "dials", "by now", "effective", "by now", "status"), *rows]))

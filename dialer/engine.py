@@ -193,8 +193,7 @@ class Engine:
             for seat in self.pool.wrap_ups_due(now, self.settings.wrap_up_s):
                 self._wrap_up_ended(seat, now)
                 self.pool.apply(seat.extension, AgentEvent.READY, now, reason="wrap-up time over")
-        await self._db(self._publish, now)
-        status = await self._db(lambda s: queue.campaign_named(s, self.campaign).status)
+        status = await self._db(self._publish, now)
         if status != CampaignStatus.RUNNING.value:
             return False
         if not self.calls.connection.fully_booted:
@@ -225,11 +224,13 @@ class Engine:
                     self._wrap_up_ended(seat, now)
                 self.pool.apply(seat.extension, event, now, reason=reason)
 
-    def _publish(self, session: Session, now: dt.datetime) -> None:
-        """The pool's states and the live figures, for the console and the wallboard."""
+    def _publish(self, session: Session, now: dt.datetime) -> str:
+        """Write the pool's states and the live figures, for the console and the wallboard;
+        read the campaign's status (one transaction a tick)."""
         presence.write_states(session, self.pool.seats.values(), self._campaign_id)
         presence.write_engine_status(session, self._campaign_id, self.settings.mode, self.pool.seats.values(),
                                      len(self.calls.active), now)
+        return queue.campaign_named(session, self.campaign).status
 
     async def _dial_for_ready_agents(self, *, only_abandoned: bool = False) -> bool:
         """Progressive: for each ready agent, reserve the agent and dial for them."""

@@ -97,7 +97,8 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
     scheduler.start()
     from recordings.after_call import Transcriber
     from recordings.speech_models import configured_model
-    model = stt_model or (configured_model() if configured_model().exists() else None)
+    installed = configured_model()
+    model = stt_model or (installed if installed.exists() else None)
     transcriber = Transcriber(factory, site.recordings_root, model).start() if model else None
     if model:
         echo(f"speech-to-text: {model} (each call is transcribed and checked after it is stored)")
