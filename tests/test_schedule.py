@@ -125,3 +125,44 @@ def _jobs(url):
         return scheduler.get_jobs()
     finally:
         scheduler.shutdown(wait=False)
+
+
+def test_targets_alerts_and_schedule_on_the_command_line(tmp_path):
+    """`dunning targets`, `dunning alerts` and `dunning schedule`, run as a supervisor runs them."""
+    import os
+    import subprocess
+    from pathlib import Path
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    factory = sessions(engine)
+    zone = "Asia/Shanghai"
+    make_campaign(factory, tmp_path, "c", zone, local(zone, 25, 8))
+    with transaction(factory) as s:
+        slow = admin.add_agent(s, "6001", "slow", local(zone, 25, 8))
+        campaign = queue.campaign_named(s, "c")
+        for i in range(30):
+            at = local(zone, 25, 9) + dt.timedelta(minutes=10 * i)
+            s.add(Attempt(call_id=f"x{i}", campaign_id=campaign.id, case_id=1, phone_id=1, agent_id=slow.id,
+                          number="13800138000", state="ended", planned_at=at, dialed_at=at, ended_at=at,
+                          outcome="no_answer"))
+    with transaction(factory) as s:
+        schedule.check_targets(s, "c", local(zone, 25, 14, 30))
+    dunning = str(Path(__file__).resolve().parent.parent / ".venv/bin/dunning")
+    env = {**os.environ, "DUNNING_DATABASE_URL": url, "DUNNING_HOME": str(tmp_path)}
+
+    def run(*args: str) -> str:
+        done = subprocess.run([dunning, *args], capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    out = run("targets", "c", "--at", "2026-11-25T14:30:00+08:00")
+    row = next(line for line in out.splitlines() if line.startswith("6001"))
+    assert row.split()[2:4] == ["30", "100"] and row.split()[-1] == "BEHIND", out  # 30 dials of 100 by now
+    assert "queue: 4 cases" in out and "TOO SMALL" in out, out
+    listed = run("alerts", "--campaign", "c")
+    assert "behind_target: agent 6001 is behind at 14:30" in listed
+    alert_id = listed.split("]", 1)[0].lstrip("[")
+    assert f"alert {alert_id} acknowledged" in run("alerts", "--ack", alert_id)
+    assert run("alerts") == "no alerts\n" and "behind_target" in run("alerts", "--all")
+    assert "no jobs yet" in run("schedule")
