@@ -8,7 +8,10 @@ forever); routing entries are dropped when the call ends.
 
 If the connection is lost before Asterisk acknowledged the Originate, we cannot know
 whether the debtor's phone is ringing. Sending it again could ring them twice, so the call
-goes UNKNOWN and is reconciled against CoreShowChannels after the next login.
+goes UNKNOWN and is reconciled against CoreShowChannels after the next login. An Originate
+that merely times out on a live connection (a slow Asterisk) goes UNKNOWN too; no login
+follows, so the registry itself looks for the call's channels until its ring timeout (plus
+a margin) has passed, and ends it LOST if Asterisk never made any.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from types import MappingProxyType
 from . import actions
 from .actions import OriginateRequest
 from .connection import AmiConnection, ConnectionState
-from .errors import AmiActionError, AmiActionTimeout, AmiConnectionLost, AmiNotConnected
+from .errors import AmiActionError, AmiActionTimeout, AmiConnectionLost, AmiError, AmiNotConnected
 from .events import (
     STATE_RING,
     STATE_RINGING,
@@ -190,9 +193,16 @@ class Call:
 class Calls:
     """Registry of in-flight calls over one AmiConnection."""
 
-    def __init__(self, connection: AmiConnection, *, drop_window_s: float = 2.0) -> None:
+    def __init__(self, connection: AmiConnection, *, drop_window_s: float = 2.0,
+                 settle_interval_s: float = 1.0, settle_margin_s: float = 5.0) -> None:
         self._conn = connection
         self.drop_window_s = drop_window_s
+        #: After an Originate timed out on a live connection: how often to look for its
+        #: channels, and how long past its ring timeout a call with none is given up as LOST
+        #: (Asterisk may still be working through a backlog when the answer times out).
+        self.settle_interval_s = settle_interval_s
+        self.settle_margin_s = settle_margin_s
+        self._settling: set[asyncio.Task[None]] = set()
         self._active: dict[str, Call] = {}
         self._by_uniqueid: dict[str, Call] = {}
         self._by_linkedid: dict[str, Call] = {}
@@ -218,6 +228,8 @@ class Calls:
     def close(self) -> None:
         self._unsubscribe()
         self._unhook()
+        for task in list(self._settling):
+            task.cancel()
 
     def add_listener(self, listener: Callable[[Call, CallState], None]) -> None:
         """Call `listener(call, new_state)` after every state change of every call."""
@@ -257,8 +269,11 @@ class Calls:
         except AmiActionError as exc:
             call.failure_message = exc.message
             self._transition(call, CallState.ENDED, f"Originate refused: {exc.message}")
-        except (AmiConnectionLost, AmiActionTimeout) as exc:
+        except AmiConnectionLost as exc:  # the reconcile after the next login settles it
             self._transition(call, CallState.UNKNOWN, f"Originate unacknowledged: {exc}")
+        except AmiActionTimeout as exc:  # the link is up: no login will come to settle it
+            self._transition(call, CallState.UNKNOWN, f"Originate unacknowledged: {exc}")
+            self._settle_later(call)
         return call
 
     async def hangup(self, call: Call, cause: int = 16) -> bool:
@@ -270,6 +285,18 @@ class Calls:
             log.info("hangup of %s: %s", call.call_id, exc.message)
             return False
         return True
+
+    async def give_up(self, call: Call, reason: str) -> None:
+        """End a call whose end never came (the engine's backstop, so that no agent stays
+        reserved for good): hang up our half if Asterisk still has it, then end the call
+        unobserved (LOST unless it was answered). Nothing is re-sent."""
+        if call.state is CallState.ENDED:
+            return
+        try:
+            await self.hangup(call)
+        except AmiError as exc:
+            log.info("hangup of %s while giving up: %s", call.call_id, exc)
+        self._end_unobserved(call, reason, self._conn.now())
 
     async def set_variable(self, call: Call, name: str, value: str) -> bool:
         """Set a variable on our half of the call (the one running the answered-call
@@ -291,15 +318,48 @@ class Calls:
         result = await self._conn.send(actions.core_show_channels())
         listed = [e for e in result.events if isinstance(e, CoreShowChannel)]
         for call in list(self._active.values()):
-            mine = [c for c in listed if c.uniqueid in call.sides or c.linkedid == call.call_id]
+            mine = _channels_of(call, listed)
             if mine:
                 self._resume(call, mine, result.received_at)
             else:
-                call.ended_unobserved = True
-                call.lost = call.answered_at is None
-                call.live.clear()
-                self._transition(call, CallState.ENDED, "not in CoreShowChannels after reconnect",
-                                 at=result.received_at)
+                self._end_unobserved(call, "not in CoreShowChannels after reconnect", result.received_at)
+
+    def _settle_later(self, call: Call) -> None:
+        task = asyncio.ensure_future(self._settle(call))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, call: Call) -> None:
+        """Find out what became of an Originate whose answer timed out on a live connection.
+
+        Its events, if Asterisk dials it late, reach the call as usual; this only covers the
+        Originate Asterisk never acted on, which would otherwise stay UNKNOWN for good (and
+        keep its reserved agent). Nothing is re-sent.
+        """
+        deadline = call.sent_at + call.request.timeout_s + self.settle_margin_s
+        while call.state is CallState.UNKNOWN:
+            await asyncio.sleep(self.settle_interval_s)
+            try:
+                result = await self._conn.send(actions.core_show_channels())
+            except AmiActionTimeout:
+                continue  # still slow: look again
+            except AmiError as exc:  # the link went: the reconcile after the next login settles it
+                log.info("call %s: not settled here (%s)", call.call_id, exc)
+                return
+            if call.state is not CallState.UNKNOWN:
+                return
+            mine = _channels_of(call, [e for e in result.events if isinstance(e, CoreShowChannel)])
+            if mine:
+                self._resume(call, mine, result.received_at)
+            elif result.received_at >= deadline:
+                self._end_unobserved(call, "no channel in CoreShowChannels by its ring timeout",
+                                     result.received_at)
+
+    def _end_unobserved(self, call: Call, reason: str, at: float) -> None:
+        call.ended_unobserved = True
+        call.lost = call.answered_at is None
+        call.live.clear()
+        self._transition(call, CallState.ENDED, reason, at=at)
 
     # --------------------------------------------------------------- events
     def _on_event(self, event: Event) -> None:
@@ -367,7 +427,9 @@ class Calls:
             side = call.sides.get(event.uniqueid)
             if side is not None and call.first_hangup_side is None:
                 call.first_hangup_side, call.first_hangup_at = side, at
-            if side is Side.DEBTOR and call.debtor_cause is None:
+            # The first debtor-side cause that says something: on a busy line the inner
+            # Local half hangs up first with cause 0 ("Unknown"), the outer with 17.
+            if side is Side.DEBTOR and not call.debtor_cause and event.cause:
                 call.debtor_cause = event.cause
 
     def _answered(self, call: Call, at: float) -> None:
@@ -434,3 +496,8 @@ class Calls:
             del self._by_linkedid[call.call_id]
         if self._by_action_id.get(call.action_id) is call:
             del self._by_action_id[call.action_id]
+
+
+def _channels_of(call: Call, listed: list[CoreShowChannel]) -> list[CoreShowChannel]:
+    """The listed channels that belong to `call` (its halves, or anything linked to it)."""
+    return [c for c in listed if c.uniqueid in call.sides or c.linkedid == call.call_id]

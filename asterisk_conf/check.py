@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ami_bridge import AmiActionError, AmiConnection, AmiError, AmiNotConnected, AmiSettings
 
 from .generate import CONTEXTS
+from .sandbox import SOUNDS
 
 #: AMI actions the engine sends, and what each proves about the Asterisk.
 REQUIRED_ACTIONS = {
@@ -24,6 +25,14 @@ REQUIRED_ACTIONS = {
 }
 #: Actions that would give the engine more power than it needs.
 TOO_WIDE = ("Command", "Reload", "UpdateConfig", "GetConfig", "ModuleLoad", "DBPut")
+#: What AMI cannot show the engine's user: listing modules (ModuleCheck) needs write = system
+#: and the CLI (Command) write = command, both withheld on purpose. So `check` says so.
+NOT_CHECKED = (
+    "not checked over AMI (the engine's user may not list modules or run CLI commands): "
+    "the dialplan's applications Dial, Playback, Gosub, Log and function IF "
+    "(app_dial, app_playback, app_stack, app_verbose, func_logic) and the prompts in "
+    f"{SOUNDS}/; on the Asterisk host: asterisk -rx 'module show like app_' and ls {SOUNDS}/"
+)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ Two shapes come out of the same fragments:
   which wraps the same fragments with a transport, logger and module list.
 
 Secrets go into the rendered text (Asterisk needs them there) but never into
-the repository or a log: the caller writes the files with mode 0600.
+the repository or a log: the caller keeps the files private. `dunning asterisk
+config --out` writes them with mode 0600; the sandbox, whose Asterisk runs as root,
+writes them root-owned with mode 0640 (the mode Debian gives /etc/asterisk's files).
 """
 from __future__ import annotations
 

@@ -94,8 +94,12 @@ def check_registry(mirror: str, timeout: float = 15.0) -> None:
 
 
 def port_in_use(port: int, kind: int, host: str = "127.0.0.1") -> bool:
+    """Whether another socket holds `port`. For TCP, SO_REUSEADDR lets the probe bind past
+    the TIME_WAIT leftovers of a stopped Asterisk (a listener still refuses it); for UDP it
+    would let the probe share the port with a holder that set it too, so it is not set."""
     with socket.socket(socket.AF_INET, kind) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if kind == socket.SOCK_STREAM:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -178,7 +182,7 @@ def install_config(site: Site, spec: ConfigSpec) -> set[str]:
         changed.add(name)
     spool = site.sandbox_root / SPOOL.lstrip("/")
     spool.mkdir(parents=True, exist_ok=True)
-    _install_sounds(site.sandbox_root / SOUNDS.lstrip("/"))
+    install_sounds(site.sandbox_root / SOUNDS.lstrip("/"))
     return changed
 
 
@@ -191,12 +195,16 @@ PROMPTS = {
 }
 
 
-def _install_sounds(directory: Path) -> None:
+def install_sounds(directory: Path) -> list[Path]:
+    """Write the prompts the dialplan plays (``dunning/<name>``) into `directory`: the
+    sandbox's sounds folder, or `dunning asterisk config --out`'s for your own Asterisk."""
+    written = []
     for name, text in PROMPTS.items():
         try:
-            speak(text, directory / f"{name}.wav")
+            written.append(speak(text, directory / f"{name}.wav"))
         except SpeechToolMissing as exc:
             raise SandboxError(str(exc)) from None
+    return written
 
 
 # -- run -------------------------------------------------------------------------
@@ -207,7 +215,8 @@ def _asterisk_rx(root: Path, command: str, timeout: float = 20) -> subprocess.Co
 
 
 def running_pid(site: Site) -> int | None:
-    """The sandbox's Asterisk process, found by the chroot it runs in."""
+    """The sandbox's Asterisk process, found by the chroot it runs in. Only root can see
+    another user's /proc/PID/root: without root this says None even while it runs."""
     root = site.sandbox_root.resolve()
     pidfile = root / "var/run/asterisk/asterisk.pid"
     candidates = []
@@ -334,6 +343,7 @@ def _alive(pid: int) -> bool:
 
 
 def status(site: Site) -> Status:
+    require_root()  # without root, a running sandbox would look stopped (see running_pid)
     root = site.sandbox_root
     pid = running_pid(site) if root.exists() else None
     version = None
@@ -348,6 +358,7 @@ def status(site: Site) -> Status:
 
 def cli(site: Site, command: str | None) -> int:
     """Run one Asterisk CLI command (or an interactive console) in the sandbox."""
+    require_root()  # chroot, and telling whether it runs (see running_pid)
     root = site.sandbox_root
     if running_pid(site) is None:
         raise SandboxError("the sandbox is not running: `dunning asterisk sandbox up`")

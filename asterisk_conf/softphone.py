@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -20,6 +21,8 @@ from pathlib import Path
 from .credentials import write_private
 
 MODULE_PATH = "/usr/lib/baresip/modules"
+#: baresip echoes account lines, password included, e.g. when a registration fails.
+_AUTH_PASS = re.compile(r"(auth_pass=)[^;>\s]*")
 
 
 class SoftphoneError(RuntimeError):
@@ -82,7 +85,12 @@ class Softphone:
         if not self.wait_for("200 OK", timeout, "failed"):
             self.stop()
             raise SoftphoneError(f"softphone {self.extension} did not register within "
-                                 f"{timeout:.0f} s: {' | '.join(self.log[-5:])}")
+                                 f"{timeout:.0f} s: {' | '.join(self.scrubbed(self.log[-5:]))}")
+
+    def scrubbed(self, lines: list[str]) -> list[str]:
+        """baresip's output with the SIP password masked, fit for an error message or a log."""
+        masked = [_AUTH_PASS.sub(r"\1***", line) for line in lines]
+        return [line.replace(self.password, "***") for line in masked] if self.password else masked
 
     def _pump(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None

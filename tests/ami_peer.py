@@ -4,8 +4,11 @@ It is a peer, not a mock: a TCP server on 127.0.0.1 sending the banner, CRLF-fra
 messages and the responses Asterisk 22 sends for the actions ami_bridge uses, so the real
 panoramisk framing and our connection code run end to end. What Asterisk cannot be made to
 do on demand is scriptable: drop the connection right after an action arrives, go silent
-like a SIGSTOPped process (TCP still accepted, nothing read or answered), replay a recorded
-event transcript for an originated call.
+like a SIGSTOPped process (TCP still accepted, nothing read or answered), swallow one action
+like an Asterisk too busy to answer it (the link stays up), replay a recorded event
+transcript for an originated call. What `dunning asterisk check` asks (ListCommands,
+ShowDialplan, Getvar DEVICE_STATE) is answered from settable tables, so an Asterisk with a
+context, a module or a permission more or less than the engine's can be played.
 """
 
 from __future__ import annotations
@@ -93,13 +96,28 @@ class _Session(asyncio.Protocol):
 
 OriginateScript = Callable[["AmiPeer", dict[str, str]], None]
 
+#: What ListCommands shows the engine's user on the sandbox (write = originate,call,reporting,
+#: the modules of generate.SANDBOX_MODULES): the actions `check` looks for, and some others.
+ENGINE_COMMANDS = {
+    "Ping": "<none>", "Login": "<none>", "Logoff": "<none>", "ListCommands": "<none>",
+    "Events": "<none>", "CoreSettings": "system,reporting,all", "Getvar": "call,reporting,all",
+    "Setvar": "call,all", "Hangup": "system,call,all", "Originate": "originate,all",
+    "CoreShowChannels": "system,reporting,all", "ShowDialPlan": "config,reporting,all",
+    "StopMixMonitor": "system,call,all", "MixMonitor": "system,call,all",
+    "PJSIPHangup": "system,call,all", "Status": "system,call,reporting,all",
+}
+#: The dialplan contexts ShowDialplan finds (generate.CONTEXTS on the sandbox).
+ENGINE_CONTEXTS = ("dunning-outbound", "dunning-answered", "dunning-agents", "dunning-sim")
+
 
 class AmiPeer:
     """Asterisk 22's AMI as seen on the wire, with fault injection.
 
     `received` counts actions by name as received (also while they go unanswered);
     `channels` is what CoreShowChannels lists (uniqueid -> CoreShowChannel headers);
-    `on_originate(peer, headers)` runs after an Originate is acknowledged.
+    `on_originate(peer, headers)` runs after an Originate is acknowledged;
+    `commands` (action -> privilege) is what ListCommands lists, `contexts` what ShowDialplan
+    finds, `devices` the DEVICE_STATE of each PJSIP endpoint (absent: INVALID).
     """
 
     def __init__(self, username: str = "dunning", secret: str = "s3cret", *,
@@ -115,6 +133,10 @@ class AmiPeer:
         #: Like an Asterisk that accepts logins while still loading (right after a restart).
         self.booting = False
         self.drop_on: Counter[str] = Counter()  # action -> how many more to drop on arrival
+        self.swallow: Counter[str] = Counter()  # action -> how many more to leave unanswered
+        self.commands: dict[str, str] = dict(ENGINE_COMMANDS)
+        self.contexts: set[str] = set(ENGINE_CONTEXTS)
+        self.devices: dict[str, str] = {}
         self.channels: dict[str, list[tuple[str, str]]] = {}
         self.on_originate: OriginateScript | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -207,6 +229,9 @@ class AmiPeer:
             self.drop_on[name] -= 1
             session.drop()
             return
+        if self.swallow[name] > 0:  # read, never acted on or answered; the session goes on
+            self.swallow[name] -= 1
+            return
         aid = str(h.get("actionid", ""))
         idl = [("ActionID", aid)] if aid else []
 
@@ -261,6 +286,17 @@ class AmiPeer:
                 self.emit(wire([("Event", "Hangup"), ("Privilege", "call,all"), ("Channel", chan["Channel"]),
                                 ("Uniqueid", uid), ("Linkedid", chan["Linkedid"]),
                                 ("Cause", str(h.get("cause", "16"))), ("Cause-txt", "Normal Clearing")]))
+        elif lname == "listcommands":
+            session.write(wire([("Response", "Success"), *idl] + [
+                (action, f"(synopsis)  (Priv: {priv})") for action, priv in self.commands.items()]))
+        elif lname == "showdialplan":
+            self._show_dialplan(session, str(h.get("context", "")), idl)
+        elif lname == "getvar":
+            variable = str(h.get("variable", ""))
+            value = ""
+            if variable.startswith("DEVICE_STATE(PJSIP/") and variable.endswith(")"):
+                value = self.devices.get(variable[len("DEVICE_STATE(PJSIP/"):-1], "INVALID")
+            respond("Success", ("Variable", variable), ("Value", value))
         elif lname == "coresettings":
             respond("Success", ("AMIversion", "11.0.0"), ("AsteriskVersion", "22.10.1"),
                     ("SystemName", ""), ("CoreMaxCalls", "0"), ("CoreMaxLoadAvg", "0.000000"),
@@ -270,6 +306,21 @@ class AmiPeer:
         else:
             respond("Error", ("Message", f"Invalid/unknown command: {name}. "
                                          "Use Action: ListCommands to show available commands."))
+
+    def _show_dialplan(self, session: _Session, context: str, idl: list[tuple[str, str]]) -> None:
+        """Like Asterisk 22: an Error when the context is missing; otherwise a list of one
+        ListDialplan event per priority (one here) and ShowDialPlanComplete."""
+        if context not in self.contexts:
+            session.write(wire([("Response", "Error"), *idl, ("Message", f"Did not find context {context}")]))
+            return
+        session.write(wire([("Response", "Success"), *idl, ("EventList", "start"),
+                            ("Message", "DialPlan list will follow")]))
+        session.write(wire([("Event", "ListDialplan"), *idl, ("Context", context), ("Extension", "_X."),
+                            ("Priority", "1"), ("Application", "NoOp"), ("AppData", ""),
+                            ("Registrar", "pbx_config")]))
+        session.write(wire([("Event", "ShowDialPlanComplete"), *idl, ("EventList", "Complete"),
+                            ("ListItems", "1"), ("ListExtensions", "1"), ("ListPriorities", "1"),
+                            ("ListContexts", "1")]))
 
 
 def core_show_channel(channel: str, uniqueid: str, linkedid: str, state: int = 6,

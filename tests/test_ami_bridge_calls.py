@@ -269,3 +269,83 @@ async def test_adopted_call_from_an_earlier_run_is_found_or_ended_without_any_or
     assert await gone.ended(1) is CallOutcome.LOST and gone.ended_unobserved
     assert ("gone", S.ENDED) in seen and ("live", S.UNKNOWN) in seen
     assert peer.received["Originate"] == 0
+
+
+@pytest.fixture
+async def slow_calls(peer, clock):
+    """A registry whose Originate answers time out fast and which looks for the channels of
+    an unanswered Originate every 20 ms."""
+    conn = AmiConnection(AmiSettings(**settings_kwargs(peer, action_timeout=0.2)), clock=clock)
+    registry = Calls(conn, settle_interval_s=0.02, settle_margin_s=5.0)
+    await conn.start(timeout=3)
+    yield registry
+    registry.close()
+    await conn.close()
+
+
+async def test_originate_unanswered_on_a_live_connection_ends_lost_after_its_ring_timeout(slow_calls, peer, clock):
+    """Asterisk reads one Originate and never acts on it, while the link stays up (pings are
+    answered): no reconnect will come to reconcile it, so the registry asks for the channel
+    list itself and gives the call up once its ring timeout and the margin have passed."""
+    peer.swallow["Originate"] = 1
+    call = await slow_calls.originate(request())  # ring timeout 30 s
+    assert call.state is S.UNKNOWN
+    await eventually(lambda: peer.received["CoreShowChannels"] >= 2, what="the registry looking for the call")
+    assert call.state is S.UNKNOWN, "not given up while Asterisk might still dial it"
+    clock.now += 30 + 5
+    assert await call.ended(3) is CallOutcome.LOST
+    assert call.ended_unobserved and slow_calls.routing_entries == 0
+    assert states(call) == [S.DIALING, S.UNKNOWN, S.ENDED]
+    assert peer.received["Originate"] == 1
+    assert peer.received["Login"] == 1 and slow_calls.connection.state is ConnectionState.CONNECTED
+
+
+async def test_originate_unanswered_whose_channels_appear_late_is_followed(slow_calls, peer, clock):
+    peer.swallow["Originate"] = 1
+    call = await slow_calls.originate(request())
+    assert call.state is S.UNKNOWN
+    peer.channels = {"c1": core_show_channel(L1, "c1", "c1", state=5),
+                     "c1-2": core_show_channel(L2, "c1-2", "c1", state=5)}  # Asterisk caught up
+    await eventually(lambda: call.state is S.DIALING, what="the call found in the channel list")
+    clock.now += 30 + 5
+    seen = peer.received["CoreShowChannels"]
+    await asyncio.sleep(0.1)
+    assert peer.received["CoreShowChannels"] == seen, "a found call is left to its events"
+    assert "c1" in slow_calls.active
+    peer.replay(DEBTOR_HANGS_UP, call_id="c1")  # nobody answered within the ring timeout
+    peer.emit([("Event", "OriginateResponse"), ("Privilege", "call,all"), ("ActionID", "originate-c1"),
+               ("Response", "Failure"), ("Channel", "Local/20005@dunning-sim"), ("Context", "dunning-agents"),
+               ("Exten", "s"), ("Reason", "3"), ("Uniqueid", "<null>")])
+    assert await call.ended(3) is CallOutcome.NO_ANSWER
+    assert not call.ended_unobserved and peer.received["Originate"] == 1
+
+
+async def test_engine_gives_up_an_unanswered_call_without_an_outcome(peer, clock):
+    """The engine's backstop: a call that no one settles (here the registry is told to wait
+    an hour) is hung up and ended LOST after the limit, so its agent is released."""
+    from dialer.engine import settled_outcome
+    conn = AmiConnection(AmiSettings(**settings_kwargs(peer, action_timeout=0.2)), clock=clock)
+    registry = Calls(conn, settle_interval_s=3600)
+    await conn.start(timeout=3)
+    try:
+        peer.swallow["Originate"] = 1
+        call = await registry.originate(request())
+        assert await settled_outcome(registry, call, 0.3) is CallOutcome.LOST
+        assert peer.received["Hangup"] == 1 and peer.received["Originate"] == 1
+        assert registry.routing_entries == 0
+    finally:
+        registry.close()
+        await conn.close()
+
+
+async def test_engine_waits_for_an_answered_call_past_the_limit(calls, peer):
+    from dialer.engine import settled_outcome
+    replay_on_originate(peer, ANSWERED_ONLY)
+    call = await calls.originate(request())
+    await eventually(lambda: call.state is S.ANSWERED, what="answer")
+    waiting = asyncio.ensure_future(settled_outcome(calls, call, 0.1))
+    await asyncio.sleep(0.3)
+    assert not waiting.done(), "a conversation is not cut short"
+    peer.replay(DEBTOR_HANGS_UP, call_id="c1")
+    assert await asyncio.wait_for(waiting, 3) in (CallOutcome.ANSWERED, CallOutcome.DEBTOR_HUNG_UP)
+    assert peer.received["Hangup"] == 0

@@ -39,20 +39,35 @@ def call_id(tag: str) -> str:
     return f"t{int(time.time())}-{tag}-{next(_serial)}"
 
 
-@pytest.mark.parametrize("number, ring_s, outcome", [
-    ("2101", 10, CallOutcome.ANSWERED),         # answers after 1 s (no agent: the message plays)
-    ("2202", 10, CallOutcome.BUSY),             # rings 2 s, then busy
-    ("2300", 3, CallOutcome.NO_ANSWER),         # rings until our 3 s ring limit
-    ("2401", 10, CallOutcome.DEBTOR_HUNG_UP),   # answers after 1 s, hangs up at once
-    ("2500", 10, CallOutcome.CONGESTION),       # invalid number
+@pytest.mark.parametrize("number, ring_s, outcome, cause", [
+    ("2101", 10, CallOutcome.ANSWERED, 16),         # answers after 1 s (no agent: the message plays)
+    ("2202", 10, CallOutcome.BUSY, 17),             # rings 2 s, then busy
+    ("2300", 3, CallOutcome.NO_ANSWER, 19),         # rings until our 3 s ring limit
+    ("2401", 10, CallOutcome.DEBTOR_HUNG_UP, 16),   # answers after 1 s, hangs up at once
+    ("2500", 10, CallOutcome.CONGESTION, 1),        # invalid number
 ])
-async def test_each_simulated_debtor_gives_its_typed_outcome(sandbox_calls: Calls, number, ring_s, outcome):
+async def test_each_simulated_debtor_gives_its_typed_outcome(sandbox_calls: Calls, number, ring_s, outcome, cause):
     call = await sandbox_calls.originate(dial_request(call_id(number), number, None, ring_s))
     assert await call.ended(ring_s + 30) is outcome
+    assert call.debtor_cause == cause   # the Q.850 cause the attempt records
     states = [s for s, _ in call.history]
     assert states[0] is S.DIALING and states[-1] is S.ENDED
     assert (S.ANSWERED in states) == (outcome in (CallOutcome.ANSWERED, CallOutcome.DEBTOR_HUNG_UP))
     assert sandbox_calls.routing_entries == 0 or call.call_id not in sandbox_calls.active
+
+
+@pytest.mark.parametrize("number, answer_s, outcome", [
+    ("2103", 3, CallOutcome.ANSWERED),         # 21NN: answers after NN seconds
+    ("2403", 3, CallOutcome.DEBTOR_HUNG_UP),   # 24NN: answers after NN seconds, hangs up at once
+])
+async def test_a_simulated_debtor_answers_after_the_seconds_its_number_says(
+        sandbox_calls: Calls, number, answer_s, outcome):
+    """dunning-sim's Wait(NN) before Answer(): the answer comes NN seconds after the dial,
+    give or take the call set-up."""
+    call = await sandbox_calls.originate(dial_request(call_id(number), number, None, 10))
+    assert await call.ended(40) is outcome
+    assert call.answered_at is not None
+    assert answer_s <= call.answered_at - call.sent_at < answer_s + 1.5
 
 
 async def test_answered_call_events_arrive_in_order(sandbox_calls: Calls):

@@ -78,3 +78,36 @@ async def test_frozen_asterisk_is_detected_by_the_heartbeat_and_recovered(
     assert sandbox_ami.counters.logins == logins + 1
     pong = await sandbox_ami.send({"Action": "Ping"})
     assert pong.response == "Success"
+
+
+async def test_originate_written_to_a_frozen_asterisk_is_reconciled_and_dialled_at_most_once(
+        sandbox_up, sandbox_ami: AmiConnection, sandbox_calls: Calls):
+    """The dangerous case of a restart: the Originate is on the wire, unanswered, when the
+    link drops (panoramisk would re-send it after the reconnect: a second call to the same
+    debtor). Asterisk is frozen, so the Originate sits unread in its socket until the
+    heartbeat gives the link up; after SIGCONT the call is reconciled from the channel list
+    and nothing is sent again."""
+    site = sandbox_up
+    pid = sandbox.running_pid(site)
+    assert pid is not None
+    assert sandbox_ami.counters.originates_sent == 0
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # Returns once the heartbeat has dropped the link with the Originate unanswered.
+        call = await sandbox_calls.originate(dial_request(f"z{int(time.time())}-frozen", "2300", None, 10))
+        assert call.state is CallState.UNKNOWN
+        assert sandbox_ami.counters.heartbeat_misses >= 1
+        await eventually(lambda: sandbox_ami.state is not ConnectionState.CONNECTED, 5, "the link to go")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await sandbox_ami.wait_fully_booted(60)
+    outcome = await call.ended(60)
+    # Reconciled: either Asterisk never acted on it (no channel: LOST), or it did and the
+    # call was found in the channel list and followed to its end (never answers: 2300).
+    assert outcome in (CallOutcome.LOST, CallOutcome.NO_ANSWER), outcome
+    assert (outcome is CallOutcome.LOST) == call.ended_unobserved
+    await asyncio.sleep(3)  # anything re-sent after the reconnect would have dialled by now
+    assert dial_lines(site, call.call_id) <= 1
+    if outcome is CallOutcome.LOST:
+        assert dial_lines(site, call.call_id) == 0, "dialled, yet not found in the channel list"
+    assert sandbox_ami.counters.originates_sent == 1
