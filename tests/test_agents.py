@@ -69,3 +69,15 @@ def test_ready_agents_longest_idle_first_and_wrap_ups_due():
     pool.apply("6003", E.HANGUP, at(40))
     assert pool.wrap_ups_due(at(49.9), 10) == []
     assert [s.extension for s in pool.wrap_ups_due(at(50), 10)] == ["6003"]
+
+
+def test_a_ready_agent_logs_out_and_a_paused_agent_goes_ready():
+    pool = AgentPool()
+    pool.add("6001")
+    for event, state in ((E.LOGIN, S.READY), (E.LOGOUT, S.LOGGED_OUT), (E.LOGIN, S.READY),
+                         (E.PAUSE, S.PAUSED), (E.READY, S.READY)):
+        assert pool.apply("6001", event, at(1), reason="said so") is state
+    assert [h[1] for h in pool.seats["6001"].history] == [S.READY, S.LOGGED_OUT, S.READY, S.PAUSED, S.READY]
+    assert [s.extension for s in pool.ready()] == ["6001"], "ready again: the engine may dial for them"
+    assert next_agent_state(S.READY, E.LOGOUT) is S.LOGGED_OUT
+    assert next_agent_state(S.PAUSED, E.READY) is S.READY

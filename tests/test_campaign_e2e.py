@@ -132,6 +132,20 @@ async def test_campaign_through_a_day(sandbox_up, creds, agent_speech, tmp_path)
     assert not next(p for p in phone_of.values() if p.dial == "13600001239").valid
     assert by_ref["E5"] == [("15800001238", "debtor_hung_up")]
 
+    # What Asterisk said about each end (Q.850), where the simulated network gives a fixed
+    # cause: the debtor hangs up normally (16), the line is busy (17), the ring timeout runs
+    # out (19), the number does not exist (1).
+    causes = {"answered": 16, "debtor_hung_up": 16, "busy": 17, "no_answer": 19, "congestion": 1}
+    for a in attempts:
+        if a.outcome in causes:
+            assert a.hangup_cause == causes[a.outcome], (a.call_id, a.outcome, a.hangup_cause)
+
+    # The times of every attempt follow each other: planned, dialled, answered, bridged, ended.
+    for a in attempts:
+        times = [t for t in (a.planned_at, a.dialed_at, a.answered_at, a.bridged_at, a.ended_at) if t is not None]
+        assert times == sorted(times), (a.call_id, times)
+        assert (a.answered_at is None) is (a.outcome not in ("answered", "debtor_hung_up")), a.call_id
+
     # The 3-tries rule, tallied here: per number per local day at most 3, one per slot.
     slots = Counter()
     for a in attempts:
@@ -142,8 +156,10 @@ async def test_campaign_through_a_day(sandbox_up, creds, agent_speech, tmp_path)
     assert max(slots.values()) == 1
     assert max(Counter((p, d) for p, d, _ in slots).values()) <= 3
 
-    # Every answered call was bridged to an agent and recorded, both legs with speech,
-    # the recording as long as the call.
+    # Every answered call was bridged to an agent and recorded, both legs with speech, the
+    # recording and each of its legs as long as the call. The debtor who hangs up at once
+    # (E5) says nothing (the simulated network answers, waits 0.2 s and hangs up): the agent's
+    # leg carries the agent, the debtor's leg is silence, which also shows the legs are apart.
     from pydub import AudioSegment
     for a in attempts:
         if a.answered_at is None:
@@ -157,10 +173,15 @@ async def test_campaign_through_a_day(sandbox_up, creds, agent_speech, tmp_path)
             assert path.stat().st_mode & 0o222 == 0, "stored recordings are read-only"
             assert hashlib.sha256(path.read_bytes()).hexdigest() == f.sha256
         call_s = (a.ended_at - a.answered_at).total_seconds()
-        assert abs(wav_seconds(site.recordings_root / legs["mix"].path) - call_s) < 1.5
+        for leg in ("mix", "agent", "debtor"):
+            assert abs(wav_seconds(site.recordings_root / legs[leg].path) - call_s) < 1.5, (a.call_id, leg, call_s)
+        level = {leg: AudioSegment.from_wav(site.recordings_root / legs[leg].path).dBFS for leg in ("agent", "debtor")}
+        assert level["agent"] > SILENCE_DBFS, (a.call_id, a.outcome, level)
         if a.outcome == "answered":
-            for leg in ("agent", "debtor"):
-                assert AudioSegment.from_wav(site.recordings_root / legs[leg].path).dBFS > SILENCE_DBFS, leg
+            assert level["debtor"] > SILENCE_DBFS, (a.call_id, level)
+        else:
+            assert a.outcome == "debtor_hung_up", (a.call_id, a.outcome)
+            assert level["debtor"] <= SILENCE_DBFS, (a.call_id, level)
     for a in attempts:
         assert not list(site.recordings_spool.glob(f"{a.call_id}*")), "spool copies are removed once stored"
 

@@ -124,6 +124,37 @@ def test_a_forced_encoding_is_used_and_named(factory, tmp_path):
     assert stored_cases(factory)["ZS2024030002"].debtor_name == "李娜"
 
 
+#: 䶮 (U+4DAE, as in the name 刘䶮) is in GB18030 (bytes fe 9f) but not in GBK.
+GB18030_ONLY = "王䶮"
+
+
+def test_a_gb18030_csv_with_a_character_gbk_lacks_is_detected_and_stored_intact(factory, tmp_path):
+    with pytest.raises(UnicodeEncodeError):
+        GB18030_ONLY.encode("gbk")
+    path = write_csv(tmp_path / "batch.csv", [case(0, 姓名=GB18030_ONLY), CASES[1]], encoding="gb18030")
+    assert b"\xfe\x9f" in path.read_bytes()
+    report = run(factory, path)
+    assert (report.ok, report.encoding, report.imported) == (True, "gb18030", 2)
+    cases = stored_cases(factory)
+    assert cases["ZS2024030001"].debtor_name == GB18030_ONLY
+    assert cases["ZS2024030002"].debtor_name == "李娜"
+
+
+def test_a_forced_gb18030_encoding_stores_a_character_gbk_lacks(factory, tmp_path):
+    path = write_csv(tmp_path / "batch.csv", [case(0, 姓名=GB18030_ONLY)], encoding="gb18030")
+    report = run(factory, path, encoding="GB18030")
+    assert (report.ok, report.encoding, report.imported) == (True, "gb18030", 1)
+    assert stored_cases(factory)["ZS2024030001"].debtor_name == GB18030_ONLY
+
+
+def test_the_same_file_forced_as_gbk_is_refused_at_that_character(factory, tmp_path):
+    path = write_csv(tmp_path / "batch.csv", [case(0, 姓名=GB18030_ONLY)], encoding="gb18030")
+    offset = path.read_bytes().index(b"\xfe\x9f")
+    refused(factory, run(factory, path, encoding="gbk"), Problem(
+        "batch.csv", 2, "", "fe", f"not GBK (byte offset {offset}): "
+        "save the file as UTF-8, or name the encoding it is in"))
+
+
 def test_an_unknown_encoding_name_is_a_usage_error(factory, tmp_path):
     with pytest.raises(BatchImportError, match="unknown encoding 'big-5-hk'"):
         run(factory, write_csv(tmp_path / "batch.csv", CASES), encoding="big-5-hk")
@@ -513,3 +544,94 @@ def test_a_time_zone_column(factory, tmp_path):
     assert report.skipped == [Problem("batch.csv", 4, "时区", "北京时间", "not a time zone name such as Asia/Shanghai")]
     cases = stored_cases(factory)
     assert (cases["ZS2024030001"].timezone, cases["ZS2024030002"].timezone) == ("Asia/Urumqi", None)
+
+
+# --- the command line: `dunning import` ------------------------------------------------------
+
+def dunning_import(tmp_path, *args: str):
+    """`dunning import ARGS` in this process, on the test's database (the `factory` fixture's)."""
+    from click.testing import CliRunner
+
+    from cli import main
+    return CliRunner().invoke(main, ["import", *args], env={"DUNNING_DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}"})
+
+
+def test_the_command_refuses_a_bad_file_naming_file_row_column_and_value(factory, tmp_path):
+    rows = [CASES[0], case(1, 身份证号="44030519920303152Y"), case(2, 姓名=None, 手机="1361234567")]
+    result = dunning_import(tmp_path, str(write_csv(tmp_path / "batch.csv", rows)), "--client", CLIENT)
+    assert result.exit_code == 1, result.output
+    assert [line for line in result.stderr.splitlines() if line.startswith("error: ")] == [
+        'error: batch.csv, row 3, column 身份证号, value "44030519920303152Y": '
+        "not a resident ID number: 17 digits then a digit or X (or 15 digits for an old one)",
+        "error: batch.csv, row 4, column 姓名: empty, and every case needs its debtor's name",
+        f'error: batch.csv, row 4, column 手机, value "1361234567": not a valid phone number: no such number {HINT}']
+    assert result.stdout == "batch.csv (utf-8), 3 rows: nothing imported, 3 problems\n"
+    assert counts(factory) == NOTHING
+
+
+def test_the_command_imports_a_good_file_and_shows_its_progress(factory, tmp_path, monkeypatch):
+    path = write_csv(tmp_path / "batch.csv", many_cases(300))
+    result = dunning_import(tmp_path, str(path), "--client", CLIENT)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "importing batch.csv\n", "off a terminal the bar is its label, once"
+    assert result.stdout == "batch.csv (utf-8), 300 rows: 300 cases imported as batch #1\n"
+    # On a terminal the bar is drawn as the rows are checked and written, to 100 %.
+    import click
+    import click._termui_impl
+    monkeypatch.setattr(click._termui_impl, "isatty", lambda _: True)
+    result = dunning_import(tmp_path, str(write_csv(tmp_path / "next.csv", many_cases(600)[300:])),
+                            "--client", CLIENT)
+    assert result.exit_code == 0, result.output
+    drawn = [line.strip() for line in click.unstyle(result.stderr).replace("\r", "\n").splitlines() if line.strip()]
+    assert all(line.startswith("importing next.csv  [") for line in drawn), drawn
+    percents = [int(line.rsplit(" ", 1)[1].removesuffix("%")) for line in drawn]
+    assert percents[0] == 0 and percents[-1] == 100 and 50 in percents and percents == sorted(percents)
+    assert result.stdout == "next.csv (utf-8), 300 rows: 300 cases imported as batch #2\n"
+    assert counts(factory)["cases"] == 600
+
+
+def test_the_command_takes_a_forced_encoding(factory, tmp_path):
+    path = write_csv(tmp_path / "batch.csv", CASES, encoding="gbk")
+    wrong = dunning_import(tmp_path, str(path), "--client", CLIENT, "--encoding", "utf-8")
+    assert wrong.exit_code == 1
+    offset = path.read_bytes().index("案件编号".encode("gbk"))
+    assert wrong.stderr.splitlines()[-1] == (f'error: batch.csv, row 1, value "{path.read_bytes()[offset]:02x}": '
+                                             f"not UTF-8 (byte offset {offset}): "
+                                             "save the file as UTF-8, or name the encoding it is in")
+    assert counts(factory) == NOTHING
+    right = dunning_import(tmp_path, str(path), "--client", CLIENT, "--encoding", "gbk")
+    assert right.exit_code == 0, right.output
+    assert right.stdout == "batch.csv (gbk), 5 rows: 5 cases imported as batch #1\n"
+    assert stored_cases(factory)["ZS2024030002"].debtor_name == "李娜"
+    unknown = dunning_import(tmp_path, str(path), "--client", CLIENT, "--encoding", "big5")
+    assert unknown.exit_code == 2 and "'big5' is not one of" in unknown.stderr
+
+
+def test_the_command_takes_a_mapping_file(factory, tmp_path):
+    mapping = tmp_path / "cmb.toml"
+    mapping.write_text('reference = "合同编号"\nown_mobile = "本人电话"\n', encoding="utf-8")
+    renamed = {"案件编号": "合同编号", "手机": "本人电话"}
+    rows = [{renamed.get(h, h): v for h, v in c.items()} for c in CASES]
+    path = write_csv(tmp_path / "batch.csv", rows, headers=[renamed.get(h, h) for h in HEADERS])
+    without = dunning_import(tmp_path, str(path), "--client", CLIENT)
+    assert without.exit_code == 1 and counts(factory) == NOTHING
+    result = dunning_import(tmp_path, str(path), "--client", CLIENT, "--mapping", str(mapping))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "batch.csv (utf-8), 5 rows: 5 cases imported as batch #1\n"
+    assert stored_cases(factory)["ZS2024030003"].phones[0].e164 == "+8613800138001"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('mobile = "手机"\n', encoding="utf-8")
+    refused_ = dunning_import(tmp_path, str(path), "--client", CLIENT, "--mapping", str(bad))
+    assert refused_.exit_code == 1 and "error: " in refused_.stderr and "unknown field mobile" in refused_.stderr
+
+
+def test_the_command_skips_invalid_rows_when_asked_and_lists_them(factory, tmp_path):
+    rows = [CASES[0], case(1, 手机="1361234567"), CASES[2], case(3, 案件编号="ZS2024030001"), CASES[4]]
+    result = dunning_import(tmp_path, str(write_csv(tmp_path / "batch.csv", rows)), "--client", CLIENT,
+                            "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stderr.splitlines() if line.startswith("skipped: ")] == [
+        f'skipped: batch.csv, row 3, column 手机, value "1361234567": not a valid phone number: no such number {HINT}',
+        'skipped: batch.csv, row 5, column 案件编号, value "ZS2024030001": the same case reference as row 2']
+    assert result.stdout == "batch.csv (utf-8), 5 rows: 3 cases imported as batch #1, 2 rows skipped\n"
+    assert set(stored_cases(factory)) == {"ZS2024030001", "ZS2024030003", "ZS2024030005"}
