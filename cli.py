@@ -116,7 +116,8 @@ def sandbox_cli(command: tuple[str, ...]) -> None:
 def asterisk_config(out: Path) -> None:
     """Write the configuration files your own Asterisk #includes: the AMI user
     (dunning-manager.conf), the agents' endpoints (dunning-pjsip.conf) and the
-    dialer's contexts (dunning-extensions.conf). The files hold secrets: mode 0600."""
+    dialer's contexts (dunning-extensions.conf). The files hold secrets: mode 0600.
+    Also the prompts the dialplan plays (sounds/*.wav), for Asterisk's sounds folder."""
     site = _site()
     creds = credentials.load_or_create(site.home)
     spec = sandbox.config_spec(site, creds)
@@ -124,9 +125,12 @@ def asterisk_config(out: Path) -> None:
     for name, text in include_files(spec).items():
         credentials.write_private(out / name, text)
         click.echo(f"wrote {out / name}")
+    for path in sandbox.install_sounds(out / "sounds"):
+        click.echo(f"wrote {path}")
     click.echo("add to manager.conf:    #include dunning-manager.conf\n"
                "add to pjsip.conf:      #include dunning-pjsip.conf\n"
                "add to extensions.conf: #include dunning-extensions.conf\n"
+               f"copy the prompts:       mkdir -p {sandbox.SOUNDS} && cp {out / 'sounds'}/*.wav {sandbox.SOUNDS}/\n"
                "then `dunning asterisk check` with DUNNING_AMI_* pointing at it")
 
 
@@ -138,13 +142,14 @@ def asterisk_check(timeout: float) -> None:
     engine needs: AMI login and permissions, the applications, the dialplan contexts,
     the agents' endpoints. Exit status 0 when everything is there, 1 otherwise."""
     from dialer.sandbox_session import ami_settings
-    from asterisk_conf.check import run_check
+    from asterisk_conf.check import NOT_CHECKED, run_check
     site = _site()
     agents = sorted(credentials.load_or_create(site.home).agent_passwords)
     results = asyncio.run(run_check(ami_settings(site), agents, timeout=timeout))
     for item in results:
         mark = click.style("ok  ", fg="green") if item.ok else click.style("MISSING", fg="red")
         click.echo(f"{mark} {item.what}" + (f": {item.detail}" if item.detail else ""))
+    click.echo(NOT_CHECKED, err=True)
     sys.exit(0 if all(item.ok for item in results) else 1)
 
 
@@ -401,7 +406,7 @@ def why(case_or_number: str, at: str | None) -> None:
 
 @main.group("recordings")
 def recordings_group() -> None:
-    """The recording vault: retention, legal holds, purge, verification, export."""
+    """The recording vault: retention, legal holds, purge, verification, ingest, export."""
 
 
 def _operator() -> str:
@@ -456,11 +461,14 @@ def recordings_release(hold_id: int, reason: str) -> None:
 @campaign_errors
 def recordings_purge(dry_run: bool) -> None:
     """Delete the recordings past their retention and under no legal hold; every deletion
-    is written to the append-only audit log."""
+    is written to the append-only audit log. Refused while another purge runs."""
+    import contextlib
+
     from campaigns.db import transaction
     from recordings import retention
     site = _site()
-    with transaction(_database(site)) as session:
+    lock = contextlib.nullcontext() if dry_run else retention.purge_lock(site.recordings_root)
+    with lock, transaction(_database(site)) as session:
         report = retention.purge(session, site.recordings_root, _now(), _operator(), dry_run=dry_run)
     for line in report.lines():
         click.echo(line)
@@ -470,8 +478,9 @@ def recordings_purge(dry_run: bool) -> None:
 @recordings_group.command("verify")
 @campaign_errors
 def recordings_verify() -> None:
-    """Re-hash every stored recording and report missing, changed and orphan files, and
-    answered calls with no recording. Exit status 1 when anything is wrong."""
+    """Re-hash every stored recording and report missing, changed and orphan files, partial
+    writes left by a crash, answered calls with no recording, and interrupted calls whose
+    recording is on disk but not in the vault. Exit status 1 when anything is wrong."""
     import time as _time
 
     from campaigns.db import transaction
@@ -483,11 +492,27 @@ def recordings_verify() -> None:
         def progress(done: int, total: int) -> None:
             bar.length = max(total, 1)
             bar.update(done - bar.pos)
-        report = integrity.verify(session, site.recordings_root, _now(), progress=progress)
+        report = integrity.verify(session, site.recordings_root, _now(), progress=progress,
+                                  spool=site.recordings_spool)
     seconds = max(_time.monotonic() - started, 1e-6)
     for line in report.lines():
         click.echo(line)
     click.echo(f"throughput {report.bytes / 1e6 / seconds:.1f} MB/s")
+    sys.exit(0 if report.ok else 1)
+
+
+@recordings_group.command("ingest")
+@campaign_errors
+def recordings_ingest() -> None:
+    """Store in the vault every call whose recording is on disk but not in the vault: calls
+    the engine closed as interrupted after a crash, answered calls the vault could not take
+    at the time. Running it again changes nothing. Exit status 1 when a call could not be
+    stored."""
+    from recordings import backlog
+    site = _site()
+    report = backlog.ingest_backlog(_database(site), site.recordings_spool, site.recordings_root, _now(), site.codec)
+    for line in report.lines():
+        click.echo(line)
     sys.exit(0 if report.ok else 1)
 
 
@@ -663,10 +688,6 @@ def _require_call_audio(path: Path) -> None:
             f"8000 Hz mono 16-bit (sox IN.wav -r 8000 -c 1 -b 16 OUT.wav)", param_hint="--say")
 
 
-if __name__ == "__main__":
-    main()
-
-
 @main.command("targets")
 @click.argument("campaign_name")
 @click.option("--at", "at", default=None, help="As of this time (ISO 8601 with offset); default now.")
@@ -745,13 +766,14 @@ def alerts(campaign_name: str | None, show_all: bool, ack: int | None) -> None:
 @campaign_errors
 def schedule_list() -> None:
     """The scheduled jobs kept in the database (window edges, mid-day targets check, queue
-    sweep per campaign; `dunning run` registers them) and when each runs next."""
+    sweep per campaign, and the daily purge of recordings past retention; `dunning run`
+    registers them) and when each runs next."""
     from campaigns import schedule
     jobs = schedule.scheduled_jobs(_site().database)
     for job, next_at in sorted(jobs):
         click.echo(f"{job:40} next {next_at:%Y-%m-%d %H:%M:%S %Z}" if next_at else f"{job:40} paused")
     if not jobs:
-        click.echo("no jobs yet: `dunning run CAMPAIGN` registers its campaign's jobs")
+        click.echo("no jobs yet: `dunning run CAMPAIGN` registers its campaign's jobs and the daily purge")
 
 
 # ---------------------------------------------------------------- QA: findings, verdicts, samples
@@ -1127,3 +1149,7 @@ def qa_search(query, since, until, agent, campaign, leg, category, severity, rev
             click.echo(f"  {m.leg:6} {int(m.seconds // 60):02d}:{m.seconds % 60:04.1f}  "
                        f"{m.snippet[:a]}[{m.snippet[a:b]}]{m.snippet[b:]}")
     click.echo(f"{len(found)} call(s)")
+
+
+if __name__ == "__main__":
+    main()

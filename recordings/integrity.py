@@ -6,13 +6,16 @@ files, and the leg files of ``recordings.store``) and reports:
 * missing — a file the database lists is not on disk;
 * changed — a file whose SHA-256 no longer matches the one recorded when it was stored;
 * orphans — a file on disk that no recording lists (the purge audit directory aside);
-* partials — a ``.partial`` left by a crash in the middle of a write (the next ingest of
-  that call removes it);
+* partials — a ``.partial`` left by a crash in the middle of a write (``dunning recordings
+  ingest`` completes the call and removes it);
 * unrecorded — an answered call that is not in the vault (``has_legs`` says whether its
-  leg files were at least stored, so that it can still be ingested).
+  leg files were at least stored, so that it can still be ingested);
+* interrupted — a call the engine closed as interrupted after a crash, with no answer time,
+  whose leg files are on disk (in the spool or the recordings dir) but that is not in the
+  vault: the crash came between the call's end and its ingest (``recordings.backlog``).
 
-It marks each vault file's ``checked_at``/``integrity`` so that `coverage` can say, per
-day, how many answered calls have a recording verified intact.
+Each of these makes the report not ok. It marks each vault file's ``checked_at``/``integrity``
+so that `coverage` can say, per day, how many answered calls have a recording verified intact.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.models import Attempt, AttemptState, Recording, RecordingFile, VaultFile
 
+from .backlog import Stranded, stranded
 from .retention import AUDIT_DIR
 from .store import sha256_of
 from .vault import is_partial
@@ -62,23 +66,29 @@ class VerifyReport:
     orphans: list[str] = field(default_factory=list)
     partials: list[str] = field(default_factory=list)
     unrecorded: list[Unrecorded] = field(default_factory=list)
+    interrupted: list[Stranded] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.changed or self.orphans or self.unrecorded)
+        return not (self.missing or self.changed or self.orphans or self.partials or self.unrecorded
+                    or self.interrupted)
 
     def lines(self) -> list[str]:
         out = [f"MISSING {r.path} (recording {r.recording_id}, call {r.call_id})" for r in self.missing]
         out += [f"CHANGED {r.path} (recording {r.recording_id}, call {r.call_id}): checksum mismatch"
                 for r in self.changed]
         out += [f"ORPHAN {p}: no recording lists this file" for p in self.orphans]
-        out += [f"PARTIAL {p}: left by an interrupted write; the next ingest of that call removes it"
-                for p in self.partials]
+        out += [f"PARTIAL {p}: left by an interrupted write; `dunning recordings ingest` completes the call "
+                "and removes it" for p in self.partials]
         out += [f"UNRECORDED call {u.call_id} (attempt {u.attempt_id}, answered {u.answered_at:%Y-%m-%d %H:%M} UTC): "
                 + ("legs stored, not in the vault yet" if u.has_legs else "no recording at all") for u in self.unrecorded]
+        out += [f"INTERRUPTED call {s.call_id} (attempt {s.attempt_id}): the engine stopped before storing it; its "
+                f"recording is on disk ({', '.join(s.files)}) but not in the vault: `dunning recordings ingest` "
+                "stores it" for s in self.interrupted]
         out.append(f"{self.files} files, {self.bytes / 1e6:.1f} MB checked: {len(self.missing)} missing, "
                    f"{len(self.changed)} changed, {len(self.orphans)} orphans, {len(self.unrecorded)} answered calls "
-                   "without a recording in the vault")
+                   f"without a recording in the vault, {len(self.partials)} partial writes, {len(self.interrupted)} "
+                   "interrupted calls with a recording not in the vault")
         return out
 
 
@@ -120,10 +130,12 @@ def unrecorded_calls(session: Session) -> list[Unrecorded]:
             for attempt_id, call_id, answered_at, recording_id in rows]
 
 
-def verify(session: Session, root: Path, now: dt.datetime, progress: Progress | None = None) -> VerifyReport:
+def verify(session: Session, root: Path, now: dt.datetime, progress: Progress | None = None,
+           spool: Path | None = None) -> VerifyReport:
     """Re-hash every stored file and report what is missing, changed, orphaned or never
     recorded. `progress(bytes_done, bytes_total)` is called as the hashing goes (the total
-    is the size of the files found on disk), so a caller can show a bar and a throughput."""
+    is the size of the files found on disk), so a caller can show a bar and a throughput.
+    `spool` (Asterisk's recordings spool) is also searched for the legs of interrupted calls."""
     report = VerifyReport()
     refs = stored_refs(session)
     present = {r.path for r in refs if (root / r.path).is_file()}
@@ -157,6 +169,7 @@ def verify(session: Session, root: Path, now: dt.datetime, progress: Progress | 
         elif relative not in known:
             report.orphans.append(relative)
     report.unrecorded = unrecorded_calls(session)
+    report.interrupted = stranded(session, spool, root, now)
     session.flush()
     return report
 
@@ -167,12 +180,14 @@ class Coverage(NamedTuple):
 
 
 def coverage(session: Session, day: dt.date, tz: str | dt.tzinfo) -> Coverage:
-    """Of the calls answered on `day` (a calendar day in `tz`), how many have a recording
-    in the vault whose last check (ingest or `verify`) found it intact."""
+    """Of the answered calls dialled on `day` (a calendar day in `tz`: the daily report's
+    rule, ``campaigns.report.daily``), how many have a recording in the vault whose last
+    check (ingest or `verify`) found it intact."""
     zone = ZoneInfo(tz) if isinstance(tz, str) else tz
     start = dt.datetime.combine(day, dt.time(0), zone)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), zone)
-    answered = select(Attempt.id).where(Attempt.answered_at >= start, Attempt.answered_at < end)
+    answered = select(Attempt.id).where(Attempt.dialed_at >= start, Attempt.dialed_at < end,
+                                        Attempt.answered_at.is_not(None))
     return Coverage(verified_recordings(session, answered),
                     session.scalar(select(func.count()).select_from(answered.subquery())) or 0)
 

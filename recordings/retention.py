@@ -13,19 +13,30 @@ file it removed twice: a line in a JSON-lines file opened in append mode and fsy
 ``purge_audit`` table, which the code only inserts into and the database refuses to update
 or delete. A purge interrupted by a crash is completed by the next one, which records files
 already gone as ``already_absent``.
+
+Two purges never overlap: each holds an exclusive lock on ``<recordings>/audit/purge.lock``
+(`purge_lock`, flock: every process on the host; over NFS, Linux makes it a lock the other
+clients see too) from its plan to its commit, and one that finds the lock taken does nothing.
+The daily purge is a job of the database's APScheduler store (`schedule_purge`, one fixed id:
+`dunning run` registers it, `dunning schedule` lists it); whichever scheduler is up runs it,
+and one missed while none was runs once when one starts again. A second run the same day
+finds nothing left to delete.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
+import fcntl
 import json
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from campaigns.models import (
     Attempt,
@@ -45,7 +56,14 @@ MIN_RETENTION_YEARS = 2
 #: Where the JSON-lines copy of the purge audit goes, relative to the recordings dir.
 AUDIT_DIR = "audit"
 AUDIT_LOG = f"{AUDIT_DIR}/purge.jsonl"
+PURGE_LOCK = f"{AUDIT_DIR}/purge.lock"
 PURGE_JOB_ID = "dunning-recordings-purge"
+
+log = logging.getLogger(__name__)
+
+
+class PurgeRunning(VaultError):
+    """Another purge holds the lock on the recordings dir."""
 
 
 def add_years(at: dt.datetime, years: int) -> dt.datetime:
@@ -281,21 +299,57 @@ def purge(session: Session, root: Path, now: dt.datetime, actor: str, dry_run: b
     return report
 
 
+@contextlib.contextmanager
+def purge_lock(root: Path) -> Iterator[None]:
+    """Hold the purge's lock on the recordings dir, or raise PurgeRunning at once. Hold it
+    until the purge's transaction is committed (a second purge must not plan from rows the
+    first has not committed yet). The kernel drops it when the holder exits, even killed."""
+    path = root / PURGE_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PurgeRunning(f"another purge is running on {root} (it holds {path}); nothing was done") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def schedule_purge(scheduler, factory: sessionmaker[Session], root: Path, *, actor: str = "scheduled purge",
-                   hour: int = 3, minute: int = 30, timezone: str = "Asia/Shanghai",
-                   clock: Callable[[], dt.datetime] = utc_now):
-    """Register the daily purge on an APScheduler 3.x scheduler (started by the caller).
-    The job reads the clock (`clock`) and runs `purge` in one transaction; it returns the
-    report. Re-registering replaces the job."""
+def scheduled_purge(database_url: str, root: str, actor: str = "scheduled purge") -> PurgeReport | None:
+    """The daily job (called by reference, so that the database's job store can keep it):
+    purge as of the wall clock, under the lock; None when another purge was running."""
+    from campaigns.db import make_engine, sessions
+    engine = make_engine(database_url)
+    try:
+        with purge_lock(Path(root)), sessions(engine)() as session, session.begin():
+            report = purge(session, Path(root), utc_now(), actor)
+    except PurgeRunning as exc:
+        log.warning("scheduled purge skipped: %s", exc)
+        return None
+    finally:
+        engine.dispose()
+    for line in report.lines():
+        log.info("scheduled purge: %s", line)
+    return report
+
+
+def schedule_purge(scheduler, database_url: str, root: Path, *, jobstore: str = "default", hour: int = 3,
+                   minute: int = 30, timezone: str = "Asia/Shanghai"):
+    """Register the daily purge on an APScheduler 3.x scheduler, in `jobstore` (the
+    database's, ``campaigns.schedule.job_store``) under its fixed id: one job, however
+    many processes register it. Started (even paused), the scheduler shows what the
+    store holds: the same job already there is kept as it is, with its next run time, so
+    that a purge missed while no scheduler ran runs once when one starts (coalesce, no
+    grace limit); anything else is replaced."""
     from apscheduler.triggers.cron import CronTrigger
 
-    def run_purge() -> PurgeReport:
-        with factory() as session, session.begin():
-            return purge(session, root, clock(), actor)
-    return scheduler.add_job(run_purge, CronTrigger(hour=hour, minute=minute, timezone=timezone), id=PURGE_JOB_ID,
-                             name="purge recordings past retention", replace_existing=True, coalesce=True,
-                             max_instances=1, misfire_grace_time=6 * 3600)
+    from campaigns.schedule import keep_or_add
+    trigger = CronTrigger(hour=hour, minute=minute, timezone=timezone)
+    return keep_or_add(scheduler, scheduled_purge, trigger, args=(database_url, str(root)), id=PURGE_JOB_ID,
+                       name="purge recordings past retention", jobstore=jobstore, misfire_grace_time=None)

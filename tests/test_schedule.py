@@ -117,6 +117,25 @@ def test_jobs_survive_a_restart_without_being_lost_or_doubled(tmp_path):
     assert sorted(job for job, _ in listed) == sorted(before)
     assert all(job.coalesce and job.misfire_grace_time == 3600 for job in _jobs(url))
 
+    # A close missed while no engine ran (due ten minutes ago): registering again on the
+    # next start keeps it due, so the starting scheduler runs it once, within the hour.
+    close_id = schedule.job_id("close", "r")
+    missed = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)).replace(microsecond=0)
+    store = schedule.job_store(url)
+    store.start(BackgroundScheduler(timezone="UTC"), "default")
+    job = store.lookup_job(close_id)
+    job.next_run_time = missed
+    store.update_job(job)
+    store.shutdown()
+    scheduler = BackgroundScheduler(timezone="UTC", jobstores={"default": schedule.job_store(url)})
+    scheduler.start(paused=True)
+    try:
+        schedule.schedule_campaign(scheduler, url, campaign, Rules())
+        assert scheduler.get_job(close_id).next_run_time == missed
+    finally:
+        scheduler.remove_all_jobs()   # nothing to run here: the close itself is tested above
+        scheduler.shutdown(wait=False)
+
 
 def _jobs(url):
     scheduler = BackgroundScheduler(timezone="UTC", jobstores={"default": schedule.job_store(url)})

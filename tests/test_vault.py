@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from campaigns.models import (
     Campaign,
     Case,
     Client,
+    LegalHold,
     Phone,
     PurgeAudit,
     Recording,
@@ -45,6 +47,7 @@ from recordings.errors import (
     LegMissing,
     NotFound,
     RetentionTooShort,
+    VaultConflict,
     VaultError,
 )
 from recordings.legs import leg_files
@@ -503,24 +506,139 @@ def test_a_hold_on_the_case_keeps_the_recording_until_released(sqlite_db, one_ca
     assert not (root / stored.path).exists()
 
 
-def test_the_daily_purge_job_is_registered_and_purges_with_its_clock(sqlite_db, one_call, tmp_path):
+def cli_env(engine, root: Path, home: Path) -> dict[str, str]:
+    """The environment `dunning` reads: this database, this recordings dir."""
+    return {"DUNNING_DATABASE_URL": engine.url.render_as_string(hide_password=False), "DUNNING_RECORDINGS": str(root),
+            "DUNNING_HOME": str(home), "DUNNING_SPOOL": str(home / "spool")}
+
+
+def dunning(env: dict[str, str], *args: str):
+    from click.testing import CliRunner
+
+    from cli import main
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def job_scheduler(url: str):
+    """A process's scheduler on the database's job store, started paused (as `dunning run`
+    starts it while it registers its jobs)."""
     from apscheduler.schedulers.background import BackgroundScheduler
+
+    from campaigns import schedule
+    scheduler = BackgroundScheduler(timezone="UTC", jobstores={"default": schedule.job_store(url)})
+    scheduler.start(paused=True)
+    return scheduler
+
+
+def set_next_run(url: str, job_id: str, at: dt.datetime) -> None:
+    """Write a job's next run time into the store, as a store left by processes that were
+    all stopped at that time holds it."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from campaigns import schedule
+    store = schedule.job_store(url)
+    store.start(BackgroundScheduler(timezone="UTC"), "default")
+    job = store.lookup_job(job_id)
+    job.next_run_time = at
+    store.update_job(job)
+    store.shutdown()
+
+
+def test_the_daily_purge_is_one_job_in_the_database_and_one_missed_runs_when_a_scheduler_starts(
+        sqlite_db, one_call, tmp_path, monkeypatch):
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
+
+    from campaigns import schedule
     factory, attempt_id, legs = one_call(sqlite_db)
     root = tmp_path / "recordings"
     stored = ingest(factory, root, attempt_id, legs)
-    scheduler = BackgroundScheduler(timezone="Asia/Shanghai")
-    scheduler.start(paused=True)
-    try:
-        retention.schedule_purge(scheduler, factory, root)
-        # Registering again (each start of the engine does) replaces the job, never doubles it.
-        retention.schedule_purge(scheduler, factory, root, clock=lambda: retention.add_years(ANSWERED, 3))
-        job, = scheduler.get_jobs()
-    finally:
+    url = sqlite_db.url.render_as_string(hide_password=False)
+    for _ in range(2):  # two engines (`dunning run` of two campaigns) register it: one job
+        scheduler = job_scheduler(url)
+        job = retention.schedule_purge(scheduler, url, root)
         scheduler.shutdown(wait=False)
     assert job.id == retention.PURGE_JOB_ID and str(job.trigger) == "cron[hour='3', minute='30']"
-    assert str(job.trigger.timezone) == "Asia/Shanghai"
-    report = job.func()
-    assert [r.recording_id for r in report.purged] == [stored.recording_id] and not (root / stored.path).exists()
+    assert str(job.trigger.timezone) == "Asia/Shanghai" and job.coalesce and job.misfire_grace_time is None
+    listed = [job_id for job_id, _ in schedule.scheduled_jobs(url)]
+    assert listed == [retention.PURGE_JOB_ID], "`dunning schedule` lists it, once"
+    assert retention.PURGE_JOB_ID in dunning(cli_env(sqlite_db, root, tmp_path), "schedule").output
+
+    # No scheduler ran at 03:30; the next one to start (even days later) registers it again,
+    # which keeps the missed run, and runs it once.
+    missed = dt.datetime(2026, 11, 24, 19, 30, tzinfo=UTC)  # 03:30 in Shanghai, before the wall clock
+    set_next_run(url, retention.PURGE_JOB_ID, missed)
+    for _ in range(2):
+        assert schedule.scheduled_jobs(url) == [(retention.PURGE_JOB_ID, missed)], "listing it leaves it due"
+    scheduler = job_scheduler(url)
+    assert retention.schedule_purge(scheduler, url, root).next_run_time == missed
+    monkeypatch.setattr(retention, "utc_now", lambda: retention.add_years(ANSWERED, 2))  # the purge's clock
+    runs = []
+    scheduler.add_listener(runs.append, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+    try:
+        scheduler.resume()
+        deadline = time.monotonic() + 20
+        while not runs and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        scheduler.shutdown(wait=True)
+    (run,) = runs
+    assert run.exception is None, run.traceback
+    assert [r.recording_id for r in run.retval.purged] == [stored.recording_id] and not (root / stored.path).exists()
+    (_, next_at), = schedule.scheduled_jobs(url)
+    assert next_at > dt.datetime.now(UTC), "then the next 03:30"
+
+
+def test_two_purges_never_overlap(sqlite_db, stored_and_legs, tmp_path, monkeypatch):
+    """Two schedulers (or a scheduler and `dunning recordings purge`) at the same moment:
+    one purges, the other finds the lock taken and does nothing; nothing is audited twice."""
+    import concurrent.futures
+    _, _, root, stored = stored_and_legs(sqlite_db)
+    url = sqlite_db.url.render_as_string(hide_password=False)
+    monkeypatch.setattr(retention, "utc_now", lambda: retention.add_years(ANSWERED, 2))
+    plan = retention._plan
+
+    def slow_plan(*args):  # both would plan the same deletions, were they not locked out
+        found = plan(*args)
+        time.sleep(0.5)
+        return found
+    monkeypatch.setattr(retention, "_plan", slow_plan)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda _: retention.scheduled_purge(url, str(root)), range(2)))
+    assert sorted(report is None for report in reports) == [False, True]
+    done = next(report for report in reports if report is not None)
+    assert [r.recording_id for r in done.purged] == [stored.recording_id]
+    with sessions(sqlite_db)() as s:
+        assert s.scalar(select(func.count()).select_from(PurgeAudit)) == 5, "each file audited once"
+    assert len((root / retention.AUDIT_LOG).read_text().splitlines()) == 5
+
+    with retention.purge_lock(root):
+        refused = dunning(cli_env(sqlite_db, root, tmp_path), "recordings", "purge")
+    assert refused.exit_code == 1
+    assert f"another purge is running on {root}" in refused.output and "nothing was done" in refused.output
+    assert dunning(cli_env(sqlite_db, root, tmp_path), "recordings", "purge").exit_code == 0, "once it is over"
+
+
+def test_hold_and_release_on_the_command_line(sqlite_db, one_call, tmp_path):
+    factory, attempt_id, legs = one_call(sqlite_db)
+    root = tmp_path / "recordings"
+    ingest(factory, root, attempt_id, legs)
+    env = cli_env(sqlite_db, root, tmp_path)
+    placed = dunning(env, "recordings", "hold", "case:ICBC/C1", "--reason", "lawsuit 2026-17")
+    assert placed.exit_code == 0 and placed.output == "hold 1 placed on case:ICBC/C1\n", placed.output
+    released = dunning(env, "recordings", "release", "1", "--reason", "case closed")
+    assert released.exit_code == 0 and released.output == "hold 1 released\n", released.output
+    with sessions(sqlite_db)() as s:
+        hold = s.scalar(select(LegalHold))
+        assert (hold.release_reason, hold.released_by) == ("case closed", retention_operator())
+        assert hold.released_at is not None
+        assert retention.active_holds(s) == (set(), set())
+    again = dunning(env, "recordings", "release", "1", "--reason", "twice")
+    assert again.exit_code == 1 and "no active legal hold 1" in again.output
+
+
+def retention_operator() -> str:
+    import getpass
+    return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
 # -- verify ------------------------------------------------------------------------------------
@@ -563,6 +681,7 @@ def test_answered_calls_without_a_recording_are_reported_and_coverage_counts_per
         add_call(s, world, case_phone, "a1-8001-2")  # answered, nothing kept
         add_call(s, world, case_phone, "a1-8001-3", answered_at=None)  # not answered: nothing to keep
         late = add_call(s, world, case_phone, "a1-8001-4", answered_at=dt.datetime(2026, 11, 25, 16, 30, tzinfo=UTC))
+        s.get(Attempt, late).dialed_at = dt.datetime(2026, 11, 25, 16, 29, 50, tzinfo=UTC)  # the day is the dial's
     with transaction(factory) as s:
         report = integrity.verify(s, root, NOW)
         assert [(u.call_id, u.has_legs) for u in report.unrecorded] == [("a1-8001-2", False), ("a1-8001-4", False)]
@@ -613,3 +732,129 @@ def test_a_changed_file_is_not_exported(sqlite_db, one_call, tmp_path):
         with transaction(factory) as s:
             access.export(s, root, stored.recording_id, tmp_path / "out", "wang.qa", "bank request", NOW)
     assert not (tmp_path / "out").exists()
+
+
+# -- overwrite refused, a deleted stereo file, coverage in the daily report, verify's CLI ------
+
+def test_a_metadata_file_that_describes_another_recording_is_never_overwritten(sqlite_db, one_call, tmp_path):
+    factory, attempt_id, legs = one_call(sqlite_db)
+    root = tmp_path / "recordings"
+    foreign = root / "vault/2026/11/25/a1-8001-1.json"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_bytes(b'{"call_id": "a1-8001-1", "case_reference": "someone else"}\n')
+    os.chmod(foreign, 0o444)
+    with pytest.raises(VaultConflict, match=r"a1-8001-1\.json exists and describes another recording; "
+                                            r"it was not overwritten"):
+        ingest(factory, root, attempt_id, legs)
+    assert foreign.read_bytes() == b'{"call_id": "a1-8001-1", "case_reference": "someone else"}\n'
+    with sessions(sqlite_db)() as s:
+        assert s.scalar(select(func.count()).select_from(VaultFile)) == 0, "nothing registered"
+    with transaction(factory) as s:
+        assert [u.call_id for u in integrity.verify(s, root, NOW).unrecorded] == ["a1-8001-1"]
+
+
+def test_a_deleted_stereo_file_is_reported_and_lowers_the_coverage_once_verified(sqlite_db, stored_and_legs):
+    from campaigns.report import daily, render
+    factory, _, root, stored = stored_and_legs(sqlite_db)
+    with transaction(factory) as s:
+        assert integrity.verify(s, root, NOW).ok
+    (root / stored.path).unlink()
+    with sessions(sqlite_db)() as s:
+        # "Verified" is what the last check found: until verify runs again, the report cannot know.
+        assert daily(s, dt.date(2026, 11, 25), "Asia/Shanghai").coverage == (1, 1)
+    with transaction(factory) as s:
+        report = integrity.verify(s, root, NOW + dt.timedelta(days=1))
+    assert [r.path for r in report.missing] == [stored.path] and not report.ok
+    assert f"MISSING {stored.path} (recording {stored.recording_id}, call a1-8001-1)" in report.lines()
+    with sessions(sqlite_db)() as s:
+        assert s.scalar(select(VaultFile.integrity)) == "missing"
+        day = daily(s, dt.date(2026, 11, 25), "Asia/Shanghai")
+        assert integrity.coverage(s, dt.date(2026, 11, 25), "Asia/Shanghai") == (0, 1)
+    assert day.coverage == (0, 1)
+    assert render(day).endswith("recording coverage: 0 of 1 answered calls have a verified recording in the vault "
+                                "(0 %; it must be 100 %)")
+
+
+def test_the_daily_report_shows_coverage_below_100_when_an_answered_call_has_no_recording(sqlite_db, one_call,
+                                                                                         tmp_path):
+    from campaigns.report import daily, render
+    factory, attempt_id, legs = one_call(sqlite_db)
+    ingest(factory, tmp_path / "recordings", attempt_id, legs)
+    shanghai = dt.timezone(dt.timedelta(hours=8))
+    with transaction(factory) as s:
+        world = {"campaign": s.scalar(select(Campaign.id)), "agent": s.scalar(select(Agent.id))}
+        case_phone = (s.scalar(select(Case.id)), s.scalar(select(Phone.id)))
+        add_call(s, world, case_phone, "a1-8001-2")  # answered, nothing kept
+        # Dialled at 23:59:58 on the 25th in Shanghai, answered at 00:00:03 on the 26th: the
+        # report and the coverage both count it on the day it was dialled.
+        late = add_call(s, world, case_phone, "a1-8001-3",
+                        answered_at=dt.datetime(2026, 11, 26, 0, 0, 3, tzinfo=shanghai))
+        s.get(Attempt, late).dialed_at = dt.datetime(2026, 11, 25, 23, 59, 58, tzinfo=shanghai)
+    with sessions(sqlite_db)() as s:
+        day = daily(s, dt.date(2026, 11, 25), "Asia/Shanghai")
+        next_day = daily(s, dt.date(2026, 11, 26), "Asia/Shanghai")
+        assert integrity.coverage(s, dt.date(2026, 11, 25), "Asia/Shanghai") == day.coverage == (1, 3)
+        assert integrity.coverage(s, dt.date(2026, 11, 26), "Asia/Shanghai") == next_day.coverage == (0, 0)
+    assert day.campaigns[0].dials == 3 and day.campaigns[0].answered == 3
+    assert "recording coverage: 1 of 3 answered calls have a verified recording in the vault (33 %; it must be " \
+           "100 %)" in render(day)
+
+
+def test_verify_on_the_command_line_shows_its_progress_and_throughput(sqlite_db, stored_and_legs, tmp_path,
+                                                                       monkeypatch):
+    import re
+
+    import click._termui_impl
+    _, _, root, stored = stored_and_legs(sqlite_db)
+    monkeypatch.setattr(click._termui_impl, "isatty", lambda _: True)  # the bar as a terminal shows it
+    result = dunning(cli_env(sqlite_db, root, tmp_path), "recordings", "verify")
+    assert result.exit_code == 0, result.output
+    bar = result.stderr.split("\r")
+    assert any(re.match(r"verifying\s+\[-+\]\s+0%", frame) for frame in bar), bar
+    assert any(re.match(r"verifying\s+\[#+\]\s+100%", frame) for frame in bar), bar
+    lines = result.stdout.splitlines()
+    assert lines[-2].startswith("5 files, ") and " 0 missing, 0 changed, 0 orphans" in lines[-2]
+    assert re.fullmatch(r"throughput \d+\.\d MB/s", lines[-1]), lines[-1]
+    (root / stored.path).unlink()
+    broken = dunning(cli_env(sqlite_db, root, tmp_path), "recordings", "verify")
+    assert broken.exit_code == 1 and f"MISSING {stored.path}" in broken.stdout
+
+
+# -- the codec bench's arithmetic (bench/codecs.py) --------------------------------------------
+
+def test_the_codec_table_gives_the_storage_per_agent_year_and_per_100_agents_over_2_years(monkeypatch):
+    import math
+
+    monkeypatch.syspath_prepend(str(REPO))  # bench/ is run from the repository, not installed
+    from bench.codecs import Row, Workload, table
+    from recordings.codecs import CODECS
+    workload = Workload()  # the targets: 50 effective calls of 3 minutes a day, 250 working days
+    assert workload.minutes_per_agent_year == 37_500
+    every_answered = Workload(other_calls_per_day=150, other_minutes_per_call=0.5)
+    assert every_answered.minutes_per_agent_year == 56_250, "the other 150 dials answered, 30 s each"
+    rows = [Row(CODECS["wav"], 1_920_000, 1_920_000, -math.inf, 12_000, 786, 1.0, 1.0),
+            Row(CODECS["flac"], 496_000, 1_047_000, -math.inf, 383, 526, 1.0, 1.0),
+            Row(CODECS["mp3-32k"], 240_200, 240_200, -106.4, 182, 613, 0.0, None)]
+    lines = table(rows, workload, agents=100, years=2).splitlines()
+    assert lines[0] == ("| codec | kB/min (turns) | kB/min (both talking) | size vs WAV | crosstalk | encode ×RT "
+                        "| decode ×RT | STT words vs WAV | STT syllables vs WAV | GB per agent-year "
+                        "| TB per 100 agents, 2 years |")
+    # 8 kHz × 2 channels × 2 bytes = 1.92 MB a minute; × 37,500 minutes = 72 GB; × 100 × 2 = 14.4 TB.
+    assert lines[2] == "| wav (lossless) | 1920 | 1920 | 1.00 | none | 12000 | 786 | 100% | 100% | 72.0 | 14.40 |"
+    assert lines[3] == "| flac (lossless) | 496 | 1047 | 0.55 | none | 383 | 526 | 100% | 100% | 39.3 | 7.85 |"
+    assert lines[4] == "| mp3-32k (32kbit/s) | 240 | 240 | 0.13 | -106 dB | 182 | 613 | 0% | n/a | 9.0 | 1.80 |"
+    wav_all = table(rows[:1], every_answered, agents=100, years=2).splitlines()[2]
+    assert wav_all.endswith("| 108.0 | 21.60 |")
+
+
+def test_the_speech_to_text_agreement_measure(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from bench.codecs import agreement, edit_distance, syllables
+    assert edit_distance(list("kitten"), list("sitting")) == 3
+    assert edit_distance(["a", "b", "c"], ["a", "c"]) == 1 and edit_distance([], ["x"]) == 1
+    assert agreement([(["a", "b"], ["a", "b"])]) == 1.0
+    assert agreement([(["a", "b"], ["a", "b"]), (["c", "d"], ["x"])]) == 0.5, "2 edits over 4 reference words"
+    assert agreement([(["a"], ["x", "y", "z"])]) == 0.0, "floored at 0"
+    assert agreement([]) == 1.0 and agreement([([], ["x"])]) == 1.0, "no reference words: nothing to lose"
+    assert syllables("널 오륜 벼") == ["널", "오", "륜", "벼"]
+    assert agreement([(syllables("오륜벼"), syllables("오류 벼"))]) == pytest.approx(2 / 3)
