@@ -1,5 +1,5 @@
 """The engine loop without the sandbox: the real call registry (ami_bridge.Calls) over the
-fake AMI peer (tests/ami_peer.py), a SQLite database, a clock the test sets.
+fake AMI peer (tests/ami_peer.py), a SQLite and a PostgreSQL database, a clock the test sets.
 
 What the sandbox tests cannot pin down to the second: the window checked again at the dial,
 the attempt row committed before the Originate goes out, a paused or stopped campaign."""
@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from ami_bridge import AmiConnection, AmiSettings, Calls
 from campaigns import admin, queue
-from campaigns.db import make_engine, migrate, sessions, transaction
+from campaigns.db import make_engine, sessions, transaction
 from campaigns.importing import import_batch
 from campaigns.models import Attempt, EngineStatus
 from dialer.agents import AgentEvent, AgentPool, AgentState
@@ -32,15 +32,15 @@ def local(hour: int, minute: int, second: int = 0) -> dt.datetime:
 
 
 @pytest.fixture
-def database_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'engine.db'}"
+def database_url(database) -> str:
+    """The engine's database, SQLite and the real PostgreSQL (the same code on both)."""
+    return database.url.render_as_string(hide_password=False)
 
 
 @pytest.fixture
 def factory(database_url, tmp_path):
     """One debtor with one mobile, agent 6001, campaign `e` (Asia/Shanghai) running."""
     engine = make_engine(database_url)
-    migrate(engine)
     factory = sessions(engine)
     path = tmp_path / "b.csv"
     path.write_text("案件编号,姓名,欠款金额,逾期天数,手机\nE1,甲,900,10,13800138000\n", encoding="utf-8")
