@@ -35,6 +35,17 @@ class CountersSnapshot:
     connect_failures: int
     heartbeat_misses: int
 
+    def line(self) -> str:
+        """One line for an operator: is AMI healthy, and how fast does Asterisk answer?"""
+        originate = self.actions.get("Originate")
+        dials = (f"{self.originates_sent} originates" + (
+            f" (answered in {originate.mean_latency_s * 1000:.0f} ms on average, {originate.max_latency_s * 1000:.0f} ms"
+            f" at most; {originate.timeouts} timed out, {originate.errors} refused)" if originate else ""))
+        return (f"AMI: {self.events_received} events ({self.events_per_second:.1f}/s over the last "
+                f"{self.window_s:.0f} s), {self.actions_sent} actions, {dials}, {self.logins} login(s), "
+                f"{self.reconnects} reconnect(s), {self.connect_failures} failed connect(s), "
+                f"{self.heartbeat_misses} heartbeat miss(es)")
+
 
 class EventRate:
     """Events per second over a sliding window, in one-second buckets (bounded memory)."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -83,12 +83,11 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
     # The jobs kept in the database (campaigns/schedule.py): this campaign's window edges, mid-day
     # targets check and queue sweep, and the daily purge of recordings past retention (one job
     # for every process; whichever scheduler is up runs it, under the purge's lock).
+    from apscheduler.jobstores.memory import MemoryJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from recordings.retention import schedule_purge
-    from apscheduler.jobstores.memory import MemoryJobStore
-
     from campaigns import schedule
+    from recordings.retention import schedule_purge
     with factory() as session:
         found = campaign_named(session, campaign)
         rules = rules_for(found)
@@ -122,5 +121,6 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
         scheduler.shutdown(wait=True)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        echo(conn.counters.line())
         calls.close()
         await conn.close()

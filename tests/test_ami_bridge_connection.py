@@ -24,7 +24,7 @@ from ami_bridge import (
     actions,
     backoff_delay,
 )
-from ami_bridge.counters import EventRate
+from ami_bridge.counters import ActionStats, CountersSnapshot, EventRate
 
 NEWCHANNEL = (
     "Event: Newchannel\r\nPrivilege: call,all\r\nChannel: PJSIP/6001-00000001\r\nChannelState: 0\r\n"
@@ -258,6 +258,17 @@ async def test_counters_move(make, peer):
     assert snap.actions["Ping"].max_latency_s >= snap.actions["Ping"].mean_latency_s > 0
     assert snap.logins == 1 and snap.reconnects == 0 and snap.originates_sent == 0
     assert not any(isinstance(e, FullyBooted) for e in booted)  # FullyBooted came before subscribe
+
+
+def test_counters_read_as_one_line_for_an_operator():
+    snap = CountersSnapshot(
+        at=0.0, events_received=120, events_per_second=2.5, window_s=10.0, actions_sent=9,
+        actions={"Originate": ActionStats(count=4, errors=1, timeouts=0, mean_latency_s=0.0421, max_latency_s=0.12)},
+        originates_sent=4, logins=2, reconnects=1, connect_failures=3, heartbeat_misses=1)
+    assert snap.line() == (
+        "AMI: 120 events (2.5/s over the last 10 s), 9 actions, 4 originates (answered in 42 ms on average, "
+        "120 ms at most; 0 timed out, 1 refused), 2 login(s), 1 reconnect(s), 3 failed connect(s), "
+        "1 heartbeat miss(es)")
 
 
 def test_event_rate_uses_a_sliding_window():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def test_demo_runs_a_campaign_and_ends_with_the_daily_report(sandbox_up, creds):
     assert campaign_line.split()[1:3] == ["9", "6"], campaign_line  # 9 dials, 6 answered
     assert "100 %" in campaign_line, "every answered call has its recording"
     assert "recording coverage: 6 of 6 answered calls have a verified recording in the vault (100 %" in out
+    assert re.search(r"^AMI: \d+ events .*, 0 reconnect\(s\), 0 failed connect\(s\)", out, re.M), out
     # ... and through speech-to-text (the Korean test model) to findings and search.
     speech = out.split("Speech-to-text (Vosk, each leg on its own) and QA findings:", 1)[1]
     assert speech.count("model vosk-model-small-ko-0.22") == 6, speech
