@@ -310,6 +310,23 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def pool_processes(pid: int, timeout: float = 30) -> list[int]:
+    """The worker run's pool processes, waited for: the run claims the job before its pool
+    has spawned the process that will transcribe it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        for child in children(pid):
+            try:
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(child)
+            except OSError:   # gone meanwhile
+                pass
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
 def test_killed_worker_run_leaves_the_job_to_be_retried_once(database, tmp_path, model_dir):
     """The whole worker run (claimer and pool) is SIGKILLed between claim and store: the job
     stays running under its lease; once the lease has expired the next run does it, once."""
@@ -347,8 +364,7 @@ def test_a_killed_pool_process_gives_its_job_back(database, tmp_path, model_dir)
     proc = start_worker(database, root, model_dir)
     try:
         wait_for_claim(factory, proc)
-        workers = [pid for pid in children(proc.pid)
-                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        workers = pool_processes(proc.pid)
         assert workers, "no pool process found"
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
