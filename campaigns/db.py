@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -18,6 +18,31 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 def default_url(home: Path) -> str:
     return f"sqlite:///{home / 'dunning.db'}"
+
+
+#: Stored (masked) form → real URL, for the databases this process was configured with.
+_REAL_URLS: dict[str, str] = {}
+
+
+def stored_url(url: str) -> str:
+    """The URL as it may be written into the database itself (a scheduled job's arguments):
+    the password shown as ***. This process remembers the real one for `real_url`, so the
+    jobs it runs can connect, and the password is never kept in a table."""
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    _REAL_URLS[shown] = parsed.render_as_string(hide_password=False)
+    return shown
+
+
+def real_url(url: str) -> str:
+    """The URL to connect with, for one `stored_url` gave (or any URL with no masked password)."""
+    if make_url(url).password != "***":
+        return url
+    try:
+        return _REAL_URLS[url]
+    except KeyError:
+        raise RuntimeError(f"no password for {url} in this process: it is not the database this process "
+                           "was configured with (DUNNING_DATABASE_URL)") from None
 
 
 def make_engine(url: str) -> Engine:

@@ -180,8 +180,8 @@ def sweep_queue(session: Session, name: str, now: dt.datetime) -> list[str]:
 
 def run_job(kind: str, database_url: str, campaign: str) -> list[str] | str:
     """What the scheduler calls (by reference, so that the job store can keep it)."""
-    from .db import make_engine, sessions, transaction
-    engine = make_engine(database_url)
+    from .db import make_engine, real_url, sessions, transaction
+    engine = make_engine(real_url(database_url))
     try:
         with transaction(sessions(engine)) as session:
             now = dt.datetime.now(dt.timezone.utc)
@@ -200,6 +200,8 @@ def schedule_campaign(scheduler, database_url: str, campaign: Campaign, rules: R
                       jobstore: str = "default", sweep_minutes: int = 10) -> list[str]:
     """Register the campaign's jobs (kept when unchanged, see `keep_or_add`); returns their ids."""
     from apscheduler.triggers.cron import CronTrigger
+
+    from .db import stored_url
     at = edges(campaign, rules)
     zone = campaign.timezone
     window_hours = f"{at.opens.hour}-{max(at.opens.hour, (at.closes.hour - 1) % 24)}"
@@ -211,7 +213,7 @@ def schedule_campaign(scheduler, database_url: str, campaign: Campaign, rules: R
     }
     ids = []
     for kind, trigger in triggers.items():
-        job = keep_or_add(scheduler, run_job, trigger, args=(kind, database_url, campaign.name),
+        job = keep_or_add(scheduler, run_job, trigger, args=(kind, stored_url(database_url), campaign.name),
                           id=job_id(kind, campaign.name), name=f"{kind} {campaign.name}", jobstore=jobstore,
                           misfire_grace_time=3600)
         ids.append(job.id)

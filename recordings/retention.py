@@ -324,8 +324,8 @@ def utc_now() -> dt.datetime:
 def scheduled_purge(database_url: str, root: str, actor: str = "scheduled purge") -> PurgeReport | None:
     """The daily job (called by reference, so that the database's job store can keep it):
     purge as of the wall clock, under the lock; None when another purge was running."""
-    from campaigns.db import make_engine, sessions
-    engine = make_engine(database_url)
+    from campaigns.db import make_engine, real_url, sessions
+    engine = make_engine(real_url(database_url))
     try:
         with purge_lock(Path(root)), sessions(engine)() as session, session.begin():
             report = purge(session, Path(root), utc_now(), actor)
@@ -349,7 +349,8 @@ def schedule_purge(scheduler, database_url: str, root: Path, *, jobstore: str = 
     grace limit); anything else is replaced."""
     from apscheduler.triggers.cron import CronTrigger
 
+    from campaigns.db import stored_url
     from campaigns.schedule import keep_or_add
     trigger = CronTrigger(hour=hour, minute=minute, timezone=timezone)
-    return keep_or_add(scheduler, scheduled_purge, trigger, args=(database_url, str(root)), id=PURGE_JOB_ID,
+    return keep_or_add(scheduler, scheduled_purge, trigger, args=(stored_url(database_url), str(root)), id=PURGE_JOB_ID,
                        name="purge recordings past retention", jobstore=jobstore, misfire_grace_time=None)

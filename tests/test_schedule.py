@@ -94,6 +94,29 @@ def test_an_agent_behind_at_mid_day_raises_one_alert(database, tmp_path):
     assert [(a.kind, a.agent_id) for a in alerts] == [("behind_target", slow.id)]
 
 
+def test_a_job_keeps_no_database_password_and_its_process_still_connects(sqlite_db, tmp_path):
+    """Job arguments are stored in the database's own `scheduler_jobs` table: the password
+    is masked there; the process that registered the job knows the real URL."""
+    from campaigns.db import real_url
+    from recordings import retention
+    factory = sessions(sqlite_db)
+    make_campaign(factory, tmp_path, "m", "Asia/Shanghai", local("Asia/Shanghai", 25, 9))
+    url = "postgresql+psycopg://dunning:s3cr3t-Pw@db.example:5432/dunning"
+    scheduler = BackgroundScheduler(timezone="UTC")
+    with factory() as s:
+        campaign = queue.campaign_named(s, "m")
+        schedule.schedule_campaign(scheduler, url, campaign, queue.rules_for(campaign))
+    retention.schedule_purge(scheduler, url, tmp_path / "recordings")
+    jobs = scheduler.get_jobs()
+    assert len(jobs) == 5 and not any("s3cr3t" in repr(job.args) for job in jobs)
+    stored = {arg for job in jobs for arg in job.args if str(arg).startswith("postgresql")}
+    assert stored == {"postgresql+psycopg://dunning:***@db.example:5432/dunning"}
+    assert real_url(stored.pop()) == url
+    with pytest.raises(RuntimeError, match="no password for postgresql.*other.example"):
+        real_url("postgresql+psycopg://dunning:***@other.example/dunning")
+    assert real_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
 def test_jobs_survive_a_restart_without_being_lost_or_doubled(tmp_path):
     url = f"sqlite:///{tmp_path / 'd.db'}"
     engine = make_engine(url)
