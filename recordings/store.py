@@ -52,13 +52,34 @@ def wav_seconds(path: Path) -> float:
         return w.getnframes() / float(w.getframerate() or 1)
 
 
+def fsync_path(path: Path) -> None:
+    """Make a file's data, or a directory's entries, durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(directory: Path) -> None:
+    """`mkdir -p`, durably: each directory created is fsynced into its parent, so a crash
+    cannot lose a new day's folder (and the files already published in it)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        fsync_path(new.parent)
+
+
 def _store_one(source: Path, target: Path) -> str:
     checksum = sha256_of(source)
     if target.exists():
         if sha256_of(target) != checksum:
             raise RecordingConflict(f"{target} exists with other content; not overwritten")
         return checksum
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(target.parent)
     tmp = target.with_name(f".{target.name}.partial")
     with open(source, "rb") as src, open(tmp, "wb") as dst:
         for block in iter(lambda: src.read(1 << 20), b""):
@@ -70,11 +91,7 @@ def _store_one(source: Path, target: Path) -> str:
         raise RecordingConflict(f"copy of {source} does not match its checksum")
     os.chmod(tmp, 0o444)
     os.replace(tmp, target)
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_path(target.parent)
     return checksum
 
 

@@ -54,7 +54,7 @@ from .codecs import (
 )
 from .errors import LegMissing, NotAnswered, NotFound, VaultConflict
 from .retention import add_years, retention_years
-from .store import sha256_of
+from .store import fsync_path, make_dirs, sha256_of
 
 VAULT = "vault"
 
@@ -103,14 +103,6 @@ def is_partial(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(".partial")
 
 
-def _fsync_path(path: Path, flags: int = os.O_RDONLY) -> None:
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def create_file(target: Path, produce: Callable[[Path], None], mode: int = 0o444) -> bool:
     """Write a new file atomically: `produce` fills a temporary file, which is fsynced, given
     `mode` and published under `target` without ever replacing an existing file. False when
@@ -119,17 +111,17 @@ def create_file(target: Path, produce: Callable[[Path], None], mode: int = 0o444
     tmp.unlink(missing_ok=True)  # left by a crash: never trusted, written again or dropped
     if target.exists():
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(target.parent)
     try:
         produce(tmp)
-        _fsync_path(tmp)
+        fsync_path(tmp)
         os.chmod(tmp, mode)
         os.link(tmp, target)
     except FileExistsError:
         return False
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_path(target.parent)
+    fsync_path(target.parent)
     return True
 
 

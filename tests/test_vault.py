@@ -858,3 +858,18 @@ def test_the_speech_to_text_agreement_measure(monkeypatch):
     assert agreement([]) == 1.0 and agreement([([], ["x"])]) == 1.0, "no reference words: nothing to lose"
     assert syllables("널 오륜 벼") == ["널", "오", "륜", "벼"]
     assert agreement([(syllables("오륜벼"), syllables("오류 벼"))]) == pytest.approx(2 / 3)
+
+
+def test_a_new_day_folder_is_made_durable_in_its_parent(tmp_path, monkeypatch):
+    """A crash must not lose a new YYYY/MM/DD folder with the files already published in it:
+    each directory created is fsynced into its parent, top down; existing ones are left be."""
+    from recordings import store
+    synced = []
+    monkeypatch.setattr(store, "fsync_path", synced.append)
+    (tmp_path / "vault" / "2026").mkdir(parents=True)
+    store.make_dirs(tmp_path / "vault" / "2026" / "11" / "25")
+    assert (tmp_path / "vault" / "2026" / "11" / "25").is_dir()
+    assert synced == [tmp_path / "vault" / "2026", tmp_path / "vault" / "2026" / "11"]
+    synced.clear()
+    store.make_dirs(tmp_path / "vault" / "2026" / "11" / "25")
+    assert synced == []
