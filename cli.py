@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import sys
 from pathlib import Path
 
@@ -24,18 +25,27 @@ def _site() -> Site:
         raise click.UsageError(str(exc)) from None
 
 
-def user_errors(func):
-    """Print the message of an error the user can fix, and exit 1."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from ami_bridge import AmiError
-        from asterisk_conf.softphone import SoftphoneError
-        try:
-            return func(*args, **kwargs)
-        except (sandbox.SandboxError, SoftphoneError, AmiError, PermissionError) as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
-    return wrapper
+def exits_on(*errors: str, within=None):
+    """A decorator for commands: the errors named ("module:Class", imported only when the
+    command runs, so that `dunning --help` stays fast) are ones the user can fix; print the
+    message and exit 1. `within`: the decorator of the broader errors, applied around it."""
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            caught = tuple(getattr(importlib.import_module(module), name)
+                           for module, name in (error.split(":") for error in errors))
+            try:
+                return func(*args, **kwargs)
+            except caught as exc:
+                click.secho(f"error: {exc}", fg="red", err=True)
+                sys.exit(1)
+        return within(wrapper) if within else wrapper
+    return decorate
+
+
+#: Errors of the sandbox, softphones and AMI.
+user_errors = exits_on("asterisk_conf.sandbox:SandboxError", "asterisk_conf.softphone:SoftphoneError",
+                       "ami_bridge:AmiError", "builtins:PermissionError")
 
 
 @click.group()
@@ -168,19 +178,9 @@ def _database(site: Site):
     return sessions(engine)
 
 
-def campaign_errors(func):
-    """Like user_errors, for the database-side errors a supervisor can fix (campaigns and
-    the recording vault)."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from campaigns.queue import CampaignError
-        from recordings.errors import VaultError
-        try:
-            return func(*args, **kwargs)
-        except (CampaignError, VaultError) as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
-    return user_errors(wrapper)
+#: Like user_errors, for the database-side errors a supervisor can fix (campaigns and the
+#: recording vault).
+campaign_errors = exits_on("campaigns.queue:CampaignError", "recordings.errors:VaultError", within=user_errors)
 
 
 @main.command("import")
@@ -778,18 +778,8 @@ def schedule_list() -> None:
 
 # ---------------------------------------------------------------- QA: findings, verdicts, samples
 
-def qa_errors(func):
-    """QA's user errors (unknown finding, wrong state, unreadable transcript, bad rule file)."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from recordings.findings import RuleError
-        from recordings.qa import QaError
-        try:
-            return func(*args, **kwargs)
-        except (QaError, RuleError) as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
-    return campaign_errors(wrapper)
+#: QA's user errors (unknown finding, wrong state, unreadable transcript, bad rule file).
+qa_errors = exits_on("recordings.qa:QaError", "recordings.findings:RuleError", within=campaign_errors)
 
 
 @main.group("qa")
@@ -932,16 +922,7 @@ def qa_precision(by_version: bool) -> None:
 
 # ---------------------------------------------------------------- the browser console
 
-def console_errors(func):
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from agent_console.accounts import AccountError
-        try:
-            return func(*args, **kwargs)
-        except AccountError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
-    return campaign_errors(wrapper)
+console_errors = exits_on("agent_console.accounts:AccountError", within=campaign_errors)
 
 
 @main.group("console")
@@ -1042,17 +1023,7 @@ def accounts_team(team: str, campaign_name: str | None) -> None:
 
 # ---------------------------------------------------------------- speech-to-text
 
-def stt_errors(func):
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from recordings.search import SearchError
-        from recordings.speech_models import ModelError
-        try:
-            return func(*args, **kwargs)
-        except (ModelError, SearchError) as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
-    return qa_errors(wrapper)
+stt_errors = exits_on("recordings.speech_models:ModelError", "recordings.search:SearchError", within=qa_errors)
 
 
 @main.group("models")
