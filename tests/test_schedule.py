@@ -2,6 +2,7 @@
 kept in the database across a restart without being lost or doubled."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from zoneinfo import ZoneInfo
 
@@ -129,38 +130,36 @@ def test_jobs_survive_a_restart_without_being_lost_or_doubled(tmp_path):
         campaign = queue.campaign_named(s, "r")
     before = {}
     for run in range(2):  # `dunning run`, stopped, and run again
-        scheduler = BackgroundScheduler(timezone="UTC", jobstores={"default": schedule.job_store(url)})
-        scheduler.start(paused=True)
-        schedule.schedule_campaign(scheduler, url, campaign, Rules())
-        jobs = {job.id: job.next_run_time for job in scheduler.get_jobs()}
-        scheduler.shutdown(wait=False)
+        with paused_scheduler(url) as scheduler:
+            schedule.schedule_campaign(scheduler, url, campaign, Rules())
+            jobs = {job.id: job.next_run_time for job in scheduler.get_jobs()}
         if run == 0:
             before = jobs
     assert len(before) == 4 and jobs == before
     listed = schedule.scheduled_jobs(url)
     assert sorted(job for job, _ in listed) == sorted(before)
-    assert all(job.coalesce and job.misfire_grace_time == 3600 for job in _jobs(url))
+    with paused_scheduler(url) as scheduler:
+        assert all(job.coalesce and job.misfire_grace_time == 3600 for job in scheduler.get_jobs())
 
     # A close missed while no engine ran (due ten minutes ago): registering again on the
     # next start keeps it due, so the starting scheduler runs it once, within the hour.
     close_id = schedule.job_id("close", "r")
     missed = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)).replace(microsecond=0)
     set_next_run(url, close_id, missed)
-    scheduler = BackgroundScheduler(timezone="UTC", jobstores={"default": schedule.job_store(url)})
-    scheduler.start(paused=True)
-    try:
+    with paused_scheduler(url) as scheduler:
         schedule.schedule_campaign(scheduler, url, campaign, Rules())
         assert scheduler.get_job(close_id).next_run_time == missed
-    finally:
         scheduler.remove_all_jobs()   # nothing to run here: the close itself is tested above
-        scheduler.shutdown(wait=False)
 
 
-def _jobs(url):
+@contextlib.contextmanager
+def paused_scheduler(url: str):
+    """A scheduler on the database's job store, started paused (as `dunning run` registers
+    its jobs), shut down after."""
     scheduler = BackgroundScheduler(timezone="UTC", jobstores={"default": schedule.job_store(url)})
     scheduler.start(paused=True)
     try:
-        return scheduler.get_jobs()
+        yield scheduler
     finally:
         scheduler.shutdown(wait=False)
 
