@@ -170,6 +170,13 @@ def ingest_call(session: Session, spool: Path | None, root: Path, attempt_id: in
     return Ingested(attempt_id, attempt.call_id, stored.path, answered, estimated=known is None)
 
 
+def has_recording(session: Session, spool: Path | None, root: Path, attempt: Attempt,
+                  now: dt.datetime | None = None) -> bool:
+    """Whether the call has a recording to keep: in the vault already, or legs on disk."""
+    return vault.stored_for_attempt(session, attempt.id) is not None or bool(
+        legs_on_disk(session, spool, root, attempt, now))
+
+
 class Recovered(NamedTuple):
     ok: bool
     message: str
@@ -182,8 +189,7 @@ def after_interrupted(session: Session, spool: Path, root: Path, attempt_id: int
     None when there is nothing on disk (the call was not answered). Never raises for one
     call: a failure comes back as a message (``dunning recordings verify`` reports the call
     and ``dunning recordings ingest`` tries again)."""
-    attempt = session.get(Attempt, attempt_id)
-    if vault.stored_for_attempt(session, attempt_id) is None and not legs_on_disk(session, spool, root, attempt, now):
+    if not has_recording(session, spool, root, session.get(Attempt, attempt_id), now):
         return None
     try:
         with session.begin_nested():
@@ -275,15 +281,12 @@ def ingest_backlog(factory: sessionmaker[Session], spool: Path | None, root: Pat
     with factory() as session:
         todo = [(a.id, a.call_id, a.answered_at is not None) for a in candidates(session)]
     for attempt_id, call_id, answered in todo:
-        with factory() as session, session.begin():
-            attempt = session.get(Attempt, attempt_id)
-            if vault.stored_for_attempt(session, attempt_id) is None and \
-                    not legs_on_disk(session, spool, root, attempt, now):
-                if answered:
-                    report.lost.append(f"call {call_id} (attempt {attempt_id})")
-                continue
         try:
             with factory() as session, session.begin():
+                if not has_recording(session, spool, root, session.get(Attempt, attempt_id), now):
+                    if answered:
+                        report.lost.append(f"call {call_id} (attempt {attempt_id})")
+                    continue
                 done = ingest_call(session, spool, root, attempt_id, now, codec)
         except FAILURES as exc:
             report.failures.append(f"call {call_id} (attempt {attempt_id}): {exc}")
