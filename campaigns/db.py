@@ -86,3 +86,15 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: committed whole, or rolled back whole."""
     with factory() as session, session.begin():
         yield session
+
+
+@contextlib.contextmanager
+def job_transaction(url: str) -> Iterator[Session]:
+    """One transaction on the database a scheduled job names (`stored_url`'s form), on an
+    engine of its own that is disposed of after: a job runs in the scheduler's thread."""
+    engine = make_engine(real_url(url))
+    try:
+        with transaction(sessions(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()

@@ -180,15 +180,11 @@ def sweep_queue(session: Session, name: str, now: dt.datetime) -> list[str]:
 
 def run_job(kind: str, database_url: str, campaign: str) -> list[str] | str:
     """What the scheduler calls (by reference, so that the job store can keep it)."""
-    from .db import make_engine, real_url, sessions, transaction
-    engine = make_engine(real_url(database_url))
-    try:
-        with transaction(sessions(engine)) as session:
-            now = dt.datetime.now(dt.timezone.utc)
-            return {"open": open_campaign, "close": close_campaign, "targets": check_targets,
-                    "sweep": sweep_queue}[kind](session, campaign, now)
-    finally:
-        engine.dispose()
+    from .db import job_transaction
+    with job_transaction(database_url) as session:
+        now = dt.datetime.now(dt.timezone.utc)
+        return {"open": open_campaign, "close": close_campaign, "targets": check_targets,
+                "sweep": sweep_queue}[kind](session, campaign, now)
 
 
 def job_store(database_url: str):

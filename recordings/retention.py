@@ -324,16 +324,13 @@ def utc_now() -> dt.datetime:
 def scheduled_purge(database_url: str, root: str, actor: str = "scheduled purge") -> PurgeReport | None:
     """The daily job (called by reference, so that the database's job store can keep it):
     purge as of the wall clock, under the lock; None when another purge was running."""
-    from campaigns.db import make_engine, real_url, sessions
-    engine = make_engine(real_url(database_url))
+    from campaigns.db import job_transaction
     try:
-        with purge_lock(Path(root)), sessions(engine)() as session, session.begin():
+        with purge_lock(Path(root)), job_transaction(database_url) as session:
             report = purge(session, Path(root), utc_now(), actor)
     except PurgeRunning as exc:
         log.warning("scheduled purge skipped: %s", exc)
         return None
-    finally:
-        engine.dispose()
     for line in report.lines():
         log.info("scheduled purge: %s", line)
     return report
