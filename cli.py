@@ -236,13 +236,15 @@ def campaign() -> None:
               help="progressive: one line per ready agent; predictive: calls launched ahead of agents becoming free.")
 @click.option("--abandon-target", default=3.0, show_default=True, type=click.FloatRange(0.1, 10),
               help="Predictive: the most abandoned calls allowed, in % of answered calls.")
+@click.option("--abandon-window", type=click.Choice(["24h", "30d"]), default="24h", show_default=True,
+              help="Predictive: the rolling window the abandon target holds over (24h: Ofcom; 30d: US Reg F).")
 @click.option("--preset", default="client", show_default=True,
               help="The compliance rules: client, cn_national, us_fdcpa, or a TOML file of your own.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one key of the preset (repeatable), e.g. --set window.end=20:30.")
 @campaign_errors
 def campaign_create(name, client_code, batches, timezone, ring_seconds, wrap_up_seconds, mode, abandon_target,
-                    preset, overrides) -> None:
+                    abandon_window, preset, overrides) -> None:
     """Create campaign NAME (status draft) over a client's imported cases."""
     from campaigns import admin
     from campaigns.db import transaction
@@ -251,7 +253,7 @@ def campaign_create(name, client_code, batches, timezone, ring_seconds, wrap_up_
             session, name, client_code, _now(), batches=batches, timezone=timezone, mode=mode,
             preset=preset, overrides=_key_values(overrides),
             settings={"ring_seconds": ring_seconds, "wrap_up_seconds": wrap_up_seconds,
-                      "abandon_target": abandon_target / 100})
+                      "abandon_target": abandon_target / 100, "abandon_window": abandon_window})
         click.echo(f"campaign {created.name}: {cases} cases, {mode}, rules {preset}, time zone {created.timezone}, status draft "
                    f"(start it with: dunning campaign start {created.name})")
 
@@ -280,18 +282,24 @@ _campaign_command("stop", "Stop campaign NAME for good: no new dials.")
 @campaign_errors
 def campaign_status(name: str, at: str | None) -> None:
     """Where campaign NAME stands: cases, what may be dialled now and what blocks the rest,
-    today's attempts by outcome."""
+    today's attempts by outcome; in predictive mode, the abandon rate over its rolling window."""
     from campaigns import admin
     from campaigns.db import transaction
+    from campaigns.queue import campaign_named
+    from dialer.memory import abandonment
     when = _parse_time(at) if at else _now()
     with transaction(_database(_site())) as session:
         f = admin.campaign_figures(session, name, when)
+        found = campaign_named(session, name)
+        abandoned = abandonment(session, found, when) if found.mode == "predictive" else None
     click.echo(f"campaign {f.name}: {f.status}, time zone {f.timezone}, {f.cases} cases")
     click.echo(f"may be dialled now: {f.dialable_now}"
                + (f"; next possible at {f.next_dialable_at.isoformat(timespec='seconds')}" if f.next_dialable_at else ""))
     for rule, count in f.blocked_by.most_common():
         click.echo(f"  blocked by {rule}: {count}")
     click.echo("attempts today: " + (", ".join(f"{k} {v}" for k, v in sorted(f.attempts_today.items())) or "none"))
+    if abandoned is not None:
+        click.echo(abandoned.line())
 
 
 @campaign.command("list")

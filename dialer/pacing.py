@@ -692,6 +692,16 @@ class AbandonController:
             return aim
         return min(s.target, max(0.1 * aim, aim - s.payback * (rate - aim)))
 
+    def remember(self, at: float, abandoned: bool) -> None:
+        """Count an answered call of an earlier run into the window (oldest first) without
+        moving `z`: the window is about the campaign, `z` about this run's conditions."""
+        bucket = self._bucket(at)
+        bucket[1] += 1
+        self.answered += 1
+        if abandoned:
+            bucket[2] += 1
+            self.abandoned += 1
+
     def observe(self, event: Observation) -> None:
         s = self.settings
         if isinstance(event, DialEnded) and event.answered:

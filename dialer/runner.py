@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,28 +20,26 @@ from asterisk_conf.site import Site
 from campaigns.models import Agent, Campaign
 from campaigns.queue import CampaignError, campaign_named, rules_for
 
-from . import presence
+from . import memory, presence
 from .agents import AgentEvent, AgentPool
 from .engine import Clock, Engine, EngineSettings, RunSummary, SystemClock
-from .pacing import ControllerSettings, LearnerSettings, Pacing, Predictive, PredictiveSettings
+from .pacing import Pacing
 from .sandbox_session import ami_settings
 
 
-def settings_for(factory: sessionmaker[Session], campaign: str) -> tuple[EngineSettings, Pacing | None]:
-    """The engine's settings for a campaign, and its pacing policy in predictive mode."""
+def settings_for(factory: sessionmaker[Session], campaign: str,
+                 now: dt.datetime) -> tuple[EngineSettings, Pacing | None]:
+    """The engine's settings for a campaign, and its pacing policy in predictive mode (with
+    the campaign's abandonment window and what its earlier runs showed: dialer/memory.py)."""
     with factory() as session:
         found: Campaign = campaign_named(session, campaign)
         extra, mode = found.settings or {}, found.mode
-    settings = EngineSettings(ring_timeout_s=float(extra.get("ring_seconds", 25)),
-                              wrap_up_s=float(extra.get("wrap_up_seconds", 10)), mode=mode,
-                              wrap_up_limit_s=presence.wrap_up_limit_s(extra))
-    if mode != "predictive":
-        return settings, None
-    pacing = Predictive(PredictiveSettings(
-        warmup_dials=int(extra.get("warmup_dials", 60)),
-        learner=LearnerSettings(wrap_prior_s=settings.wrap_up_s),
-        controller=ControllerSettings(target=float(extra.get("abandon_target", 0.03)))))
-    return settings, pacing
+        settings = EngineSettings(ring_timeout_s=float(extra.get("ring_seconds", 25)),
+                                  wrap_up_s=float(extra.get("wrap_up_seconds", 10)), mode=mode,
+                                  wrap_up_limit_s=presence.wrap_up_limit_s(extra))
+        if mode != "predictive":
+            return settings, None
+        return settings, memory.predictive_for(session, found, settings.wrap_up_s, now)
 
 
 def check_agents(factory: sessionmaker[Session], extensions: Sequence[str]) -> None:
@@ -62,7 +61,8 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
     wrap-up lasts the campaign's `wrap_up_seconds`. Each stored call is queued for
     speech-to-text; with a speech model (`stt_model`, else the installed one if any) worker
     processes transcribe it in the background and the QA rules run on each transcript."""
-    settings, pacing = settings_for(factory, campaign)
+    clock = clock or SystemClock()
+    settings, pacing = settings_for(factory, campaign, clock.now())
     if console:
         settings = dataclasses.replace(settings, console=True)
     from recordings.codecs import codec_named
@@ -72,7 +72,6 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
     except VaultError as exc:
         raise CampaignError(f"DUNNING_RECORDING_CODEC: {exc}") from None
     check_agents(factory, extensions)
-    clock = clock or SystemClock()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

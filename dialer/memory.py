@@ -1,0 +1,110 @@
+"""What a predictive campaign remembers from one run of the engine to the next.
+
+The pacing policy learns online, but the engine is a process: stopped at night, restarted
+after a crash or a deployment. When it starts, the campaign's policy is rebuilt from the
+campaign's attempts in the database:
+
+* the **abandonment window**: every answered call within the campaign's rolling window
+  (`--abandon-window 24h`, the default, or `30d`), abandoned or not, so that the calls
+  abandoned in this morning's run still count this afternoon and a 30-day limit really
+  spans 30 days;
+* the **learner**: the campaign's last dials (as many as its windows hold: answer rate, time
+  to answer, time to give up, talk time), so that a new run starts from what the campaign
+  showed instead of warming up again on progressive dialing.
+
+The controller's caution (`z`) is not carried over: it describes the conditions of one run
+(who answers at this hour, with these agents), and starts cautious again; the window's rate
+steers how fast it comes down.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns.models import Attempt, Campaign
+from campaigns.queue import ABANDONED, CampaignError
+
+from .pacing import (
+    THIRTY_DAYS_S,
+    TWENTY_FOUR_HOURS_S,
+    ControllerSettings,
+    LearnerSettings,
+    Predictive,
+    PredictiveSettings,
+)
+from .sim.distributions import rows_from_attempts
+from .sim.whatif import prime
+
+#: The rolling windows a campaign's abandonment is held over (`--abandon-window`).
+ABANDON_WINDOWS = {"24h": TWENTY_FOUR_HOURS_S, "30d": THIRTY_DAYS_S}
+DEFAULT_WINDOW = "24h"
+DEFAULT_TARGET = 0.03
+
+
+def window_of(campaign: Campaign) -> str:
+    """The campaign's abandonment window, as its name ("24h" or "30d")."""
+    name = (campaign.settings or {}).get("abandon_window", DEFAULT_WINDOW)
+    if name not in ABANDON_WINDOWS:
+        raise CampaignError(f"campaign {campaign.name}: abandon_window {name!r} is not one of "
+                            f"{', '.join(ABANDON_WINDOWS)}")
+    return str(name)
+
+
+def target_of(campaign: Campaign) -> float:
+    return float((campaign.settings or {}).get("abandon_target", DEFAULT_TARGET))
+
+
+@dataclass(frozen=True)
+class Abandonment:
+    """A campaign's answered and abandoned calls over its rolling window ending at `until`."""
+
+    window: str
+    since: dt.datetime
+    until: dt.datetime
+    answered: int
+    abandoned: int
+    target: float
+
+    @property
+    def rate(self) -> float | None:
+        return self.abandoned / self.answered if self.answered else None
+
+    def line(self) -> str:
+        rate = "none answered" if self.rate is None else (
+            f"{self.rate:.2%} ({self.abandoned} of {self.answered} answered)")
+        return f"abandoned over the last {self.window}: {rate}; target {self.target:.1%}"
+
+
+def answered_calls(session: Session, campaign: Campaign, now: dt.datetime) -> list[tuple[dt.datetime, bool]]:
+    """(answer time, abandoned) of the campaign's calls answered within its window, oldest first."""
+    since = now - dt.timedelta(seconds=ABANDON_WINDOWS[window_of(campaign)])
+    rows = session.execute(select(Attempt.answered_at, Attempt.outcome).where(
+        Attempt.campaign_id == campaign.id, Attempt.answered_at.is_not(None),
+        Attempt.answered_at > since, Attempt.answered_at <= now).order_by(Attempt.answered_at, Attempt.id))
+    return [(at, outcome == ABANDONED) for at, outcome in rows]
+
+
+def abandonment(session: Session, campaign: Campaign, now: dt.datetime) -> Abandonment:
+    calls = answered_calls(session, campaign, now)
+    window = window_of(campaign)
+    return Abandonment(window, now - dt.timedelta(seconds=ABANDON_WINDOWS[window]), now, len(calls),
+                       sum(abandoned for _, abandoned in calls), target_of(campaign))
+
+
+def predictive_for(session: Session, campaign: Campaign, wrap_up_s: float, now: dt.datetime) -> Predictive:
+    """The campaign's pacing policy, with what its earlier runs showed."""
+    extra = campaign.settings or {}
+    learner = LearnerSettings(wrap_prior_s=wrap_up_s)
+    policy = Predictive(PredictiveSettings(
+        warmup_dials=int(extra.get("warmup_dials", 60)), learner=learner,
+        controller=ControllerSettings(target=target_of(campaign), window_s=ABANDON_WINDOWS[window_of(campaign)])))
+    for at, abandoned in answered_calls(session, campaign, now):
+        policy.controller.remember(at.timestamp(), abandoned)
+    recent = session.scalars(select(Attempt).where(
+        Attempt.campaign_id == campaign.id, Attempt.dialed_at.is_not(None), Attempt.ended_at.is_not(None),
+        Attempt.dialed_at <= now).order_by(Attempt.dialed_at.desc(), Attempt.id.desc()).limit(learner.dials_window))
+    prime(policy.learner, reversed(rows_from_attempts(recent)))
+    return policy
