@@ -17,8 +17,11 @@ abandon rate if matplotlib is importable (it is skipped, with a note, otherwise)
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
+import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -30,7 +33,7 @@ if __package__ in (None, ""):   # run as a script: make the repository importabl
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dialer.pacing import AdaptMethod, VicidialAdaptive, VicidialSettings
-from dialer.sim import POLICIES, Distributions, Report, SimConfig, compare
+from dialer.sim import POLICIES, Distributions, Report, SimConfig, days
 
 AGENTS = (10, 20, 50)
 ANSWER_P = (0.25, 0.40)
@@ -48,14 +51,32 @@ class Scenario:
         return f"{self.agents} agents, p={self.answer_p:.2f}"
 
 
+@dataclass(frozen=True)
+class Days:
+    """One policy's days in one scenario: pooled figures, and the spread of occupancy."""
+
+    reports: tuple[Report, ...]
+
+    @functools.cached_property
+    def pooled(self) -> Report:
+        return functools.reduce(Report.__add__, self.reports, Report())
+
+    @property
+    def occupancy_se(self) -> float:
+        """Standard error of the mean of the days' occupancies (0 for a single day)."""
+        values = [r.occupancy for r in self.reports]
+        return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+
+
 def run(scenarios: Sequence[Scenario], hours: float, seeds: Sequence[int], jobs: int,
-        method: AdaptMethod) -> dict[Scenario, dict[str, Report]]:
+        method: AdaptMethod) -> dict[Scenario, dict[str, Days]]:
     policies = {**POLICIES, "vicidial": partial(VicidialAdaptive, VicidialSettings(method=method))}
-    results: dict[Scenario, dict[str, Report]] = {}
+    results: dict[Scenario, dict[str, Days]] = {}
     with ProcessPoolExecutor(jobs) as pool:
         for scenario in scenarios:
             config = SimConfig(agents=scenario.agents, hours=hours)
-            results[scenario] = compare(Distributions(answer_p=scenario.answer_p), config, seeds, policies, pool)
+            each = days(Distributions(answer_p=scenario.answer_p), config, seeds, policies, pool)
+            results[scenario] = {name: Days(tuple(reports)) for name, reports in each.items()}
             print(f"  {scenario}: done", file=sys.stderr, flush=True)
     return results
 
@@ -64,17 +85,19 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}×" if b else "–"
 
 
-def table(results: dict[Scenario, dict[str, Report]]) -> list[str]:
-    out = ["| scenario | policy | occupancy | abandoned | wait / connect | connects / agent-h | dials / agent-h |",
+def table(results: dict[Scenario, dict[str, Days]]) -> list[str]:
+    out = ["| scenario | policy | occupancy ± s.e. | abandoned | wait / connect | connects / agent-h | dials / agent-h |",
            "|---|---|---:|---:|---:|---:|---:|"]
-    for scenario, reports in results.items():
-        for name, r in reports.items():
-            out.append(f"| {scenario} | {name} | {r.occupancy:.1%} | {r.abandon_rate:.2%} | "
+    for scenario, policies in results.items():
+        for name, d in policies.items():
+            r = d.pooled
+            out.append(f"| {scenario} | {name} | {r.occupancy:.1%} ± {d.occupancy_se:.1%} | {r.abandon_rate:.2%} | "
                        f"{r.wait_per_connect_s:.1f} s | {r.connects_per_agent_hour:.1f} | "
                        f"{r.dials_per_agent_hour:.1f} |")
     out += ["", ("| scenario | occupancy vs progressive | vs VICIdial | connects/h vs progressive | vs VICIdial "
                  "| targets |"), "|---|---:|---:|---:|---:|---|"]
-    for scenario, reports in results.items():
+    for scenario, policies in results.items():
+        reports = {name: d.pooled for name, d in policies.items()}
         ours, prog, vici = reports["ours"], reports["progressive"], reports["vicidial"]
         out.append(f"| {scenario} | {_ratio(ours.occupancy, prog.occupancy)} | {_ratio(ours.occupancy, vici.occupancy)} "
                    f"| {_ratio(ours.connects_per_agent_hour, prog.connects_per_agent_hour)} "
@@ -98,7 +121,7 @@ def verdict(scenario: Scenario, reports: dict[str, Report]) -> list[str]:
     return [f"{'✓' if ok else '✗'} {label}" for label, ok in checks]
 
 
-def plot(results: dict[Scenario, dict[str, Report]], path: str) -> None:
+def plot(results: dict[Scenario, dict[str, Days]], path: str) -> None:
     if importlib.util.find_spec("matplotlib") is None:
         print(f"(--plot {path}: matplotlib is not installed, no plot drawn)", file=sys.stderr)
         return
@@ -107,7 +130,7 @@ def plot(results: dict[Scenario, dict[str, Report]], path: str) -> None:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 5))
     for name, marker in zip(POLICIES, "osD"):
-        points = [(r[name].abandon_rate * 100, r[name].occupancy * 100) for r in results.values()]
+        points = [(r[name].pooled.abandon_rate * 100, r[name].pooled.occupancy * 100) for r in results.values()]
         ax.scatter(*zip(*points), marker=marker, label=name)
     ax.axvline(MAX_ABANDON * 100, linestyle="--", color="grey")
     ax.set_xlabel("abandoned, % of answered")

@@ -1,7 +1,8 @@
 """Simulated campaigns for pacing: the same policy objects the engine runs, on a virtual clock.
 
     simulate(policy, distributions, config, seed) -> Report       one day
-    compare(distributions, config, seeds) -> {policy: Report}     the benchmark's unit
+    days(distributions, config, seeds) -> {policy: [Report]}      a day per seed and policy
+    compare(distributions, config, seeds) -> {policy: Report}     the same days, pooled
     what_if(rows_from_attempts(attempts), agents=12)              on what real attempts showed
     prime(learner, rows_from_attempts(attempts))                  start a campaign's learner from them
 """
@@ -19,10 +20,10 @@ from .distributions import (
     Uniform,
     rows_from_attempts,
 )
-from .whatif import POLICIES, compare, prime, run_one, what_if
+from .whatif import POLICIES, compare, days, prime, run_one, what_if
 
 __all__ = [
     "POLICIES", "TEXTBOOK", "AttemptRow", "AttemptTimes", "Constant", "Distributions", "Empirical", "LogNormal", "NoHistory", "Report",
-    "Sampler", "SimConfig", "Simulation", "Uniform", "compare", "prime", "rows_from_attempts", "run_one", "simulate",
+    "Sampler", "SimConfig", "Simulation", "Uniform", "compare", "days", "prime", "rows_from_attempts", "run_one", "simulate",
     "what_if",
 ]

@@ -37,16 +37,22 @@ def run_one(policy: PolicyFactory, distributions: Distributions, config: SimConf
     return simulate(policy(), distributions, config, seed)
 
 
-def compare(distributions: Distributions, config: SimConfig, seeds: Sequence[int],
-            policies: Mapping[str, PolicyFactory] = POLICIES, executor: Executor | None = None) -> dict[str, Report]:
-    """Each policy's days, pooled over `seeds` (the same seeds for every policy)."""
+def days(distributions: Distributions, config: SimConfig, seeds: Sequence[int],
+         policies: Mapping[str, PolicyFactory] = POLICIES, executor: Executor | None = None) -> dict[str, list[Report]]:
+    """Each policy's day for each of `seeds` (the same seeds for every policy)."""
     jobs = [(factory, distributions, config, seed) for factory in policies.values() for seed in seeds]
     if executor is None:
         reports = [run_one(*job) for job in jobs]
     else:
         reports = list(executor.map(run_one, *zip(*jobs)))
-    return {name: reduce(Report.__add__, reports[i * len(seeds):(i + 1) * len(seeds)], Report())
-            for i, name in enumerate(policies)}
+    return {name: reports[i * len(seeds):(i + 1) * len(seeds)] for i, name in enumerate(policies)}
+
+
+def compare(distributions: Distributions, config: SimConfig, seeds: Sequence[int],
+            policies: Mapping[str, PolicyFactory] = POLICIES, executor: Executor | None = None) -> dict[str, Report]:
+    """Each policy's days, pooled over `seeds`."""
+    return {name: reduce(Report.__add__, reports, Report())
+            for name, reports in days(distributions, config, seeds, policies, executor).items()}
 
 
 def what_if(rows: Iterable[AttemptRow], agents: int, *, hours: float = 8.0, seeds: Sequence[int] = (1, 2, 3),
