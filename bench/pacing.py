@@ -28,12 +28,13 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from itertools import repeat
 
 if __package__ in (None, ""):   # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dialer.pacing import AdaptMethod, VicidialAdaptive, VicidialSettings
-from dialer.sim import POLICIES, Distributions, Report, SimConfig, days
+from dialer.pacing import AdaptMethod, Predictive, Progressive, VicidialAdaptive, VicidialSettings
+from dialer.sim import Distributions, Report, SimConfig, campaign_days, days
 
 AGENTS = (10, 20, 50)
 ANSWER_P = (0.25, 0.40)
@@ -68,15 +69,27 @@ class Days:
         return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
 
 
+NEXT_DAY = "ours, next day"
+
+
 def run(scenarios: Sequence[Scenario], hours: float, seeds: Sequence[int], jobs: int,
         method: AdaptMethod) -> dict[Scenario, dict[str, Days]]:
-    policies = {**POLICIES, "vicidial": partial(VicidialAdaptive, VicidialSettings(method=method))}
+    """Per scenario: each baseline's day for every seed, and ours over two consecutive days of
+    one campaign per seed — its first day ("ours": a new campaign, warm-up included) and the
+    day after (what it learned and its abandonment window carried over, as `dunning run`
+    rebuilds them from the database)."""
+    baselines = {"progressive": Progressive, "vicidial": partial(VicidialAdaptive, VicidialSettings(method=method))}
     results: dict[Scenario, dict[str, Days]] = {}
     with ProcessPoolExecutor(jobs) as pool:
         for scenario in scenarios:
             config = SimConfig(agents=scenario.agents, hours=hours)
-            each = days(Distributions(answer_p=scenario.answer_p), config, seeds, policies, pool)
-            results[scenario] = {name: Days(tuple(reports)) for name, reports in each.items()}
+            distributions = Distributions(answer_p=scenario.answer_p)
+            ours = pool.map(campaign_days, repeat(Predictive), repeat(distributions), repeat(config), seeds, repeat(2))
+            each = days(distributions, config, seeds, baselines, pool)
+            two_days = list(ours)
+            results[scenario] = {**{name: Days(tuple(reports)) for name, reports in each.items()},
+                                 "ours": Days(tuple(first for first, _ in two_days)),
+                                 NEXT_DAY: Days(tuple(second for _, second in two_days))}
             print(f"  {scenario}: done", file=sys.stderr, flush=True)
     return results
 
@@ -94,21 +107,23 @@ def table(results: dict[Scenario, dict[str, Days]]) -> list[str]:
             out.append(f"| {scenario} | {name} | {r.occupancy:.1%} ± {d.occupancy_se:.1%} | {r.abandon_rate:.2%} | "
                        f"{r.wait_per_connect_s:.1f} s | {r.connects_per_agent_hour:.1f} | "
                        f"{r.dials_per_agent_hour:.1f} |")
-    out += ["", ("| scenario | occupancy vs progressive | vs VICIdial | connects/h vs progressive | vs VICIdial "
-                 "| targets |"), "|---|---:|---:|---:|---:|---|"]
+    out += ["", ("| scenario | ours | occupancy vs progressive | vs VICIdial | connects/h vs progressive | vs VICIdial "
+                 "| targets |"), "|---|---|---:|---:|---:|---:|---|"]
     for scenario, policies in results.items():
         reports = {name: d.pooled for name, d in policies.items()}
-        ours, prog, vici = reports["ours"], reports["progressive"], reports["vicidial"]
-        out.append(f"| {scenario} | {_ratio(ours.occupancy, prog.occupancy)} | {_ratio(ours.occupancy, vici.occupancy)} "
-                   f"| {_ratio(ours.connects_per_agent_hour, prog.connects_per_agent_hour)} "
-                   f"| {_ratio(ours.connects_per_agent_hour, vici.connects_per_agent_hour)} "
-                   f"| {'; '.join(verdict(scenario, reports))} |")
+        prog, vici = reports["progressive"], reports["vicidial"]
+        for label, name in (("first day", "ours"), ("next day", NEXT_DAY)):
+            ours = reports[name]
+            out.append(f"| {scenario} | {label} | {_ratio(ours.occupancy, prog.occupancy)} "
+                       f"| {_ratio(ours.occupancy, vici.occupancy)} "
+                       f"| {_ratio(ours.connects_per_agent_hour, prog.connects_per_agent_hour)} "
+                       f"| {_ratio(ours.connects_per_agent_hour, vici.connects_per_agent_hour)} "
+                       f"| {'; '.join(verdict(scenario, ours, prog, vici))} |")
     return out
 
 
-def verdict(scenario: Scenario, reports: dict[str, Report]) -> list[str]:
+def verdict(scenario: Scenario, ours: Report, prog: Report, vici: Report) -> list[str]:
     """The issue's targets, each ✓ or ✗."""
-    ours, prog, vici = reports["ours"], reports["progressive"], reports["vicidial"]
     checks = [(f"abandon ≤ {MAX_ABANDON:.0%}", ours.abandon_rate <= MAX_ABANDON),
               (f"connects ≥ {CONNECTS_VS_PROGRESSIVE}× progressive",
                ours.connects_per_agent_hour >= CONNECTS_VS_PROGRESSIVE * prog.connects_per_agent_hour),
@@ -129,7 +144,7 @@ def plot(results: dict[Scenario, dict[str, Days]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 5))
-    for name, marker in zip(POLICIES, "osD"):
+    for name, marker in zip(("progressive", "vicidial", "ours", NEXT_DAY), "osDv"):
         points = [(r[name].pooled.abandon_rate * 100, r[name].pooled.occupancy * 100) for r in results.values()]
         ax.scatter(*zip(*points), marker=marker, label=name)
     ax.axvline(MAX_ABANDON * 100, linestyle="--", color="grey")

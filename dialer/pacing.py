@@ -702,6 +702,13 @@ class AbandonController:
             bucket[2] += 1
             self.abandoned += 1
 
+    def next_run(self) -> AbandonController:
+        """A controller for the campaign's next run: the same window, `z` back at its start."""
+        fresh = AbandonController(self.settings)
+        fresh._minutes = deque(list(bucket) for bucket in self._minutes)
+        fresh.answered, fresh.abandoned = self.answered, self.abandoned
+        return fresh
+
     def observe(self, event: Observation) -> None:
         s = self.settings
         if isinstance(event, DialEnded) and event.answered:
@@ -840,3 +847,9 @@ class Predictive:
     def observe(self, event: Observation) -> None:
         self.learner.observe(event)
         self.controller.observe(event)
+
+    def next_run(self) -> Predictive:
+        """The campaign's policy for its next run (the simulator's next day), as the engine
+        rebuilds it from the database (dialer/memory.py): what was learned and the window's
+        calls are kept, the caution starts afresh."""
+        return Predictive(self.settings, learner=self.learner, controller=self.controller.next_run())

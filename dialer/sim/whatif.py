@@ -37,6 +37,22 @@ def run_one(policy: PolicyFactory, distributions: Distributions, config: SimConf
     return simulate(policy(), distributions, config, seed)
 
 
+def campaign_days(policy: PolicyFactory, distributions: Distributions, config: SimConfig, seed: int,
+                  count: int) -> list[Report]:
+    """`count` consecutive days of one campaign, a day apart on the same clock. A policy that
+    carries over (`next_run`: ours) goes on from the day before as the engine does after a
+    restart; the others start afresh. Day 1 is `run_one`'s day for the same seed."""
+    reports: list[Report] = []
+    current = policy()
+    for day in range(count):
+        if day:
+            carry = getattr(current, "next_run", None)
+            current = carry() if carry is not None else policy()
+        when = replace(config, start_s=config.start_s + day * 86400.0)
+        reports.append(simulate(current, distributions, when, seed + 100_003 * day))
+    return reports
+
+
 def days(distributions: Distributions, config: SimConfig, seeds: Sequence[int],
          policies: Mapping[str, PolicyFactory] = POLICIES, executor: Executor | None = None) -> dict[str, list[Report]]:
     """Each policy's day for each of `seeds` (the same seeds for every policy)."""
