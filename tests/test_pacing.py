@@ -44,14 +44,17 @@ from dialer.pacing import (
     vicidial_calls_to_place,
 )
 from dialer.sim import (
+    TEXTBOOK,
     AttemptRow,
     Constant,
     Distributions,
     Empirical,
     NoHistory,
     SimConfig,
+    campaign_days,
     prime,
     rows_from_attempts,
+    run_one,
     simulate,
     what_if,
 )
@@ -496,3 +499,23 @@ def test_prime_teaches_the_learner_from_past_attempts() -> None:
     assert learner.dials == 300
     assert learner.model().answer_p == pytest.approx((120 + 2.5) / 310)
     assert learner.talk_s.n == 120
+
+
+def test_the_next_day_of_a_campaign_goes_on_from_the_day_before() -> None:
+    config = SimConfig(agents=5, hours=1.0)
+    first, second = campaign_days(Predictive, TEXTBOOK, config, seed=4, count=2)
+    assert first == run_one(Predictive, TEXTBOOK, config, 4), "day 1 is a new campaign's day"
+
+    policy = Predictive()
+    simulate(policy, TEXTBOOK, config, seed=4)
+    policy.controller.z = 1.2
+    after = policy.next_run()
+    assert after.learner is policy.learner and not after.warming_up, "what it learned is kept: no warm-up again"
+    assert (after.controller.answered, after.controller.abandoned) == (first.answered, first.abandoned)
+    assert after.controller.z == after.controller.settings.z_start, "the caution starts afresh"
+    assert after.controller.rate(config.start_s + 86400.0) is not None, "yesterday's calls are in today's 24 h window"
+    after.observe(Abandoned(config.start_s + 86400.0))
+    assert after.controller.abandoned == first.abandoned + 1 and policy.controller.abandoned == first.abandoned, \
+        "the next run counts on its own copy of the window"
+    assert after.controller.rate(config.start_s + 2 * 86400.0) is None, "and they are gone from tomorrow's"
+    assert second.dials > 0 and second != first
