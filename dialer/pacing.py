@@ -820,6 +820,9 @@ def plan_launches(snapshot: Snapshot, model: Model, z: float, limit: int) -> int
     return n
 
 
+Planner = Callable[[Snapshot, Model, float, int], int]   # plan_launches(snapshot, model, z, limit)
+
+
 class Predictive:
     """Ours: learn the campaign, predict agents freeing and debtors answering, dial to match.
 
@@ -827,10 +830,13 @@ class Predictive:
     """
 
     def __init__(self, settings: PredictiveSettings = PredictiveSettings(), *, learner: Learner | None = None,
-                 controller: AbandonController | None = None) -> None:
+                 controller: AbandonController | None = None, planner: Planner | None = None) -> None:
         self.settings = settings
         self.learner = learner or Learner(settings.learner)
         self.controller = controller or AbandonController(settings.controller)
+        # How many calls a state is worth; another rule can be put in its place to compare
+        # (bench/pacing_alternatives.py).
+        self.planner: Planner = planner or plan_launches
 
     @property
     def warming_up(self) -> bool:
@@ -841,7 +847,7 @@ class Predictive:
         cap = line_cap(snapshot, self.settings.max_lines_per_agent)
         if self.warming_up:
             return min(floor, cap)
-        planned = plan_launches(snapshot, self.learner.model(), self.controller.z, cap)
+        planned = self.planner(snapshot, self.learner.model(), self.controller.z, cap)
         return min(cap, max(floor, planned))
 
     def observe(self, event: Observation) -> None:
@@ -852,4 +858,5 @@ class Predictive:
         """The campaign's policy for its next run (the simulator's next day), as the engine
         rebuilds it from the database (dialer/memory.py): what was learned and the window's
         calls are kept, the caution starts afresh."""
-        return Predictive(self.settings, learner=self.learner, controller=self.controller.next_run())
+        return Predictive(self.settings, learner=self.learner, controller=self.controller.next_run(),
+                          planner=self.planner)

@@ -519,3 +519,27 @@ def test_the_next_day_of_a_campaign_goes_on_from_the_day_before() -> None:
         "the next run counts on its own copy of the window"
     assert after.controller.rate(config.start_s + 2 * 86400.0) is None, "and they are gone from tomorrow's"
     assert second.dials > 0 and second != first
+
+
+def test_the_alternatives_benchmark_counts_abandons_and_idle_time_at_a_hand_worked_state() -> None:
+    from bench.pacing import at_abandon
+    from bench.pacing_alternatives import outcomes, plan_lookahead, plan_marginal
+    model = Learner().model()          # the priors: 25 % answered, after 5–15 s
+    p = model.new_call[-1]
+    one_ready = Snapshot(0.0, (AgentView(R),))
+    abandoned, idle, answered = outcomes(one_ready, model, 3)
+    assert answered == pytest.approx(p)
+    assert abandoned[0] == abandoned[1] == 0, "one call, one ready agent: nobody abandoned"
+    # Two calls both answered find one agent: one abandoned; three: P(2 answered) + 2 P(3 answered).
+    # Within the Monte Carlo's error (1,000 draws: a standard error of about 0.013).
+    assert abandoned[2] == pytest.approx(p * p, abs=0.03)
+    assert abandoned[3] == pytest.approx(3 * p * p * (1 - p) + 2 * p ** 3, abs=0.04)
+    steps = len(model.new_call)
+    assert idle[0] == pytest.approx(steps), "no call: the agent idles through every second of the horizon"
+    assert idle[0] > idle[1] > idle[2] > idle[3]
+    # The marginal rule stops where the next call's extra abandonment per answer passes Φ(−z).
+    assert plan_marginal(one_ready, model, z=3.0, limit=10) == 1    # 2nd call: p ≈ 25 % > 0.1 %
+    assert plan_marginal(one_ready, model, z=0.0, limit=10) >= 2     # under 50 %: go on
+    assert plan_lookahead(1e6, one_ready, model, 0.0, 10) == 1 and plan_lookahead(0.0, one_ready, model, 0.0, 10) == 10
+    assert at_abandon([(0.02, 0.86), (0.04, 0.90)], 0.03) == "88.0%"
+    assert at_abandon([(0.01, 0.86), (0.02, 0.87)], 0.03) == "(not bracketed by the measured points)"
