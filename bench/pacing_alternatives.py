@@ -1,6 +1,6 @@
 """Other rules for how many calls to launch, against ours, on the same simulated days.
 
-Run from the repository root: ``python -m bench.pacing_alternatives`` (about 15 minutes on
+Run from the repository root: ``python -m bench.pacing_alternatives`` (about 12 minutes on
 2 cores; ``--seeds N``, ``--agents N``). The README's claim that these rules land on the
 same occupancy-for-abandonment curve as ours rests on this script.
 
