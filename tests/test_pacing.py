@@ -521,7 +521,9 @@ def test_the_next_day_of_a_campaign_goes_on_from_the_day_before() -> None:
     assert second.dials > 0 and second != first
 
 
-def test_the_alternatives_benchmark_counts_abandons_and_idle_time_at_a_hand_worked_state() -> None:
+def test_the_alternatives_benchmark_counts_abandons_and_idle_time_at_a_hand_worked_state(monkeypatch) -> None:
+    from pathlib import Path
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))  # bench/ is run from the repository
     from bench.pacing import at_abandon
     from bench.pacing_alternatives import outcomes, plan_lookahead, plan_marginal
     model = Learner().model()          # the priors: 25 % answered, after 5–15 s
