@@ -33,8 +33,8 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from itertools import repeat
@@ -89,6 +89,13 @@ class Days:
 NEXT_DAY = "ours, next day"
 
 
+def first_and_next(pool: Executor, policy: Callable[[], Predictive], distributions: Distributions,
+                   config: SimConfig, seeds: Sequence[int]) -> tuple[Days, Days]:
+    """Two consecutive days of one campaign per seed: its first days, and its next days."""
+    two = list(pool.map(campaign_days, repeat(policy), repeat(distributions), repeat(config), seeds, repeat(2)))
+    return Days(tuple(first for first, _ in two)), Days(tuple(second for _, second in two))
+
+
 def run(scenarios: Sequence[Scenario], hours: float, seeds: Sequence[int], jobs: int,
         method: AdaptMethod) -> dict[Scenario, dict[str, Days]]:
     """Per scenario: each baseline's day for every seed, and ours over two consecutive days of
@@ -101,12 +108,10 @@ def run(scenarios: Sequence[Scenario], hours: float, seeds: Sequence[int], jobs:
         for scenario in scenarios:
             config = SimConfig(agents=scenario.agents, hours=hours)
             distributions = Distributions(answer_p=scenario.answer_p)
-            ours = pool.map(campaign_days, repeat(Predictive), repeat(distributions), repeat(config), seeds, repeat(2))
             each = days(distributions, config, seeds, baselines, pool)
-            two_days = list(ours)
+            first, following = first_and_next(pool, Predictive, distributions, config, seeds)
             results[scenario] = {**{name: Days(tuple(reports)) for name, reports in each.items()},
-                                 "ours": Days(tuple(first for first, _ in two_days)),
-                                 NEXT_DAY: Days(tuple(second for _, second in two_days))}
+                                 "ours": first, NEXT_DAY: following}
             print(f"  {scenario}: done", file=sys.stderr, flush=True)
     return results
 
@@ -186,9 +191,7 @@ def frontier(agents: Sequence[int], hours: float, seeds: Sequence[int], jobs: in
             config, points = SimConfig(agents=n, hours=hours), []
             for z in FRONTIER_Z:
                 fixed = partial(Predictive, PredictiveSettings(controller=ControllerSettings(gain=0.0, z_start=z)))
-                second = Days(tuple(later for _, later in pool.map(
-                    campaign_days, repeat(fixed), repeat(Distributions(answer_p=0.25)), repeat(config), seeds,
-                    repeat(2))))
+                _, second = first_and_next(pool, fixed, Distributions(answer_p=0.25), config, seeds)
                 r = second.pooled
                 points.append((r.abandon_rate, r.occupancy))
                 out.append(f"| {n} | {z:.1f} | {r.occupancy:.1%} ± {second.occupancy_se:.1%} | {r.abandon_rate:.2%} |")
@@ -197,13 +200,20 @@ def frontier(agents: Sequence[int], hours: float, seeds: Sequence[int], jobs: in
     return out + [""] + summary
 
 
-def at_abandon(points: Sequence[tuple[float, float]], rate: float) -> str:
-    """Occupancy at `rate`, interpolated between the two measured points around it."""
+def interpolate(points: Sequence[tuple[float, float]], rate: float) -> float | None:
+    """Occupancy at abandon `rate`, between the two measured (abandon, occupancy) points around
+    it; None when no two points bracket it."""
     ordered = sorted(points)
     for (a0, o0), (a1, o1) in zip(ordered, ordered[1:]):
         if a0 <= rate <= a1 and a1 > a0:
-            return f"{o0 + (o1 - o0) * (rate - a0) / (a1 - a0):.1%}"
-    return "(not bracketed by the measured points)"
+            return o0 + (o1 - o0) * (rate - a0) / (a1 - a0)
+    return None
+
+
+def at_abandon(points: Sequence[tuple[float, float]], rate: float) -> str:
+    """`interpolate`, as the tables print it."""
+    occupancy = interpolate(points, rate)
+    return "(not bracketed by the measured points)" if occupancy is None else f"{occupancy:.1%}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

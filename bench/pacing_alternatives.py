@@ -7,7 +7,8 @@ same occupancy-for-abandonment curve as ours rests on this script.
 Each rule runs inside our `Predictive` (same learner, same warm-up, same line cap), with the
 abandonment feedback off and its parameter held fixed, on a new campaign's 8-hour day
 (answer rate 0.25, the benchmark's distributions), the same seeds for every rule. For each
-rule it prints the measured points and the occupancy interpolated at exactly 3 % abandoned:
+rule it prints the measured points and the occupancy interpolated at exactly 3 % abandoned,
+and each other rule's as a ratio to ours from the same run:
 
 * ``ours``: `dialer.pacing.plan_launches` — launch while the next call, if answered, finds
   no agent within the grace with a chance under Φ(−z);
@@ -31,17 +32,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from functools import partial, reduce
-from itertools import repeat
+from functools import partial
 
 import numpy as np
 
 if __package__ in (None, ""):   # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.pacing import at_abandon
+from bench.pacing import at_abandon, interpolate
 from dialer.pacing import AgentPhase, ControllerSettings, Model, Predictive, PredictiveSettings, Snapshot
-from dialer.sim import Distributions, Report, SimConfig, run_one
+from dialer.sim import Distributions, SimConfig, compare
 
 DRAWS = 1000
 _rng = np.random.default_rng(12345)
@@ -122,8 +122,9 @@ def policy(planner: Callable[..., int] | None, z: float) -> Predictive:
     return Predictive(PredictiveSettings(controller=ControllerSettings(gain=0.0, z_start=z)), planner=planner)
 
 
+OURS = "ours (z)"
 RULES: dict[str, tuple[Callable[[float], Callable[[], Predictive]], tuple[float, ...]]] = {
-    "ours (z)": (lambda z: partial(policy, None, z), (1.7, 1.8, 1.9)),
+    OURS: (lambda z: partial(policy, None, z), (1.7, 1.8, 1.9)),
     "marginal (z)": (lambda z: partial(policy, plan_marginal, z), (1.5, 1.6, 1.85)),
     "lookahead (price, s)": (lambda price: partial(policy, partial(plan_lookahead, price), 0.0), (120.0, 160.0, 220.0)),
 }
@@ -141,20 +142,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     out = ["| rule | parameter | occupancy | abandoned |", "|---|---:|---:|---:|"]
     summary = []
+    at_limit: dict[str, float | None] = {}
     with ProcessPoolExecutor(args.jobs) as pool:
         for name, (factory, params) in RULES.items():
             points = []
             for param in params:
-                reports = list(pool.map(run_one, repeat(factory(param)), repeat(Distributions(answer_p=0.25)),
-                                        repeat(config), seeds))
-                r: Report = reduce(Report.__add__, reports, Report())
+                r = compare(Distributions(answer_p=0.25), config, seeds, {name: factory(param)}, pool)[name]
                 points.append((r.abandon_rate, r.occupancy))
                 out.append(f"| {name} | {param:g} | {r.occupancy:.1%} | {r.abandon_rate:.2%} |")
             print(f"  {name}: done", file=sys.stderr, flush=True)
+            at_limit[name] = interpolate(points, 0.03)
             summary.append(f"{name}: {at_abandon(points, 0.03)} occupancy at 3% abandoned")
     print(f"{args.agents} agents, answer rate 0.25, {len(seeds)} day(s) of {args.hours:g} h per point; "
           f"{time.monotonic() - started:.0f} s\n")
-    print("\n".join(out + [""] + summary))
+    ours = at_limit[OURS]
+    ratios = [f"{name} vs {OURS}: {value / ours:.3f}×" for name, value in at_limit.items()
+              if name != OURS and value is not None and ours]
+    print("\n".join(out + [""] + summary + [""] + (ratios or ["(no ratio: a rule's points do not bracket 3 %)"])))
     return 0
 
 

@@ -53,17 +53,20 @@ def window_of(campaign: Campaign) -> str:
     return str(name)
 
 
+def window_s(campaign: Campaign) -> float:
+    """The campaign's abandonment window, in seconds."""
+    return ABANDON_WINDOWS[window_of(campaign)]
+
+
 def target_of(campaign: Campaign) -> float:
     return float((campaign.settings or {}).get("abandon_target", DEFAULT_TARGET))
 
 
 @dataclass(frozen=True)
 class Abandonment:
-    """A campaign's answered and abandoned calls over its rolling window ending at `until`."""
+    """A campaign's answered and abandoned calls over its rolling window."""
 
     window: str
-    since: dt.datetime
-    until: dt.datetime
     answered: int
     abandoned: int
     target: float
@@ -80,7 +83,7 @@ class Abandonment:
 
 def answered_calls(session: Session, campaign: Campaign, now: dt.datetime) -> list[tuple[dt.datetime, bool]]:
     """(answer time, abandoned) of the campaign's calls answered within its window, oldest first."""
-    since = now - dt.timedelta(seconds=ABANDON_WINDOWS[window_of(campaign)])
+    since = now - dt.timedelta(seconds=window_s(campaign))
     rows = session.execute(select(Attempt.answered_at, Attempt.outcome).where(
         Attempt.campaign_id == campaign.id, Attempt.answered_at.is_not(None),
         Attempt.answered_at > since, Attempt.answered_at <= now).order_by(Attempt.answered_at, Attempt.id))
@@ -88,10 +91,9 @@ def answered_calls(session: Session, campaign: Campaign, now: dt.datetime) -> li
 
 
 def abandonment(session: Session, campaign: Campaign, now: dt.datetime) -> Abandonment:
+    """The campaign's abandonment over its window ending at `now`."""
     calls = answered_calls(session, campaign, now)
-    window = window_of(campaign)
-    return Abandonment(window, now - dt.timedelta(seconds=ABANDON_WINDOWS[window]), now, len(calls),
-                       sum(abandoned for _, abandoned in calls), target_of(campaign))
+    return Abandonment(window_of(campaign), len(calls), sum(abandoned for _, abandoned in calls), target_of(campaign))
 
 
 def predictive_for(session: Session, campaign: Campaign, wrap_up_s: float, now: dt.datetime) -> Predictive:
@@ -100,7 +102,7 @@ def predictive_for(session: Session, campaign: Campaign, wrap_up_s: float, now: 
     learner = LearnerSettings(wrap_prior_s=wrap_up_s)
     policy = Predictive(PredictiveSettings(
         warmup_dials=int(extra.get("warmup_dials", 60)), learner=learner,
-        controller=ControllerSettings(target=target_of(campaign), window_s=ABANDON_WINDOWS[window_of(campaign)])))
+        controller=ControllerSettings(target=target_of(campaign), window_s=window_s(campaign))))
     for at, abandoned in answered_calls(session, campaign, now):
         policy.controller.remember(at.timestamp(), abandoned)
     recent = session.scalars(select(Attempt).where(

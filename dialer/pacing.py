@@ -692,15 +692,17 @@ class AbandonController:
             return aim
         return min(s.target, max(0.1 * aim, aim - s.payback * (rate - aim)))
 
+    def _count(self, at: float, answered: int, abandoned: int) -> None:
+        bucket = self._bucket(at)
+        bucket[1] += answered
+        bucket[2] += abandoned
+        self.answered += answered
+        self.abandoned += abandoned
+
     def remember(self, at: float, abandoned: bool) -> None:
         """Count an answered call of an earlier run into the window (oldest first) without
         moving `z`: the window is about the campaign, `z` about this run's conditions."""
-        bucket = self._bucket(at)
-        bucket[1] += 1
-        self.answered += 1
-        if abandoned:
-            bucket[2] += 1
-            self.abandoned += 1
+        self._count(at, 1, int(abandoned))
 
     def next_run(self) -> AbandonController:
         """A controller for the campaign's next run: the same window, `z` back at its start."""
@@ -712,12 +714,10 @@ class AbandonController:
     def observe(self, event: Observation) -> None:
         s = self.settings
         if isinstance(event, DialEnded) and event.answered:
-            self._bucket(event.at)[1] += 1
-            self.answered += 1
+            self._count(event.at, 1, 0)
             self.z -= s.gain * self.setpoint(event.at)
         elif isinstance(event, Abandoned):
-            self._bucket(event.at)[2] += 1
-            self.abandoned += 1
+            self._count(event.at, 0, 1)
             self.z += s.gain * (1 - self.setpoint(event.at))
         self.z = min(s.z_max, max(s.z_min, self.z))
 
