@@ -254,8 +254,59 @@ def campaign_create(name, client_code, batches, timezone, ring_seconds, wrap_up_
             preset=preset, overrides=_key_values(overrides),
             settings={"ring_seconds": ring_seconds, "wrap_up_seconds": wrap_up_seconds,
                       "abandon_target": abandon_target / 100, "abandon_window": abandon_window})
+        _ask_hopper(session, created, "asking the policy about each case")
         click.echo(f"campaign {created.name}: {cases} cases, {mode}, rules {preset}, time zone {created.timezone}, status draft "
                    f"(start it with: dunning campaign start {created.name})")
+
+
+def _ask_hopper(session, campaign, label: str, *, rebuild: bool = False) -> int:
+    """The campaign's hopper asked about every case waiting for an answer, with progress."""
+    from sqlalchemy import func, select
+
+    from campaigns import hopper
+    from campaigns.models import DialState
+    total = session.scalar(select(func.count()).select_from(DialState).where(DialState.campaign_id == campaign.id))
+    with click.progressbar(length=max(total, 1), label=label, file=sys.stderr) as bar:
+        if rebuild:
+            return hopper.rebuild(session, campaign, _now(), progress=bar.update)
+        return hopper.refresh(session, campaign, _now(), progress=bar.update)
+
+
+@campaign.command("rebuild")
+@click.argument("name")
+@campaign_errors
+def campaign_rebuild(name: str) -> None:
+    """Make campaign NAME's hopper anew: ask the policy about every case and store its answer."""
+    from campaigns import queue
+    from campaigns.db import transaction
+    with transaction(_database(_site())) as session:
+        found = queue.campaign_named(session, name)
+        asked = _ask_hopper(session, found, "rebuilding the hopper", rebuild=True)
+    click.echo(f"campaign {name}: hopper rebuilt, {asked} cases asked")
+
+
+@campaign.command("check")
+@click.argument("name")
+@click.option("--at", "at", default=None, help="As of this time (ISO 8601 with offset); default now.")
+@campaign_errors
+def campaign_check(name: str, at: str | None) -> None:
+    """Compare campaign NAME's hopper with the policy asked about every case (read-only); exit 1
+    on any case the policy allows that the hopper would not offer."""
+    from sqlalchemy import func, select
+
+    from campaigns import hopper, queue
+    from campaigns.db import transaction
+    from campaigns.models import CampaignCase
+    when = _parse_time(at) if at else _now()
+    with transaction(_database(_site())) as session:
+        found = queue.campaign_named(session, name)
+        total = session.scalar(select(func.count()).select_from(CampaignCase).where(CampaignCase.campaign_id == found.id))
+        with click.progressbar(length=max(total, 1), label="checking the hopper", file=sys.stderr) as bar:
+            wrong = hopper.check(session, found, when, progress=bar.update)
+    for line in wrong[:50]:
+        click.secho(f"mismatch: {line}", fg="red", err=True)
+    click.echo(f"campaign {name}: {total} cases checked, {len(wrong)} mismatch(es)")
+    sys.exit(1 if wrong else 0)
 
 
 def _campaign_command(command: str, doc: str):
@@ -297,6 +348,8 @@ def campaign_status(name: str, at: str | None) -> None:
                + (f"; next possible at {f.next_dialable_at.isoformat(timespec='seconds')}" if f.next_dialable_at else ""))
     for rule, count in f.blocked_by.most_common():
         click.echo(f"  blocked by {rule}: {count}")
+    if f.unasked:
+        click.echo(f"  waiting to be asked again: {f.unasked} (the engine and the scheduler's sweep ask them)")
     click.echo("attempts today: " + (", ".join(f"{k} {v}" for k, v in sorted(f.attempts_today.items())) or "none"))
     if abandoned is not None:
         click.echo(abandoned.line())

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from .models import (
@@ -28,7 +28,8 @@ from .models import (
     PromiseToPay,
 )
 from .policy import Rules
-from .queue import CampaignError, campaign_named, decisions
+from . import hopper
+from .lifecycle import CampaignError, campaign_named
 
 #: Result codes an agent may record (the console will offer the same list).
 DISPOSITION_CODES = {
@@ -78,8 +79,8 @@ def create_campaign(session: Session, name: str, client_code: str, now: dt.datet
         if missing := sorted(set(batches) - found):
             raise CampaignError(f"client {client_code} has no batch {', '.join(map(str, missing))}")
         query = query.where(Case.batch_id.in_(batches))
-    case_ids = list(session.scalars(query))
-    if not case_ids:
+    count = session.scalar(select(func.count()).select_from(query.subquery()))
+    if not count:
         raise CampaignError(f"client {client_code} has no cases to put in a campaign")
     from .presets import PresetError, load_preset
     try:
@@ -94,12 +95,20 @@ def create_campaign(session: Session, name: str, client_code: str, now: dt.datet
                         status_changed_at=now)
     session.add(campaign)
     session.flush()
-    session.add_all(CampaignCase(campaign_id=campaign.id, case_id=cid) for cid in case_ids)
-    return campaign, len(case_ids)
+    # One statement each, in the database: a campaign of a million cases never passes through here.
+    session.execute(insert(CampaignCase).from_select(
+        ["campaign_id", "case_id"], select(literal(campaign.id), query.subquery().c.id)))
+    hopper.enroll(session, campaign)
+    return campaign, count
 
 
 @dataclass(frozen=True)
 class CampaignFigures:
+    """A campaign at a moment, from its hopper: cases, how many the engine may dial now (the
+    follow-up is due and the policy allows it), the earliest moment another may be, what
+    blocks the others (by rule), today's attempts by outcome, and how many cases wait to be
+    asked again (their answer is being refreshed)."""
+
     name: str
     status: str
     timezone: str
@@ -108,19 +117,20 @@ class CampaignFigures:
     next_dialable_at: dt.datetime | None
     attempts_today: Counter
     blocked_by: Counter
+    unasked: int = 0
 
 
 def campaign_figures(session: Session, name: str, now: dt.datetime, rules: Rules | None = None) -> CampaignFigures:
     campaign = campaign_named(session, name)
-    decided = decisions(session, campaign, now, rules)
+    found = hopper.figures(session, campaign, now, rules)
     zone = ZoneInfo(campaign.timezone)
     midnight = dt.datetime.combine(now.astimezone(zone).date(), dt.time(0), zone)
-    today = Counter(a.outcome or a.state for a in session.scalars(select(Attempt).where(
-        Attempt.campaign_id == campaign.id, Attempt.planned_at >= midnight)))
-    blocked = Counter(d.blocks[0].rule for _, d in decided if not d.allowed and d.blocks)
-    upcoming = [d.next_at for _, d in decided if not d.allowed and d.next_at is not None]
-    return CampaignFigures(campaign.name, campaign.status, campaign.timezone, len(decided),
-                           sum(d.allowed for _, d in decided), min(upcoming, default=None), today, blocked)
+    today = Counter(dict(session.execute(
+        select(func.coalesce(Attempt.outcome, Attempt.state), func.count()).where(
+            Attempt.campaign_id == campaign.id, Attempt.planned_at >= midnight)
+        .group_by(func.coalesce(Attempt.outcome, Attempt.state))).all()))
+    return CampaignFigures(campaign.name, campaign.status, campaign.timezone, found.cases, found.dialable,
+                           found.next_at, today, found.blocked_by, found.unasked)
 
 
 def list_campaigns(session: Session) -> list[tuple[str, str, str, int, int]]:
@@ -218,23 +228,27 @@ def find_cases(session: Session, ref: str) -> list[Case]:
 def why(session: Session, ref: str, now: dt.datetime, rules: Rules | None = None) -> list[str]:
     """For each case `ref` names and each campaign it is in: may it be dialled at `now`,
     and if not, which rules block it and when it next may."""
+    from .case_views import records
+    from .lifecycle import rules_for
+    from .models import DialState, HopperPhase
     from .policy import why as explain
-    from .queue import case_views, rules_for
     texts = []
     for case in find_cases(session, ref):
-        campaign_ids = list(session.scalars(select(CampaignCase.campaign_id).where(CampaignCase.case_id == case.id)))
-        campaigns = [session.get(Campaign, cid) for cid in campaign_ids] or [None]
-        for campaign in campaigns:
-            if campaign is None:
-                texts.append(f"case {case.id} ({case.reference}) is in no campaign: nothing dials it")
-                continue
+        campaign_ids = list(session.scalars(select(DialState.campaign_id).where(DialState.case_id == case.id)
+                                            .order_by(DialState.campaign_id)))
+        if not campaign_ids:
+            texts.append(f"case {case.id} ({case.reference}) is in no campaign: nothing dials it")
+            continue
+        for campaign_id in campaign_ids:
+            campaign = session.get(Campaign, campaign_id)
             in_force = rules or rules_for(campaign)
-            views, attempts = case_views(session, campaign, now, in_force.history_needed)
-            view = next(v for v in views if v.id == case.id)
-            phone_ids = {p.id for p in view.phones}
-            mine = tuple(a for a in attempts if a.phone_id in phone_ids)
+            record = records(session, campaign.id, [case.id], now, hopper.history_for(in_force))[case.id]
+            state = session.get(DialState, (campaign.id, case.id))
             texts.append(f"campaign {campaign.name} ({campaign.status}), case {case.reference}:\n"
-                         + explain(view, mine, now, campaign.timezone, in_force))
+                         + explain(record.view, record.history, now, campaign.timezone, in_force)
+                         + f"\n  hopper: {HopperPhase(state.phase).name.lower()} (as last asked)"
+                         + (f", from {state.eligible_at.isoformat(timespec='seconds')}" if state.eligible_at else "")
+                         + (f", follow-up {state.follow_up_kind}" if state.follow_up_kind else ""))
     return texts
 
 

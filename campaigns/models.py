@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -219,6 +220,8 @@ class Attempt(Base):
         Index("ix_attempts_phone_planned", "phone_id", "planned_at"),
         Index("ix_attempts_case_planned", "case_id", "planned_at"),
         Index("ix_attempts_agent_planned", "agent_id", "planned_at"),
+        Index("ix_attempts_campaign_planned", "campaign_id", "planned_at"),
+        Index("ix_attempts_campaign_state", "campaign_id", "state"),
     )
 
 
@@ -409,6 +412,64 @@ class Appointment(Base):
     status: Mapped[str] = mapped_column(String(10), default="open")  # open, kept, cancelled
     kept_attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id"))
 
+
+
+class HopperPhase(enum.IntEnum):
+    """Where a case stands in its campaign's hopper (campaigns/hopper.py).
+
+    READY: the policy allowed a dial when last asked, and allows it until `valid_until`.
+    WAITING: asked; not dialable before `eligible_at` (a lower bound), then READY until
+    `valid_until`. NEVER: nothing will allow a dial by itself (a stop status, no number left).
+    IN_CALL: a call of the case is in progress. DUE: to be asked again now (a fact about the
+    case changed, or it is new). DEFERRED: to be asked again, not dialable before `eligible_at`
+    (its last answer expired at a calling-window edge)."""
+
+    READY = 1
+    WAITING = 2
+    NEVER = 3
+    IN_CALL = 4
+    DUE = 5
+    DEFERRED = 6
+
+
+class DialState(Base):
+    """A cache of the policy's answer for one case of one campaign: when it may next be
+    dialled, until when that answer holds, the rule that blocks it, its follow-up, and its
+    place in the queue. Kept up to date by campaigns/hopper.py; rebuilt from scratch by
+    `dunning campaign rebuild`, compared with the policy by `dunning campaign check`."""
+
+    __tablename__ = "dial_states"
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True, index=True)
+    phase: Mapped[int] = mapped_column(Integer)  # HopperPhase
+    amount_cents: Mapped[int] = mapped_column(BigInteger)  # the queue's order: amount due desc,
+    days_past_due: Mapped[int] = mapped_column(Integer)   # days past due desc, case id
+    zone: Mapped[str] = mapped_column(String(64))
+    eligible_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    valid_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    reopen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    blocked_rule: Mapped[str | None] = mapped_column(String(40))
+    follow_up_kind: Mapped[str | None] = mapped_column(String(20))
+    follow_up_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    assigned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_dialled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_abandoned: Mapped[bool] = mapped_column(Boolean, default=False)
+    needs_agent_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    computed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        Index("ix_dial_states_queue", "campaign_id", "phase", amount_cents.desc(), days_past_due.desc(), "case_id"),
+        Index("ix_dial_states_eligible", "campaign_id", "phase", "eligible_at"),
+        Index("ix_dial_states_valid", "campaign_id", "phase", "valid_until"),
+    )
+
+
+class HopperClock(Base):
+    """The latest moment a campaign's dial states were computed at: a question about an
+    earlier moment (a clock set back) makes every state of the campaign to be asked again."""
+
+    __tablename__ = "hopper_clocks"
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    clock: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class Alert(Base):

@@ -26,19 +26,15 @@ from sqlalchemy.orm import Session
 
 from .models import Agent, Alert, Campaign, CampaignStatus
 from .policy import Rules, local_now
-from .queue import (
-    CAMPAIGN_TRANSITIONS,
-    FOLLOW_UP_HISTORY,
-    campaign_named,
-    case_views,
-    offers,
-    rules_for,
-)
+from . import hopper
+from .lifecycle import CAMPAIGN_TRANSITIONS, campaign_named, rules_for
 from .report import daily
 from .targets import targets_status
 
 JOB_TABLE = "scheduler_jobs"
 KINDS = ("open", "close", "targets", "sweep")
+#: How many cases one sweep asks the policy about again, at most.
+SWEEP_ASKS = 50_000
 #: Mid-day: when the targets check runs (the share of the calling window that has passed).
 MIDDAY_SHARE = 0.5
 
@@ -148,27 +144,25 @@ def check_targets(session: Session, name: str, now: dt.datetime) -> list[str]:
 
 
 def sweep_queue(session: Session, name: str, now: dt.datetime) -> list[str]:
-    """Every so often in the window: follow-ups due (by kind), those overdue by more than a
-    day, and the new-queue coverage deadline; alerts for what is at risk."""
-    from .follow_up import coverage_deadline
+    """Every so often in the window: ask the policy again about the cases waiting for it (the
+    hopper's refresh, ahead of the next window's opening too), then alert on follow-ups overdue
+    by more than a day and on the new-queue coverage deadline. Reads the stored states only."""
     campaign = campaign_named(session, name)
     rules = rules_for(campaign)
-    due = offers(session, campaign, now, rules)
+    hopper.refresh(session, campaign, now, rules, limit=SWEEP_ASKS, ahead=True)
     local = local_now(now, campaign.timezone)
     messages = []
-    overdue = [(case, f) for case, _, f in due if f is not None and f.due_at is not None
-               and now - f.due_at > dt.timedelta(days=1) and f.kind not in ("daily", "retry")]
-    if overdue:
-        text = (f"campaign {name}: {len(overdue)} follow-up(s) overdue by more than a day: "
-                + "; ".join(f"case {case.id} ({f.kind}, due {f.due_at.astimezone(ZoneInfo(campaign.timezone)):%m-%d %H:%M})"
-                            for case, f in overdue[:10]))
+    count, overdue = hopper.overdue_follow_ups(session, campaign, now)
+    if count:
+        text = (f"campaign {name}: {count} follow-up(s) overdue by more than a day: "
+                + "; ".join(f"case {case_id} ({kind}, due {due.astimezone(ZoneInfo(campaign.timezone)):%m-%d %H:%M})"
+                            for case_id, kind, due in overdue))
         if raise_alert(session, f"follow_ups_overdue:{campaign.id}:{local.date()}", "follow_ups_overdue", text, now,
                        campaign_id=campaign.id):
             messages.append(text)
-    cases, attempts = case_views(session, campaign, now, FOLLOW_UP_HISTORY)
-    coverage = coverage_deadline(cases, now, attempts, rules, campaign.timezone)
-    if coverage.deadline is not None and coverage.working_days_left <= 1 and coverage.uncovered:
-        text = (f"campaign {name}: {len(coverage.uncovered)} case(s) never called, and the queue must be covered by "
+    coverage, waiting = hopper.coverage(session, campaign, now, rules)
+    if coverage.deadline is not None and coverage.working_days_left <= 1 and waiting:
+        text = (f"campaign {name}: {waiting} case(s) never called, and the queue must be covered by "
                 f"{coverage.deadline.astimezone(ZoneInfo(campaign.timezone)):%Y-%m-%d %H:%M}")
         if raise_alert(session, f"coverage_at_risk:{campaign.id}:{local.date()}", "coverage_at_risk", text, now,
                        campaign_id=campaign.id):

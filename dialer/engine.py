@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ami_bridge import AmiNotConnected, Call, CallOutcome, Calls, CallState
-from campaigns import queue
+from campaigns import hopper, queue
 from campaigns.models import Agent, CampaignStatus
 from campaigns.policy import Rules, in_window
 from recordings import after_call, backlog, vault
@@ -58,6 +58,9 @@ T = TypeVar("T")
 #: the ring timeout plus a few seconds; this backstop is for whatever else could leave a
 #: call unsettled, so that its reserved agent is never held for good.
 UNSETTLED_GRACE_S = 60.0
+#: How often the engine gives the hopper its background work, and how many cases a time.
+REFRESH_EVERY_S = 2.0
+REFRESH_ASKS = 256
 
 
 class Clock(Protocol):
@@ -146,6 +149,7 @@ class Engine:
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="dunning-db")
         self._tasks: set[asyncio.Task[None]] = set()
         self._serial = 0
+        self._refreshed_at: dt.datetime | None = None
         # Call ids must never repeat, across runs and engines: time plus randomness.
         self._stamp = time.strftime("%y%m%d%H%M%S") + secrets.token_hex(2)
         calls.add_listener(self._on_call_state)
@@ -213,6 +217,9 @@ class Engine:
         status = await self._db(self._publish, now)
         if status != CampaignStatus.RUNNING.value:
             return False
+        if self._refreshed_at is None or (now - self._refreshed_at).total_seconds() >= REFRESH_EVERY_S:
+            self._refreshed_at = now
+            await self._db(self._refresh, now)
         if not self.calls.connection.fully_booted:
             return False
         if self.settings.mode == "predictive":
@@ -310,6 +317,13 @@ class Engine:
                     self.echo(f"{call_id}: answered; agent {seat.extension} connected after {waited:.1f} s")
                 else:
                     self.pool.apply(seat.extension, AgentEvent.RELEASE, self.clock.now(), reason="call gone")
+
+    def _refresh(self, session: Session, now: dt.datetime) -> None:
+        """The hopper's background work: ask the policy again about a bounded number of cases
+        waiting for it (DUE first, then those deferred to the next window), so that a dial
+        decision rarely has to."""
+        campaign = queue.campaign_named(session, self.campaign)
+        hopper.refresh(session, campaign, now, self.rules, limit=REFRESH_ASKS, ahead=True)
 
     def _plan(self, session: Session, agent_id: int | None, call_id: str, now: dt.datetime,
               only_abandoned: bool = False) -> queue.Planned | None:

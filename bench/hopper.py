@@ -1,0 +1,315 @@
+"""Dial decisions that do not grow with the campaign: the hopper against the whole-campaign
+evaluation, in the same run, at the sizes banks send.
+
+Run from the repository root: ``python -m bench.hopper`` (SQLite in a temporary file) and
+``python -m bench.hopper --postgres postgresql+psycopg://…`` (in a schema of its own,
+``bench_hopper``, dropped afterwards); ``--sizes 10000,100000,1000000`` (the default).
+
+Each size is a campaign with a realistic history, written by bulk insert: every case with an
+own mobile and a home number; 30 days of attempts at about 3 a case (25 % answered and
+bridged, 45 % no answer, 20 % busy, 5 % congestion, 2 % abandoned, 3 % cancelled); a promise
+to pay on 2 % of the cases (a disposition on an answered call), an open appointment on 1 %, a
+stop status on 3 % (complaint, dispute, paid). It is 10:00 in Shanghai on a weekday.
+
+Measured, per size:
+- hopper build: the policy asked about every case once (what `dunning campaign create` does);
+- dial decision: `hopper.take` p50 / p99 over ``--dials`` decisions, each in its own
+  transaction, each attempt then ended (no answer), as the engine does;
+- the whole-campaign evaluation (today's `queue.plan_next` before the hopper: every case
+  loaded and asked at every dial), p50 over a few decisions where it finishes in
+  ``--baseline-budget`` seconds, and the ratio;
+- `dunning campaign status` (`admin.campaign_figures`) and `dunning why` (`admin.why`);
+- the engine's memory: the peak resident size of a fresh process making the dial decisions.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import create_engine, insert, text
+
+from campaigns import admin, evaluation, hopper, queue
+from campaigns.db import make_engine, migrate, sessions, transaction
+from campaigns.models import (
+    Agent,
+    Appointment,
+    Attempt,
+    Batch,
+    Case,
+    Client,
+    Disposition,
+    Phone,
+    PromiseToPay,
+)
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # Wednesday 10:00 in Shanghai
+CHUNK = 20_000
+OUTCOMES = [("answered", 25), ("no_answer", 45), ("busy", 20), ("congestion", 5), ("abandoned", 2), ("cancelled", 3)]
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _bulk(session, model, rows: list[dict]) -> None:
+    for start in range(0, len(rows), CHUNK):
+        session.execute(insert(model), rows[start:start + CHUNK])
+
+
+def populate(factory, size: int, seed: int = 7) -> str:
+    """A campaign of `size` cases with its history (see the module's doc); returns its name."""
+    rng = random.Random(seed)
+    name = f"bench-{size}"
+    outcomes = [o for o, weight in OUTCOMES for _ in range(weight)]
+    with transaction(factory) as s:
+        client = Client(code=f"B{size}", name="bench", created_at=NOW)
+        s.add(client)
+        s.flush()
+        batch = Batch(client_id=client.id, name=name, file_name=f"{name}.csv", sha256=f"{size:064d}", rows=size,
+                      imported_at=NOW - dt.timedelta(days=40))
+        s.add(batch)
+        s.add(Agent(extension=f"9{size % 1000:03d}", name="bench", active=True, created_at=NOW))
+        s.flush()
+        first_case = (s.execute(text("SELECT COALESCE(MAX(id), 0) FROM cases")).scalar() or 0) + 1
+        first_phone = (s.execute(text("SELECT COALESCE(MAX(id), 0) FROM phones")).scalar() or 0) + 1
+        first_attempt = (s.execute(text("SELECT COALESCE(MAX(id), 0) FROM attempts")).scalar() or 0) + 1
+        done = 0
+        attempt_id = first_attempt
+        for start in range(0, size, CHUNK):
+            cases, phones, attempts, dispositions, promises, appointments = [], [], [], [], [], []
+            for i in range(start, min(size, start + CHUNK)):
+                case_id, roll = first_case + i, rng.random()
+                status = "complaint" if roll < 0.01 else "dispute" if roll < 0.02 else "paid" if roll < 0.03 else "active"
+                cases.append({"id": case_id, "client_id": client.id, "batch_id": batch.id, "reference": f"{name}-{i}",
+                              "debtor_name": "王芳", "amount_due": rng.randint(1000, 9_999_999) / 100,
+                              "currency": "CNY", "days_past_due": rng.randint(1, 720), "status": status,
+                              "extra": {}, "created_at": NOW - dt.timedelta(days=40)})
+                own, home = first_phone + 2 * i, first_phone + 2 * i + 1
+                for pid, role, dial in ((own, "own_mobile", f"13{i:09d}"), (home, "home", f"0755{i:08d}")):
+                    phones.append({"id": pid, "case_id": case_id, "role": role, "e164": f"+86{dial.lstrip('0')}",
+                                   "dial": dial, "valid": True, "do_not_call": False})
+                for _ in range(rng.choice((2, 3, 3, 4))):
+                    day = NOW - dt.timedelta(days=rng.randint(1, 30), minutes=rng.randint(0, 600))
+                    outcome = rng.choice(outcomes)
+                    answered = outcome in ("answered", "abandoned")
+                    attempts.append({"id": attempt_id, "call_id": f"{name}-{attempt_id}", "campaign_id": 0,
+                                     "case_id": case_id, "phone_id": rng.choice((own, home)), "number": dial,
+                                     "state": "ended", "planned_at": day,
+                                     "dialed_at": None if outcome == "cancelled" else day,
+                                     "answered_at": day if answered else None,
+                                     "bridged_at": day if outcome == "answered" else None,
+                                     "ended_at": day + dt.timedelta(seconds=40), "outcome": outcome})
+                    if outcome == "answered" and rng.random() < 0.08:
+                        dispositions.append({"id": attempt_id, "attempt_id": attempt_id, "case_id": case_id,
+                                             "code": "promise_to_pay", "created_at": day})
+                        promises.append({"case_id": case_id, "disposition_id": attempt_id, "amount": 500,
+                                         "due_date": (NOW + dt.timedelta(days=rng.randint(-5, 10))).date(),
+                                         "status": "open", "created_at": day})
+                    attempt_id += 1
+                if rng.random() < 0.01:
+                    appointments.append({"case_id": case_id, "phone_id": own, "requested_by": "debtor",
+                                         "at": NOW + dt.timedelta(minutes=rng.randint(-60, 3 * 24 * 60)),
+                                         "note": "下午三点再打", "recorded_by": "bench", "recorded_at": NOW,
+                                         "status": "open"})
+            yield_rows = (cases, phones)
+            _bulk(s, Case, yield_rows[0])
+            _bulk(s, Phone, yield_rows[1])
+            done += len(cases)
+            s.info.setdefault("pending", []).append((attempts, dispositions, promises, appointments))
+            _say(f"  {name}: {done:,} cases written")
+        campaign, _ = admin.create_campaign(s, name, client.code, NOW - dt.timedelta(days=30),
+                                            timezone="Asia/Shanghai")
+        queue.change_campaign(s, name, "start", NOW - dt.timedelta(days=30))
+        written = 0
+        for attempts, dispositions, promises, appointments in s.info.pop("pending"):
+            for row in attempts:
+                row["campaign_id"] = campaign.id
+            _bulk(s, Attempt, attempts)
+            _bulk(s, Disposition, dispositions)
+            _bulk(s, PromiseToPay, promises)
+            _bulk(s, Appointment, appointments)
+            written += len(attempts)
+        _say(f"  {name}: {written:,} attempts written")
+    return name
+
+
+def build(factory, name: str) -> float:
+    start = time.perf_counter()
+    with transaction(factory) as s:
+        campaign = queue.campaign_named(s, name)
+        done = [0]
+
+        def progress(n: int) -> None:
+            done[0] += n
+            if done[0] % 50_000 < n:
+                _say(f"  {name}: hopper asked {done[0]:,}")
+        hopper.rebuild(s, campaign, NOW, progress=progress)
+    return time.perf_counter() - start
+
+
+def decisions(factory, name: str, count: int, clock: dt.datetime) -> list[float]:
+    """`count` dial decisions through the hopper, each attempt ended (no answer)."""
+    times = []
+    with factory() as s:
+        agent_id = s.execute(text("SELECT id FROM agents ORDER BY id DESC LIMIT 1")).scalar()
+    for i in range(count):
+        now = clock + dt.timedelta(seconds=i)
+        start = time.perf_counter()
+        with transaction(factory) as s:
+            planned = hopper.take(s, queue.campaign_named(s, name), agent_id, f"{name}-t{clock:%H%M}-{i}", now)
+        times.append(time.perf_counter() - start)
+        if planned is None:
+            break
+        with transaction(factory) as s:
+            queue.finish(s, planned.attempt_id, "no_answer", ended_at=now + dt.timedelta(seconds=25))
+    return times
+
+
+def baseline(factory, name: str, budget_s: float, projected: float | None) -> list[float]:
+    """The whole-campaign evaluation's dial decision (no writes), while within the budget."""
+    if projected is not None and projected > budget_s:
+        return []
+    times = []
+    spent = 0.0
+    while spent < budget_s and len(times) < 5:
+        start = time.perf_counter()
+        with transaction(factory) as s:
+            evaluation.first_pick(s, queue.campaign_named(s, name), NOW + dt.timedelta(hours=1))
+        times.append(time.perf_counter() - start)
+        spent += times[-1]
+    return times
+
+
+def timed(fn, repeat: int = 5) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def engine_memory(url: str, options: str | None, name: str, dials: int) -> float:
+    """Peak resident MB of a fresh process making `dials` dial decisions."""
+    out = subprocess.run([sys.executable, "-m", "bench.hopper", "--engine-memory", url, "--campaign", name,
+                          "--dials", str(dials)] + (["--pg-options", options] if options else []),
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["rss_mb"]
+
+
+def _engine(url: str, options: str | None):
+    return (create_engine(url, connect_args={"options": options}) if options else make_engine(url))
+
+
+def measure(url: str, options: str | None, size: int, dials: int, budget_s: float,
+            projected: float | None) -> dict:
+    engine = _engine(url, options)
+    factory = sessions(engine)
+    start = time.perf_counter()
+    name = populate(factory, size)
+    populated = time.perf_counter() - start
+    built = build(factory, name)
+    takes = decisions(factory, name, dials, NOW + dt.timedelta(minutes=5))
+    base = baseline(factory, name, budget_s, projected)
+
+    def status():
+        with transaction(factory) as s:
+            admin.campaign_figures(s, name, NOW + dt.timedelta(minutes=30))
+
+    def why():
+        with transaction(factory) as s:
+            admin.why(s, f"{name}-{size // 2}", NOW + dt.timedelta(minutes=30))
+    found = {"size": size, "populate_s": populated, "build_s": built, "take_p50": pct(takes, 0.5),
+             "take_p99": pct(takes, 0.99), "takes": len(takes), "baseline": base,
+             "status": statistics.median(timed(status, 3)), "why": statistics.median(timed(why, 5)),
+             "memory_mb": engine_memory(url, options, name, min(dials, 300))}
+    engine.dispose()
+    return found
+
+
+def run(url: str, options: str | None, label: str, sizes: list[int], dials: int, budget_s: float) -> list[dict]:
+    results, per_case = [], None
+    for size in sizes:
+        _say(f"{label}: {size:,} cases")
+        projected = None if per_case is None else per_case * size
+        found = measure(url, options, size, dials, budget_s, projected)
+        if found["baseline"]:
+            per_case = statistics.median(found["baseline"]) / size
+        results.append(found)
+        _say(json.dumps(found))
+    return results
+
+
+def table(label: str, results: list[dict], budget_s: float) -> str:
+    lines = [f"{label}:",
+             f"{'cases':>10}  {'build':>8}  {'dial p50':>9}  {'dial p99':>9}  {'whole eval':>10}  {'ratio':>7}  "
+             f"{'status':>7}  {'why':>6}  {'engine':>7}"]
+    for r in results:
+        base = statistics.median(r["baseline"]) if r["baseline"] else None
+        ratio = f"{base / r['take_p50']:.0f}x" if base else "-"
+        lines.append(f"{r['size']:>10,}  {r['build_s']:>7.0f}s  {1000 * r['take_p50']:>7.1f}ms  "
+                     f"{1000 * r['take_p99']:>7.1f}ms  "
+                     + (f"{base:>9.2f}s" if base else f"{'> ' + str(int(budget_s)) + 's':>10}")
+                     + f"  {ratio:>7}  {r['status']:>6.2f}s  {1000 * r['why']:>4.0f}ms  {r['memory_mb']:>5.0f}MB")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--postgres", metavar="URL", help="also run on PostgreSQL (schema bench_hopper, dropped after)")
+    parser.add_argument("--dials", type=int, default=500, help="dial decisions measured per size")
+    parser.add_argument("--baseline-budget", type=float, default=120.0,
+                        help="seconds the whole-campaign evaluation may take per size (skipped beyond)")
+    parser.add_argument("--engine-memory", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--campaign", help=argparse.SUPPRESS)
+    parser.add_argument("--pg-options", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.engine_memory:
+        factory = sessions(_engine(args.engine_memory, args.pg_options))
+        decisions(factory, args.campaign, args.dials, NOW + dt.timedelta(hours=2))
+        print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        return 0
+    sizes = [int(s) for s in args.sizes.split(",")]
+    outputs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        migrate(make_engine(url))
+        outputs.append(table("SQLite", run(url, None, "SQLite", sizes, args.dials, args.baseline_budget),
+                             args.baseline_budget))
+    if args.postgres:
+        admin_engine = create_engine(args.postgres)
+        with admin_engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS bench_hopper CASCADE"))
+            conn.execute(text("CREATE SCHEMA bench_hopper"))
+        options = "-csearch_path=bench_hopper"
+        try:
+            migrate(create_engine(args.postgres, connect_args={"options": options}))
+            outputs.append(table("PostgreSQL", run(args.postgres, options, "PostgreSQL", sizes, args.dials,
+                                                   args.baseline_budget), args.baseline_budget))
+        finally:
+            with admin_engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA IF EXISTS bench_hopper CASCADE"))
+    print("dial decision: hopper.take, one transaction each; whole eval: the policy over every case per "
+          "decision (before the hopper); ratio: whole eval / hopper p50")
+    print("\n\n".join(outputs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
