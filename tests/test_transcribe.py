@@ -26,7 +26,7 @@ from recordings.transcripts import QUEUED, RUNNING, DONE, FAILED, StoredTranscri
 
 from test_search import DAY, add_recording, add_world
 
-AUDIO = Path(__file__).resolve().parent.parent.parent / "shared" / "audio"
+AUDIO = Path(__file__).resolve().parent / "audio"  # tests/audio: the clips, with their sources and licences
 KO_1 = AUDIO / "ko-tts-espeak-8k-001.wav"  # 안녕하세요 오늘 날씨가 좋습니다
 KO_2 = AUDIO / "ko-tts-espeak-8k-002.wav"  # 다음 주 금요일에 오십만 원을 갚겠습니다
 REPO = Path(__file__).resolve().parent.parent

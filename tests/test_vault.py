@@ -1,5 +1,5 @@
 """The recording vault: ingest (stereo, atomic, idempotent), retention and purge, verify,
-export and the access log. Real speech from ../shared/audio: the agent says an English
+export and the access log. Real speech from tests/audio: the agent says an English
 clip, the debtor a Mandarin one; every stored file is decoded and its channels compared
 with what each party said."""
 from __future__ import annotations
@@ -54,7 +54,7 @@ from recordings.legs import leg_files
 from recordings.store import sha256_of, store_call
 
 UTC = dt.timezone.utc
-AUDIO = Path(__file__).resolve().parent.parent.parent / "shared" / "audio"
+AUDIO = Path(__file__).resolve().parent / "audio"  # tests/audio: the clips, with their sources and licences
 AGENT_CLIP = AUDIO / "en-librivox-8k-001.wav"   # 3.0 s
 DEBTOR_CLIP = AUDIO / "zh-aishell1-8k-002.wav"  # 4.1 s: the agent's leg is the shorter one
 ANSWERED = dt.datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 09:30 in Shanghai
