@@ -1,8 +1,9 @@
 """The browser console: agents, the supervisor's wallboard, QA pages (aiohttp).
 
-Modules: ``app`` (make_app, serve, the security middleware), ``accounts`` (accounts, teams,
-sign-in, lockout, sessions, audit; what ``dunning console accounts`` calls), ``passwords``
-(the client's password rules and scrypt, pure), ``cases`` (the case card, who may see it,
+Modules: ``app`` (make_app, serve, the route table with each route's roles, the security
+middleware), ``accounts`` (accounts, teams, sign-in, lockout, sessions, audit; what
+``dunning console accounts`` calls), ``throttle`` (growing sign-in delays per address and per
+name), ``passwords`` (the client's password rules, zxcvbn and scrypt, pure), ``cases`` (the case card, who may see it,
 presence, the disposition), ``live`` (the one task that pushes presence, the case pop-up and
 counters over the agents' WebSockets), ``wallboard``, ``qa_pages`` (the adapter to
 recordings.search / recordings.qa), ``i18n`` (Chinese and English text), ``schema`` (tables),
@@ -40,8 +41,12 @@ Stable element ids for browser tests (``data-testid``; state in ``data-*`` attri
   ``play-message`` ``findings`` ``findings-unavailable`` ``finding-row`` (``data-finding-id``,
   ``data-status``) ``finding-status`` ``jump-offset`` (``data-offset``)
   ``btn-verdict-confirmed`` ``btn-verdict-false_positive`` ``verdict-message``.
+- case page (supervisors, QA, administrators): ``case-page`` (``data-case-id``)
+  ``phones-masked`` ``unmask-form`` ``unmask-reason`` ``btn-unmask``.
 - accounts (administrators): ``accounts`` ``account-row`` (``data-username``, ``data-state``)
-  ``btn-disable`` ``btn-unlock``; password: ``password-form`` ``password-current``
+  ``locked-until`` ``btn-disable`` ``btn-unlock`` ``lock-events`` with ``lock-event-row``
+  (``data-event``: account_locked, lock_lifted, account_unlocked, sign_in_throttled;
+  ``data-username``); password: ``password-form`` ``password-current``
   ``password-new`` ``password-repeat`` ``password-submit`` ``password-message``
   ``password-must-change``.
 """

@@ -1,5 +1,11 @@
 """Accounts, teams, sign-in, lockout, sessions and the audit log.
 
+Sign-in refusals: an unknown name, a wrong password, a disabled account and a locked one are
+told apart only in the audit log (`SignInRefused.reason`); the person at the keyboard gets
+one answer for all four, after the same work (one scrypt comparison each). Lockout: failed
+sign-ins from any addresses lock the account, and a lock is lifted by the right password
+from an address the account has signed in from before (`known_address`); see README.
+
 Every function takes an open session (the caller owns the transaction) and `now`; the
 administration functions (`create_account`, `disable`, `reset_password`, `unlock`, `create_team`,
 `assign_campaign`) are what `dunning console accounts ...` calls. Errors are `AccountError`
@@ -41,8 +47,9 @@ class WeakPassword(AccountError):
 
 
 class SignInRefused(Exception):
-    """A sign-in that failed; `reason` is failed, locked or disabled (the page says only
-    'wrong user name or password' for failed, so names cannot be probed)."""
+    """A sign-in that failed; `reason` is failed, locked or disabled, for the audit log only:
+    the page says 'wrong user name or password' for every one, so that neither names nor
+    lockouts nor disabled accounts can be probed."""
 
     def __init__(self, reason: str, until: dt.datetime | None = None) -> None:
         self.reason, self.until = reason, until
@@ -107,8 +114,9 @@ def account_named(session: Session, username: str) -> Account:
     return account
 
 
-def check_password(password: str, username: str, role: str, settings: Settings) -> None:
-    codes = passwords.problems(password, username=username, role=role, rules=settings.passwords)
+def check_password(password: str, username: str, role: str, settings: Settings, display_name: str = "") -> None:
+    codes = passwords.problems(password, username=username, role=role, rules=settings.passwords,
+                               display_name=display_name)
     if codes:
         raise WeakPassword(codes)
 
@@ -142,7 +150,7 @@ def create_account(session: Session, username: str, role: str, password: str, no
             raise AccountError(f"extension {extension} already has an account (one account per person)")
         agent_id = agent.id
     team_id = team_named(session, team).id if team else None
-    check_password(password, username, role, settings)
+    check_password(password, username, role, settings, display_name)
     account = Account(username=username, display_name=display_name or username, role=role, agent_id=agent_id,
                       team_id=team_id, password_hash=passwords.hash_password(password, settings.passwords),
                       password_changed_at=now, must_change_password=False, language=language, created_at=now)
@@ -170,6 +178,14 @@ def end_sessions(session: Session, account: Account, now: dt.datetime) -> int:
     return result.rowcount or 0
 
 
+def end_other_sessions(session: Session, account: Account, keep: int | None, now: dt.datetime) -> int:
+    """End every open session of the account but `keep` (the one that changed the password)."""
+    query = update(ConsoleSession).where(ConsoleSession.account_id == account.id, ConsoleSession.ended_at.is_(None))
+    if keep is not None:
+        query = query.where(ConsoleSession.id != keep)
+    return session.execute(query.values(ended_at=now)).rowcount or 0
+
+
 def disable(session: Session, username: str, now: dt.datetime, *, by: str = "cli") -> Account:
     """Disable an account at once: its sessions end and it cannot sign in again."""
     account = account_named(session, username)
@@ -194,7 +210,7 @@ def reset_password(session: Session, username: str, password: str, now: dt.datet
     """Set a new password (checked against the rules). By default the person must choose
     their own at the next sign-in; their open sessions end."""
     account = account_named(session, username)
-    check_password(password, account.username, account.role, settings)
+    check_password(password, account.username, account.role, settings, account.display_name)
     account.password_hash = passwords.hash_password(password, settings.passwords)
     account.password_changed_at, account.must_change_password = now, must_change
     account.failures_since, account.locked_until = now, None
@@ -204,19 +220,25 @@ def reset_password(session: Session, username: str, password: str, now: dt.datet
 
 
 def change_own_password(session: Session, account: Account, current: str, new: str, now: dt.datetime,
-                        settings: Settings = Settings()) -> None:
-    """The signed-in person changes their password (needs the current one)."""
+                        settings: Settings = Settings(), keep_session: int | None = None,
+                        remote: str | None = None) -> None:
+    """The signed-in person changes their password (needs the current one). Every other
+    session of the account ends (a browser left signed in elsewhere, or a stolen cookie);
+    `keep_session`, the one that made the change, goes on."""
     if not passwords.verify_password(current, account.password_hash):
-        audit(session, now, "password_change", "failed", account=account)
+        audit(session, now, "password_change", "failed", account=account, remote=remote)
         raise AccountError("the current password is wrong")
-    codes = passwords.problems(new, username=account.username, role=account.role, rules=settings.passwords)
+    codes = passwords.problems(new, username=account.username, role=account.role, rules=settings.passwords,
+                               display_name=account.display_name)
     if passwords.verify_password(new, account.password_hash):
         codes.append("same_as_before")
     if codes:
         raise WeakPassword(codes)
     account.password_hash = passwords.hash_password(new, settings.passwords)
     account.password_changed_at, account.must_change_password = now, False
-    audit(session, now, "password_change", "ok", account=account)
+    ended = end_other_sessions(session, account, keep_session, now)
+    audit(session, now, "password_change", "ok", account=account, detail=f"{ended} other session(s) ended",
+          remote=remote)
 
 
 def unlock(session: Session, username: str, now: dt.datetime, *, by: str = "cli") -> Account:
@@ -236,6 +258,7 @@ class AccountRow:
     team: str | None
     state: str  # active, disabled, locked
     password_changed_at: dt.datetime
+    locked_until: dt.datetime | None = None
 
 
 def list_accounts(session: Session, now: dt.datetime) -> list[AccountRow]:
@@ -245,8 +268,29 @@ def list_accounts(session: Session, now: dt.datetime) -> list[AccountRow]:
     for a in session.scalars(select(Account).order_by(Account.username)):
         state = ("disabled" if a.disabled_at else "locked" if is_locked(a, now) else "active")
         rows.append(AccountRow(a.username, a.display_name, a.role, agents.get(a.agent_id), teams.get(a.team_id),
-                               state, a.password_changed_at))
+                               state, a.password_changed_at, a.locked_until if state == "locked" else None))
     return rows
+
+
+#: The audit events an administrator sees as lock events (the accounts page lists them).
+LOCK_EVENTS = ("account_locked", "lock_lifted", "account_unlocked", "sign_in_throttled")
+
+
+@dataclass(frozen=True)
+class LockEvent:
+    at: dt.datetime
+    event: str
+    username: str
+    subject: str | None
+    detail: str | None
+    remote: str | None
+
+
+def lock_events(session: Session, limit: int = 50) -> list[LockEvent]:
+    """The newest lockouts, lifted locks, unlocks and throttled sources, newest first."""
+    rows = session.scalars(select(AuditEntry).where(AuditEntry.event.in_(LOCK_EVENTS))
+                           .order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit))
+    return [LockEvent(r.at, r.event, r.username, r.subject, r.detail, r.remote) for r in rows]
 
 
 # ---------------------------------------------------------------- signing in
@@ -264,34 +308,68 @@ def recent_failures(session: Session, account: Account, now: dt.datetime, settin
         AuditEntry.at >= since)) or 0
 
 
+def failure_addresses(session: Session, account: Account, now: dt.datetime, settings: Settings) -> int:
+    """From how many source addresses the failures `recent_failures` counts came."""
+    since = now - settings.failure_window
+    if account.failures_since is not None and account.failures_since > since:
+        since = account.failures_since
+    return len(set(session.scalars(select(AuditEntry.remote).where(
+        AuditEntry.account_id == account.id, AuditEntry.event == "sign_in", AuditEntry.result == "failed",
+        AuditEntry.at >= since))))
+
+
+def known_address(session: Session, account: Account, address: str | None) -> bool:
+    """Whether the account has signed in (successfully) from `address` before."""
+    if not address:
+        return False
+    return session.scalar(select(AuditEntry.id).where(
+        AuditEntry.account_id == account.id, AuditEntry.event == "sign_in", AuditEntry.result == "ok",
+        AuditEntry.remote == address).limit(1)) is not None
+
+
 FOREVER = dt.timedelta(days=365 * 100)
 
 
 def authenticate(session: Session, username: str, password: str, now: dt.datetime, settings: Settings,
                  remote: str | None = None) -> Account:
     """The account, when `password` is right and the account may sign in; else SignInRefused
-    (and the attempt is in the audit log either way). A wrong password counts towards the
-    lockout; a locked account is refused even with the right password."""
+    (and the attempt is in the audit log either way).
+
+    Every path compares exactly one scrypt hash (a dummy one at the same cost for an unknown
+    name), so that an unknown name, a wrong password, a disabled and a locked account take the
+    same time. A wrong password counts towards the lockout, whichever address it came from. A
+    locked account is refused even with the right password, except from an address it has
+    signed in from before: that lifts the lock (an attacker elsewhere cannot keep its owner
+    out)."""
     typed = username.strip().lower()[:64]
     account = session.scalar(select(Account).where(Account.username == typed))
     if account is None:
-        passwords.verify_password(password, passwords.dummy_hash())  # the same time as a real check
+        passwords.verify_password(password, passwords.dummy_hash(settings.passwords.scrypt_n))
         # What was typed is not kept: people type their password into the name field.
         audit(session, now, "sign_in", "failed", username="(unknown)", detail="unknown user name", remote=remote)
         raise SignInRefused("failed")
+    right = passwords.verify_password(password, account.password_hash)
     if account.disabled_at is not None:
         audit(session, now, "sign_in", "disabled", account=account, remote=remote)
         raise SignInRefused("disabled")
     if is_locked(account, now):
-        audit(session, now, "sign_in", "locked", account=account, remote=remote)
-        raise SignInRefused("locked", account.locked_until)
-    if not passwords.verify_password(password, account.password_hash):
+        if not (right and known_address(session, account, remote)):
+            # The right password from an unknown address is worth an administrator's look.
+            audit(session, now, "sign_in", "locked", account=account, remote=remote,
+                  detail="the right password from an address this account never signed in from" if right else None)
+            raise SignInRefused("locked", account.locked_until)
+        audit(session, now, "lock_lifted", "ok", account=account, subject=f"account {account.username}",
+              detail="the right password from an address this account signed in from before", remote=remote)
+    elif not right:
         audit(session, now, "sign_in", "failed", account=account, detail="wrong password", remote=remote)
         session.flush()
-        if recent_failures(session, account, now, settings) >= settings.max_failures:
+        failures = recent_failures(session, account, now, settings)
+        if failures >= settings.max_failures:
             account.locked_until = now + (settings.lockout or FOREVER)
-            audit(session, now, "account_locked", "locked", account=account,
-                  detail=f"{settings.max_failures} failed sign-ins within {settings.failure_window}", remote=remote)
+            sources = failure_addresses(session, account, now, settings)
+            audit(session, now, "account_locked", "locked", account=account, subject=f"account {account.username}",
+                  detail=(f"{failures} failed sign-ins within {settings.failure_window} from {sources} "
+                          f"address(es); locked until {account.locked_until:%Y-%m-%d %H:%M} UTC"), remote=remote)
             raise SignInRefused("locked", account.locked_until)
         raise SignInRefused("failed")
     account.failures_since, account.locked_until = now, None
@@ -343,6 +421,21 @@ def session_for(session: Session, token: str | None, now: dt.datetime,
     if (now - row.last_seen_at).total_seconds() >= 30:
         row.last_seen_at = now
     return row, account
+
+
+def end_replaced_session(session: Session, token: str | None, account: Account, now: dt.datetime) -> None:
+    """A new sign-in in a browser ends the session its old cookie held (of whichever account):
+    the old cookie is worth nothing from then on, wherever a copy of it went."""
+    if not token:
+        return
+    row = session.scalar(select(ConsoleSession).where(ConsoleSession.token_sha256 == token_digest(token)))
+    if row is None or row.ended_at is not None:
+        return
+    row.ended_at = now
+    old = session.get(Account, row.account_id)
+    if old is not None and old.id != account.id:
+        leave_queue(session, old, now)
+    audit(session, now, "sign_out", "ok", account=old, detail="replaced by a new sign-in in the same browser")
 
 
 def end_session(session: Session, token: str | None, now: dt.datetime) -> Account | None:

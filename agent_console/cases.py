@@ -1,13 +1,21 @@
 """What an agent sees and records: the case card, who may see it, the disposition, presence,
 and the agent's own counters.
 
+Who sees what (`visible_campaigns`): an agent, the cases of their team's campaigns that they
+are on or have just dispositioned; a supervisor or a QA reviewer, the cases (and recordings,
+transcripts, findings) of their team's campaigns, nothing without a team; an administrator,
+everything. Phone numbers are shown whole only to agents (they dial them); everyone else sees
+them masked (138****8000) unless they give a reason, which is audited (`open_case(unmask=)`).
+
 Plain functions of an open session and `now`; the HTTP layer (app.py) and the live task
 (live.py) call them in a worker thread. The card is plain JSON-ready data: the browser draws it.
 """
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -57,14 +65,32 @@ def mask_id(number: str | None) -> str | None:
     return number[:4] + "*" * (len(number) - 8) + number[-4:]
 
 
+def mask_phone(number: str | None) -> str | None:
+    """A phone number with its middle hidden, as the wallboard shows it: 138****8000."""
+    if not number:
+        return number
+    digits = number.split(" ext ")[0]
+    if len(digits) <= 7:
+        return "*" * (len(digits) - 2) + digits[-2:]
+    return digits[:3] + "****" + digits[-4:]
+
+
+#: Roles that dial: they see the numbers whole. The others see them masked unless they give
+#: one of UNMASK_REASONS (audited).
+DIALLING_ROLES = ("agent",)
+UNMASK_REASONS = ("complaint", "dispute", "qa_review", "data_request")
+
+
 def _stamp(moment: dt.datetime | None, zone: ZoneInfo) -> str | None:
     return None if moment is None else moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
-def case_card(session: Session, attempt: Attempt, now: dt.datetime) -> dict:
+def case_card(session: Session, attempt: Attempt, now: dt.datetime, mask_phones: bool = False) -> dict:
     """The case as the agent's screen shows it for `attempt`: the debtor, amounts, phones with
     the dialled one marked, the history of attempts and dispositions, promises, appointments.
-    The ID number is masked; times are in the debtor's time zone."""
+    The ID number is masked, and with `mask_phones` every phone number too; times are in the
+    debtor's time zone."""
+    shown = mask_phone if mask_phones else (lambda number: number)
     case = session.get(Case, attempt.case_id)
     campaign = session.get(Campaign, attempt.campaign_id)
     client = session.get(Client, case.client_id)
@@ -72,13 +98,13 @@ def case_card(session: Session, attempt: Attempt, now: dt.datetime) -> dict:
     zone = ZoneInfo(zone_name)
     rules = rules_for(campaign)
     dialled = session.get(Phone, attempt.phone_id)
-    phones = [{"id": p.id, "role": p.role, "number": p.dial + (f" ext {p.extension}" if p.extension else ""),
+    phones = [{"id": p.id, "role": p.role, "number": shown(p.dial + (f" ext {p.extension}" if p.extension else "")),
                "contact_name": p.contact_name, "relation": p.relation, "valid": p.valid,
                "do_not_call": p.do_not_call, "dialled": p.id == attempt.phone_id}
               for p in session.scalars(select(Phone).where(Phone.case_id == case.id).order_by(Phone.id))]
     agents = {a.id: a.extension for a in session.scalars(select(Agent))}
     dispositions = {d.attempt_id: d for d in session.scalars(select(Disposition).where(Disposition.case_id == case.id))}
-    history = [{"call_id": a.call_id, "at": _stamp(a.dialed_at or a.planned_at, zone), "number": a.number,
+    history = [{"call_id": a.call_id, "at": _stamp(a.dialed_at or a.planned_at, zone), "number": shown(a.number),
                 "outcome": a.outcome or a.state, "agent": agents.get(a.agent_id),
                 "disposition": dispositions[a.id].code if a.id in dispositions else None,
                 "note": dispositions[a.id].note if a.id in dispositions else None,
@@ -103,6 +129,7 @@ def case_card(session: Session, attempt: Attempt, now: dt.datetime) -> dict:
         "third_party_note": rules.third_party_note, "phones": phones, "history": history,
         "promises": promises, "appointments": appointments,
         "bridged_at": _stamp(attempt.bridged_at, zone), "disposed": attempt.id in dispositions,
+        "phones_masked": mask_phones,
     }
 
 
@@ -128,20 +155,39 @@ def current_attempt(session: Session, agent_id: int) -> Attempt | None:
     return None
 
 
+def visible_campaigns(session: Session, account: Account) -> set[int] | None:
+    """The campaigns whose cases, recordings, transcripts and findings the account may see:
+    None for every campaign (administrators); for anyone else their team's campaigns (none
+    without a team: deny by default)."""
+    if account.role == "administrator":
+        return None
+    if account.role not in ("supervisor", "qa", "agent"):
+        return set()
+    return team_campaign_ids(session, account.team_id)
+
+
+def may_see_campaign(session: Session, account: Account, campaign_id: int | None) -> bool:
+    allowed = visible_campaigns(session, account)
+    return allowed is None or (campaign_id is not None and campaign_id in allowed)
+
+
 def may_view_case(session: Session, account: Account, case_id: int, now: dt.datetime, settings: Settings) -> bool:
-    """Administrators, supervisors and QA see every case. An agent sees a case only when it is
-    in a campaign assigned to their team and it is the case they are on (reserved, on the
-    call, or not yet dispositioned) or dispositioned within `settings.case_recent`."""
-    if account.role in ("administrator", "supervisor", "qa"):
+    """Administrators see every case; supervisors and QA the cases of their team's campaigns.
+    An agent sees a case only when it is in a campaign assigned to their team and it is the
+    case they are on (reserved, on the call, or not yet dispositioned) or dispositioned within
+    `settings.case_recent`."""
+    campaigns = visible_campaigns(session, account)
+    if campaigns is None:
         return True
-    if account.role != "agent" or account.agent_id is None:
-        return False
-    campaigns = team_campaign_ids(session, account.team_id)
     if not campaigns:
         return False
     in_team = session.scalar(select(CampaignCase.case_id).where(
         CampaignCase.case_id == case_id, CampaignCase.campaign_id.in_(campaigns)).limit(1))
     if in_team is None:
+        return False
+    if account.role in ("supervisor", "qa"):
+        return True
+    if account.role != "agent" or account.agent_id is None:
         return False
     current = current_attempt(session, account.agent_id)
     if current is not None and current.case_id == case_id and current.campaign_id in campaigns:
@@ -153,21 +199,35 @@ def may_view_case(session: Session, account: Account, case_id: int, now: dt.date
 
 
 def open_case(session: Session, account: Account, case_id: int, now: dt.datetime, settings: Settings,
-              remote: str | None = None) -> dict | Refused:
-    """The case card (for its latest attempt), when the account may see it; the view is
-    audited. A refusal is returned, not raised, so that its audit entry is committed."""
+              remote: str | None = None, unmask: str | None = None) -> dict | Refused:
+    """The case card (for its latest attempt in a campaign the account may see), when the
+    account may see the case; every view is audited. Phone numbers are masked for roles that
+    do not dial, unless `unmask` gives one of UNMASK_REASONS (audited as such). A refusal is
+    returned, not raised, so that its audit entry is committed."""
     if not may_view_case(session, account, case_id, now, settings):
-        audit(session, now, "case_view", "refused", account=account, subject=f"case {case_id}", remote=remote)
+        audit(session, now, "case_view", "refused", account=account, subject=f"case {case_id}", remote=remote,
+              detail=f"unmask: {unmask}" if unmask else None)
         return Refused("forbidden.case", 403)
+    dials = account.role in DIALLING_ROLES
+    if unmask is not None and (dials or unmask not in UNMASK_REASONS):
+        return Refused("case.unmask_reason", 400)
     query = select(Attempt).where(Attempt.case_id == case_id)
     if account.role == "agent":
         query = query.where(Attempt.agent_id == account.agent_id)
+    campaigns = visible_campaigns(session, account)
+    if campaigns is not None:
+        query = query.where(Attempt.campaign_id.in_(campaigns))
     attempt = session.scalar(query.order_by(Attempt.planned_at.desc()).limit(1))
     if attempt is None:
+        audit(session, now, "case_view", "not_found", account=account, subject=f"case {case_id}", remote=remote)
         return Refused("not_found", 404)
-    audit(session, now, "case_view", "ok", account=account, subject=f"case {case_id}", detail=attempt.call_id,
-          remote=remote)
-    return case_card(session, attempt, now)
+    if unmask is not None:
+        audit(session, now, "case_unmask", "ok", account=account, subject=f"case {case_id}",
+              detail=f"{attempt.call_id}; reason: {unmask}", remote=remote)
+    else:
+        audit(session, now, "case_view", "ok", account=account, subject=f"case {case_id}", detail=attempt.call_id,
+              remote=remote)
+    return case_card(session, attempt, now, mask_phones=not dials and unmask is None)
 
 
 # ---------------------------------------------------------------- presence
@@ -248,11 +308,13 @@ def dispose(session: Session, account: Account, form: DispositionForm, now: dt.d
     if form.code not in admin.DISPOSITION_CODES:
         raise Refused("dispo.error", 400, error=f"unknown result code {form.code!r}")
     due = None
+    amount = None
     if form.code == "promise_to_pay":
         try:
             due = dt.date.fromisoformat(form.due)
         except ValueError:
             raise Refused("dispo.error", 400, error="the promised date is not a date (YYYY-MM-DD)") from None
+        amount = promised_amount(form.amount)
     note = form.note.strip() or None
     callback_at = None
     if form.code == "callback" or form.callback_at.strip():
@@ -262,7 +324,7 @@ def dispose(session: Session, account: Account, form: DispositionForm, now: dt.d
         callback_at = _callback_time(session, attempt, form, note)
     try:
         disposition = admin.record_disposition(session, attempt.call_id, form.code, now, note=note,
-                                               promise_amount=form.amount.strip() or None, promise_due=due,
+                                               promise_amount=amount, promise_due=due,
                                                callback_at=callback_at, requested_by=form.requested_by,
                                                recorded_by=account.username)
     except admin.AppointmentRefused as exc:
@@ -288,6 +350,27 @@ def dispose(session: Session, account: Account, form: DispositionForm, now: dt.d
     audit(session, now, "disposition", "ok", account=account, subject=f"case {attempt.case_id}",
           detail=f"{attempt.call_id} {form.code}")
     return result
+
+
+#: A sum of money as an agent types it: digits, an optional decimal point and at most two
+#: decimals (no exponents, no Infinity or NaN); at most 12 digits before the point, the
+#: promise table's Numeric(14, 2).
+AMOUNT = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d{1,12})(?:\.\d{1,2})?")
+
+
+def promised_amount(text: str) -> str:
+    """The amount of a promise to pay, checked: a positive sum of money with at most two
+    decimals ("1500", "1,500.50"); anything else (1E+30, Infinity, NaN, -5, 0) is refused."""
+    typed = text.strip()
+    if not AMOUNT.fullmatch(typed):
+        raise Refused("dispo.bad_amount", 400, amount=typed[:40])
+    try:
+        value = Decimal(typed.replace(",", ""))
+    except InvalidOperation:
+        raise Refused("dispo.bad_amount", 400, amount=typed[:40]) from None
+    if not value.is_finite() or value <= 0 or value >= Decimal(10) ** 12:
+        raise Refused("dispo.bad_amount", 400, amount=typed[:40])
+    return str(value)
 
 
 def _callback_time(session: Session, attempt: Attempt, form: DispositionForm, note: str | None) -> dt.datetime:

@@ -5,6 +5,13 @@ digit runs, administrators change theirs at least monthly. `problems` names ever
 password breaks (stable codes, worded by the console's message catalogue); `rotation_due`
 says whether an account must change its password at `now`.
 
+On top of those rules, the zxcvbn estimator (Dropbox's, the Python port) must rate the
+password at least `PasswordRules.min_score` (3 of 4: about 10**8 guesses; 4 for
+administrators): "Password12", "Welcome123", "Passw0rd!!" and "Qwerty123!" keep every
+character rule and are still among the first guesses of any cracker (a word or keyboard row
+with the usual digits and symbols appended), which is what zxcvbn's dictionaries and
+patterns see. The user name and display name are given to it as words to avoid.
+
 Hashes are scrypt (hashlib, OpenSSL) with a random 16-byte salt per password, stored as
 ``scrypt$n$r$p$salt$hash`` (base64), so the cost can be raised later and old hashes still
 verify. Nothing here logs.
@@ -35,6 +42,11 @@ class PasswordRules:
     max_digit_run: int = 3         # 1234, 4321 and 8888 (4 digits) are refused
     rotation_days: dict | None = None  # role -> days; None: administrators every 30 days
     scrypt_n: int = SCRYPT_N
+    min_score: int = 3                 # zxcvbn's 0-4: 3 is about 10**8 guesses
+    min_score_administrator: int = 4   # about 10**10 guesses
+
+    def score(self, role: str) -> int:
+        return self.min_score_administrator if role == "administrator" else self.min_score
 
     def rotation(self, role: str) -> int | None:
         days = self.rotation_days if self.rotation_days is not None else {"administrator": 30}
@@ -55,7 +67,20 @@ PROBLEMS = {
     "contains_username": "contains the user name",
     "same_as_before": "the same as the current password",
     "whitespace": "begins or ends with a space",
+    "guessable": "easy to guess: a common word, name or keyboard pattern with the usual digits and symbols",
 }
+
+#: zxcvbn refuses longer input (its matching is quadratic); a longer password is rated on
+#: its first 72 characters.
+ZXCVBN_MAX = 72
+
+
+def strength(password: str, words: tuple[str, ...] = ()) -> int:
+    """zxcvbn's score of `password`, 0 (a top-10 guess) to 4 (more than 10**10 guesses);
+    `words` (the user name, the display name) count as known to the attacker."""
+    from zxcvbn import zxcvbn
+    inputs = [w for w in words if w]
+    return int(zxcvbn(password[:ZXCVBN_MAX], user_inputs=inputs, max_length=ZXCVBN_MAX)["score"])
 
 
 def _classes(password: str) -> int:
@@ -115,8 +140,10 @@ def has_date(password: str) -> bool:
 
 
 def problems(password: str, *, username: str = "", role: str = "agent",
-             rules: PasswordRules = RULES) -> list[str]:
-    """The codes (`PROBLEMS`) of every rule `password` breaks; [] when it is acceptable."""
+             rules: PasswordRules = RULES, display_name: str = "") -> list[str]:
+    """The codes (`PROBLEMS`) of every rule `password` breaks; [] when it is acceptable.
+    "guessable" (zxcvbn) is added only when the client's own rules all pass, so that the
+    person is told first what those rules say."""
     found = []
     if len(password) < rules.minimum(role):
         found.append("too_short")
@@ -130,6 +157,8 @@ def problems(password: str, *, username: str = "", role: str = "agent",
         found.append("contains_username")
     if password != password.strip():
         found.append("whitespace")
+    if not found and password and strength(password, (username, display_name)) < rules.score(role):
+        found.append("guessable")
     return found
 
 
@@ -165,8 +194,9 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, expected)
 
 
-@functools.lru_cache(maxsize=1)
-def dummy_hash() -> str:
-    """A hash to check against when the user name is unknown, so that a wrong name costs the
-    same time as a wrong password (no user-name discovery by timing)."""
-    return hash_password(secrets.token_urlsafe(16))
+@functools.lru_cache(maxsize=4)
+def dummy_hash(scrypt_n: int = SCRYPT_N) -> str:
+    """A hash (at the cost new passwords get) to check against when the user name is unknown,
+    so that a wrong name costs the same time as a wrong password (no user-name discovery by
+    timing)."""
+    return hash_password(secrets.token_urlsafe(16), PasswordRules(scrypt_n=scrypt_n))

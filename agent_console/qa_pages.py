@@ -22,6 +22,11 @@ adapter point       calls
 
 Results are read leniently (attributes or dict keys, under the names listed in `_FIELDS`),
 so small changes in the other modules' result types need a change here only.
+
+Scope: every function that returns recordings, hits or findings takes `campaigns`, the ids
+of the campaigns the reader may see (None: all, for administrators; see
+cases.visible_campaigns). The search runs once per campaign (its own `campaign` filter) and
+every hit is checked again against the set, so another team's call never reaches the page.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.models import Attempt, Case, Recording, VaultFile
+from campaigns.models import Attempt, Campaign, Case, Recording, VaultFile
 
 VERDICTS = ("confirmed", "false_positive")
 
@@ -110,11 +115,49 @@ def _recording_for(session: Session, attempt_id: int | None, call_id: str | None
     return session.scalar(select(Recording.id).where(Recording.attempt_id == attempt_id))
 
 
-def search(session: Session, query: str, limit: int = 50) -> list[Hit]:
-    """Transcript search (adapter point ``search``): one Hit per match, in the order found."""
-    run = _function("recordings.search", "search")
+def recording_campaign(session: Session, recording_id: int | None) -> int | None:
+    """The campaign of the call a recording is of (None: no such recording)."""
+    if recording_id is None:
+        return None
+    return session.scalar(select(Attempt.campaign_id).join(Recording, Recording.attempt_id == Attempt.id)
+                          .where(Recording.id == recording_id))
+
+
+def finding_recording(session: Session, finding_id: Any) -> int | None:
+    """The recording a finding is on (None: no such finding, or no findings table)."""
     try:
-        found = run(session, query, limit=limit)
+        schema = importlib.import_module("recordings.qa_schema")
+    except ImportError:
+        return None
+    table = schema.FindingRow
+    if not isinstance(finding_id, int):
+        return None
+    return session.scalar(select(table.recording_id).where(table.id == finding_id))
+
+
+def _scoped_runs(session: Session, query: str, limit: int, campaigns: set[int] | None) -> list:
+    run = _function("recordings.search", "search")
+    if campaigns is None:
+        return list(run(session, query, limit=limit))
+    try:
+        filters = importlib.import_module("recordings.search").Filters
+    except (ImportError, AttributeError):
+        raise NotAvailable("recordings.search has no Filters (needed to search one team's calls)") from None
+    names = session.scalars(select(Campaign.name).where(Campaign.id.in_(campaigns)).order_by(Campaign.name)).all()
+    found = []
+    for name in names:
+        found += run(session, query, filters(campaign=name), limit=limit)
+    # newest first across the campaigns, as one search would give them
+    found.sort(key=lambda row: field(row, "recorded_at") or dt.datetime.min.replace(tzinfo=dt.timezone.utc),
+               reverse=True)
+    return found[:limit]
+
+
+def search(session: Session, query: str, limit: int = 50, campaigns: set[int] | None = None) -> list[Hit]:
+    """Transcript search (adapter point ``search``): one Hit per match, in the order found,
+    only in calls of `campaigns` (None: every campaign)."""
+    try:
+        found = _scoped_runs(session, query, limit, campaigns)
     except ValueError as exc:  # recordings.search.SearchError: a query it cannot run
         raise NotAvailable(str(exc)) from None
     hits = []
@@ -122,6 +165,8 @@ def search(session: Session, query: str, limit: int = 50) -> list[Hit]:
         recording_id = field(row, "recording_id")
         if recording_id is None:
             recording_id = _recording_for(session, field(row, "attempt_id"), field(row, "call_id"))
+        if campaigns is not None and recording_campaign(session, recording_id) not in campaigns:
+            continue
         matches = field(row, "matches", None)
         for match in (matches if matches is not None else [row]):
             span = field(match, "highlight")
@@ -180,13 +225,15 @@ def weekly_sample(session: Session, team: str, agent_ids: list[int], now: dt.dat
             "rows": rows}
 
 
-def recent_recordings(session: Session, limit: int = 30) -> list[dict]:
-    """The newest recordings in the vault (not purged), for QA staff to pick from."""
-    rows = session.execute(
-        select(VaultFile.recording_id, VaultFile.recorded_at, VaultFile.seconds, Attempt.call_id, Case.reference)
-        .join(Recording, Recording.id == VaultFile.recording_id).join(Attempt, Attempt.id == Recording.attempt_id)
-        .join(Case, Case.id == Attempt.case_id).where(VaultFile.purged_at.is_(None))
-        .order_by(VaultFile.recorded_at.desc()).limit(limit)).all()
+def recent_recordings(session: Session, limit: int = 30, campaigns: set[int] | None = None) -> list[dict]:
+    """The newest recordings in the vault (not purged) of `campaigns` (None: all), for QA
+    staff to pick from."""
+    query = (select(VaultFile.recording_id, VaultFile.recorded_at, VaultFile.seconds, Attempt.call_id, Case.reference)
+             .join(Recording, Recording.id == VaultFile.recording_id).join(Attempt, Attempt.id == Recording.attempt_id)
+             .join(Case, Case.id == Attempt.case_id).where(VaultFile.purged_at.is_(None)))
+    if campaigns is not None:
+        query = query.where(Attempt.campaign_id.in_(campaigns))
+    rows = session.execute(query.order_by(VaultFile.recorded_at.desc()).limit(limit)).all()
     return [{"recording_id": r, "recorded_at": at, "seconds": float(s), "call_id": c, "reference": ref}
             for r, at, s, c, ref in rows]
 

@@ -44,7 +44,7 @@ UTC = dt.timezone.utc
 #: 10:00 in Shanghai: inside the calling window.
 NOW = dt.datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 PASSWORDS = {"alice": "Qm7#vTr!pLx2", "bob": "Zr4$kWq!nHs9", "sam": "Pe8&jXo!cVb3", "quinn": "Ty5*gNm!dKe6",
-             "root": "Ad9^fBw!sJq4Lz"}
+             "root": "Ad9^fBw!sJq4Lz", "sue": "Hv2@rKy!wNc5"}
 FAST = Settings(cookie_secure=False, poll_interval_s=0.05, max_failures=3)
 
 
@@ -76,8 +76,10 @@ def write_wav(path: Path, seconds: float = 6.0, rate: int = 8000) -> None:
 
 
 def seed(factory, root: Path | None = None, now: dt.datetime = NOW) -> dict:
-    """Two teams, each with a campaign over its own case and an agent; a supervisor, a QA
-    reviewer and an administrator; optionally a recording in the vault at `root`."""
+    """Two teams, each with a campaign over its own case and an agent; a supervisor without a
+    team (sam: the wallboard of every campaign, no case), a supervisor of team-east (sue), a
+    QA reviewer of team-west (quinn) and an administrator; optionally a recording of the west
+    case in the vault at `root`."""
     ids: dict = {}
     with transaction(factory) as s:
         client = Client(code="BANK", name="示范银行", created_at=now)
@@ -115,7 +117,10 @@ def seed(factory, root: Path | None = None, now: dt.datetime = NOW) -> dict:
         accounts.create_account(s, "bob", "agent", PASSWORDS["bob"], now, extension="6002", team="team-west",
                                 language="en", settings=FAST)
         accounts.create_account(s, "sam", "supervisor", PASSWORDS["sam"], now, language="en", settings=FAST)
-        accounts.create_account(s, "quinn", "qa", PASSWORDS["quinn"], now, language="en", settings=FAST)
+        accounts.create_account(s, "quinn", "qa", PASSWORDS["quinn"], now, team="team-west", language="en",
+                                settings=FAST)
+        accounts.create_account(s, "sue", "supervisor", PASSWORDS["sue"], now, team="team-east", language="en",
+                                settings=FAST)
         accounts.create_account(s, "root", "administrator", PASSWORDS["root"], now, language="en", settings=FAST)
         # a past answered call on the west case, with its recording in the vault
         phone_w = s.scalar(select(Phone).where(Phone.case_id == ids["C-WEST"], Phone.role == "own_mobile"))
@@ -172,10 +177,12 @@ def hang_up(factory, call_id: str, agent_id: int, at: dt.datetime) -> None:
 class Browser:
     """A signed-in aiohttp client: keeps cookies, reads the CSRF token from the page."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, address: str | None = None) -> None:
         self.base = base
+        # another source address: any 127.x.y.z reaches the console on 127.0.0.1
+        connector = aiohttp.TCPConnector(local_addr=(address, 0)) if address else None
         self.http = aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True),
-                                          headers={"Accept-Language": "en"})
+                                          headers={"Accept-Language": "en"}, connector=connector)
         self.csrf = ""
 
     async def login(self, username: str, password: str) -> aiohttp.ClientResponse:
@@ -199,25 +206,39 @@ class Browser:
 
 
 @pytest.fixture
-async def console(database, tmp_path, unused_tcp_port_factory):
-    root = tmp_path / "vault"
-    factory = sessions(database)
-    ids = seed(factory, root)
-    clock = Clock(NOW)
-    settings = Settings(**{**FAST.__dict__, "recordings_root": root})
-    app = make_app(factory, settings, now=clock)
-    port = unused_tcp_port_factory()
-    runner = await start(app, "127.0.0.1", port)
-    browsers: list[Browser] = []
+async def console_with(database, tmp_path, unused_tcp_port_factory):
+    """Start the seeded console with FAST settings changed by keyword (once per test);
+    `before_start(app)` may add to the app before it runs."""
+    runners, browsers = [], []
 
-    def browser() -> Browser:
-        b = Browser(f"http://127.0.0.1:{port}")
-        browsers.append(b)
-        return b
-    yield {"factory": factory, "ids": ids, "clock": clock, "browser": browser, "app": app, "root": root}
+    async def make(before_start=None, **changes) -> dict:
+        root = tmp_path / "vault"
+        factory = sessions(database)
+        ids = seed(factory, root)
+        clock = Clock(NOW)
+        settings = Settings(**{**FAST.__dict__, "recordings_root": root, **changes})
+        app = make_app(factory, settings, now=clock)
+        if before_start is not None:
+            before_start(app)
+        port = unused_tcp_port_factory()
+        runners.append(await start(app, "127.0.0.1", port))
+
+        def browser(address: str | None = None) -> Browser:
+            b = Browser(f"http://127.0.0.1:{port}", address)
+            browsers.append(b)
+            return b
+        return {"factory": factory, "ids": ids, "clock": clock, "browser": browser, "app": app, "root": root,
+                "base": f"http://127.0.0.1:{port}"}
+    yield make
     for b in browsers:
         await b.close()
-    await runner.cleanup()
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def console(console_with):
+    return await console_with()
 
 
 @pytest.fixture
@@ -323,17 +344,22 @@ async def test_a_forged_form_without_the_csrf_token_is_refused(console):
 
 
 async def test_a_locked_account_cannot_sign_in_even_with_the_right_password(console):
+    """From an address the account never signed in from; the answer is the one a wrong
+    password gets (nothing says the account exists, is locked, or that the password was right)."""
     b = console["browser"]()
     for _ in range(FAST.max_failures):
         response = await b.login("alice", "Wrong#Passw0rd")
-        assert response.status in (401, 403) and response.url.path == "/login"
+        assert response.status == 401 and response.url.path == "/login"
+    console["clock"].at = NOW + dt.timedelta(minutes=2)  # past the name's delay, not the lockout
     refused = await b.login("alice", PASSWORDS["alice"])
-    assert refused.status == 403 and "locked" in (await refused.text())
+    body = await refused.text()
+    assert refused.status == 401 and "Wrong user name or password." in body and "locked" not in body
     with transaction(console["factory"]) as s:
         results = s.scalars(select(AuditEntry.result).where(AuditEntry.event == "sign_in")
                             .order_by(AuditEntry.id)).all()
         assert results[-(FAST.max_failures + 1):] == ["failed"] * FAST.max_failures + ["locked"]
-        accounts.unlock(s, "alice", NOW, by="root")
+        accounts.unlock(s, "alice", NOW + dt.timedelta(minutes=2), by="root")
+    console["clock"].at = NOW + dt.timedelta(minutes=3)  # and past the name's delay again
     assert (await b.login("alice", PASSWORDS["alice"])).url.path == "/agent"
 
 
@@ -515,7 +541,7 @@ async def test_passwords_are_never_stored_or_logged_in_clear(console, caplog):
     for secret in secrets:
         assert secret not in everything
     hashes = [row.split("'")[1] for row in dump if "scrypt$" in row for row in [row[row.index("'scrypt$"):]]]
-    assert len(hashes) == 5 and all(h.startswith("scrypt$") for h in hashes)
+    assert len(hashes) == len(PASSWORDS) and all(h.startswith("scrypt$") for h in hashes)
     # and the session cookie's value is not stored either, only its hash
     token = next(c.value for c in sam.http.cookie_jar if c.key == "dunning_session")
     assert token not in everything
