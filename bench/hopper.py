@@ -26,8 +26,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -63,11 +63,13 @@ def _say(message: str) -> None:
 
 def _bulk(session, model, rows: list[dict]) -> None:
     for start in range(0, len(rows), CHUNK):
-        session.execute(insert(model), rows[start:start + CHUNK])
+        session.execute(model.__table__.insert(), rows[start:start + CHUNK])
 
 
 def populate(factory, size: int, seed: int = 7) -> str:
-    """A campaign of `size` cases with its history (see the module's doc); returns its name."""
+    """A campaign of `size` cases with its history (see the module's doc); returns its name.
+    Written `CHUNK` cases at a time: the cases and numbers, then the campaign, then the
+    history (memory does not grow with the size)."""
     rng = random.Random(seed)
     name = f"bench-{size}"
     outcomes = [o for o, weight in OUTCOMES for _ in range(weight)]
@@ -82,36 +84,51 @@ def populate(factory, size: int, seed: int = 7) -> str:
         s.flush()
         first_case = (s.execute(text("SELECT COALESCE(MAX(id), 0) FROM cases")).scalar() or 0) + 1
         first_phone = (s.execute(text("SELECT COALESCE(MAX(id), 0) FROM phones")).scalar() or 0) + 1
-        first_attempt = (s.execute(text("SELECT COALESCE(MAX(id), 0) FROM attempts")).scalar() or 0) + 1
-        done = 0
-        attempt_id = first_attempt
+        attempt_id = (s.execute(text("SELECT COALESCE(MAX(id), 0) FROM attempts")).scalar() or 0) + 1
         for start in range(0, size, CHUNK):
-            cases, phones, attempts, dispositions, promises, appointments = [], [], [], [], [], []
+            cases, phones = [], []
             for i in range(start, min(size, start + CHUNK)):
-                case_id, roll = first_case + i, rng.random()
+                roll = rng.random()
                 status = "complaint" if roll < 0.01 else "dispute" if roll < 0.02 else "paid" if roll < 0.03 else "active"
-                cases.append({"id": case_id, "client_id": client.id, "batch_id": batch.id, "reference": f"{name}-{i}",
-                              "debtor_name": "王芳", "amount_due": rng.randint(1000, 9_999_999) / 100,
-                              "currency": "CNY", "days_past_due": rng.randint(1, 720), "status": status,
-                              "extra": {}, "created_at": NOW - dt.timedelta(days=40)})
-                own, home = first_phone + 2 * i, first_phone + 2 * i + 1
-                for pid, role, dial in ((own, "own_mobile", f"13{i:09d}"), (home, "home", f"0755{i:08d}")):
-                    phones.append({"id": pid, "case_id": case_id, "role": role, "e164": f"+86{dial.lstrip('0')}",
-                                   "dial": dial, "valid": True, "do_not_call": False})
+                cases.append({"id": first_case + i, "client_id": client.id, "batch_id": batch.id,
+                              "reference": f"{name}-{i}", "debtor_name": "王芳", "id_number": None,
+                              "amount_due": rng.randint(1000, 9_999_999) / 100, "currency": "CNY",
+                              "days_past_due": rng.randint(1, 720), "due_date": None, "status": status,
+                              "timezone": None, "extra": {}, "created_at": NOW - dt.timedelta(days=40)})
+                for offset, role, dial in ((0, "own_mobile", f"13{i:09d}"), (1, "home", f"0755{i:08d}")):
+                    phones.append({"id": first_phone + 2 * i + offset, "case_id": first_case + i, "role": role,
+                                   "e164": f"+86{dial.lstrip('0')}", "dial": dial, "extension": None,
+                                   "contact_name": None, "relation": None, "valid": True, "do_not_call": False,
+                                   "do_not_call_reason": None})
+            _bulk(s, Case, cases)
+            _bulk(s, Phone, phones)
+            _say(f"  {name}: {start + len(cases):,} cases written")
+        campaign, _ = admin.create_campaign(s, name, client.code, NOW - dt.timedelta(days=30),
+                                            timezone="Asia/Shanghai")
+        queue.change_campaign(s, name, "start", NOW - dt.timedelta(days=30))
+        written = 0
+        for start in range(0, size, CHUNK):
+            attempts, dispositions, promises, appointments = [], [], [], []
+            for i in range(start, min(size, start + CHUNK)):
+                case_id, own, home = first_case + i, first_phone + 2 * i, first_phone + 2 * i + 1
                 for _ in range(rng.choice((2, 3, 3, 4))):
                     day = NOW - dt.timedelta(days=rng.randint(1, 30), minutes=rng.randint(0, 600))
                     outcome = rng.choice(outcomes)
                     answered = outcome in ("answered", "abandoned")
-                    attempts.append({"id": attempt_id, "call_id": f"{name}-{attempt_id}", "campaign_id": 0,
-                                     "case_id": case_id, "phone_id": rng.choice((own, home)), "number": dial,
+                    phone = rng.choice((own, home))
+                    attempts.append({"id": attempt_id, "call_id": f"{name}-{attempt_id}", "campaign_id": campaign.id,
+                                     "case_id": case_id, "phone_id": phone, "agent_id": None,
+                                     "number": f"13{i:09d}" if phone == own else f"0755{i:08d}",
                                      "state": "ended", "planned_at": day,
                                      "dialed_at": None if outcome == "cancelled" else day,
                                      "answered_at": day if answered else None,
                                      "bridged_at": day if outcome == "answered" else None,
-                                     "ended_at": day + dt.timedelta(seconds=40), "outcome": outcome})
+                                     "ended_at": day + dt.timedelta(seconds=40), "outcome": outcome,
+                                     "hangup_cause": None, "note": None})
                     if outcome == "answered" and rng.random() < 0.08:
                         dispositions.append({"id": attempt_id, "attempt_id": attempt_id, "case_id": case_id,
-                                             "code": "promise_to_pay", "created_at": day})
+                                             "agent_id": None, "code": "promise_to_pay", "note": None,
+                                             "created_at": day})
                         promises.append({"case_id": case_id, "disposition_id": attempt_id, "amount": 500,
                                          "due_date": (NOW + dt.timedelta(days=rng.randint(-5, 10))).date(),
                                          "status": "open", "created_at": day})
@@ -120,26 +137,20 @@ def populate(factory, size: int, seed: int = 7) -> str:
                     appointments.append({"case_id": case_id, "phone_id": own, "requested_by": "debtor",
                                          "at": NOW + dt.timedelta(minutes=rng.randint(-60, 3 * 24 * 60)),
                                          "note": "下午三点再打", "recorded_by": "bench", "recorded_at": NOW,
-                                         "status": "open"})
-            yield_rows = (cases, phones)
-            _bulk(s, Case, yield_rows[0])
-            _bulk(s, Phone, yield_rows[1])
-            done += len(cases)
-            s.info.setdefault("pending", []).append((attempts, dispositions, promises, appointments))
-            _say(f"  {name}: {done:,} cases written")
-        campaign, _ = admin.create_campaign(s, name, client.code, NOW - dt.timedelta(days=30),
-                                            timezone="Asia/Shanghai")
-        queue.change_campaign(s, name, "start", NOW - dt.timedelta(days=30))
-        written = 0
-        for attempts, dispositions, promises, appointments in s.info.pop("pending"):
-            for row in attempts:
-                row["campaign_id"] = campaign.id
+                                         "attempt_id": None, "status": "open", "kept_attempt_id": None})
             _bulk(s, Attempt, attempts)
             _bulk(s, Disposition, dispositions)
             _bulk(s, PromiseToPay, promises)
             _bulk(s, Appointment, appointments)
             written += len(attempts)
-        _say(f"  {name}: {written:,} attempts written")
+            _say(f"  {name}: {written:,} attempts written")
+    with factory() as s:
+        if s.get_bind().dialect.name == "postgresql":
+            for table in ("cases", "phones", "attempts", "dispositions"):  # ids were written explicitly
+                s.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                               f"(SELECT MAX(id) FROM {table}))"))
+            s.execute(text("ANALYZE"))
+            s.commit()
     return name
 
 
@@ -157,8 +168,9 @@ def build(factory, name: str) -> float:
     return time.perf_counter() - start
 
 
-def decisions(factory, name: str, count: int, clock: dt.datetime) -> list[float]:
-    """`count` dial decisions through the hopper, each attempt ended (no answer)."""
+def decisions(factory, name: str, count: int, clock: dt.datetime, ends: list[float] | None = None) -> list[float]:
+    """`count` dial decisions through the hopper, each attempt then ended (no answer), as the
+    engine does; the ends' times go to `ends` (an end asks the policy about the case again)."""
     times = []
     with factory() as s:
         agent_id = s.execute(text("SELECT id FROM agents ORDER BY id DESC LIMIT 1")).scalar()
@@ -170,8 +182,11 @@ def decisions(factory, name: str, count: int, clock: dt.datetime) -> list[float]
         times.append(time.perf_counter() - start)
         if planned is None:
             break
+        start = time.perf_counter()
         with transaction(factory) as s:
             queue.finish(s, planned.attempt_id, "no_answer", ended_at=now + dt.timedelta(seconds=25))
+        if ends is not None:
+            ends.append(time.perf_counter() - start)
     return times
 
 
@@ -205,10 +220,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def engine_memory(url: str, options: str | None, name: str, dials: int) -> float:
-    """Peak resident MB of a fresh process making `dials` dial decisions."""
-    out = subprocess.run([sys.executable, "-m", "bench.hopper", "--engine-memory", url, "--campaign", name,
-                          "--dials", str(dials)] + (["--pg-options", options] if options else []),
-                         capture_output=True, text=True, check=True)
+    """Peak resident MB of a fresh process making `dials` dial decisions (the database URL
+    goes in its environment, never on a command line: it may hold a password)."""
+    env = {**os.environ, "DUNNING_BENCH_URL": url, "DUNNING_BENCH_PG_OPTIONS": options or ""}
+    out = subprocess.run([sys.executable, "-m", "bench.hopper", "--engine-memory", "--campaign", name,
+                          "--dials", str(dials)], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"the engine memory probe failed: {out.stderr.strip().splitlines()[-1:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])["rss_mb"]
 
 
@@ -224,7 +242,8 @@ def measure(url: str, options: str | None, size: int, dials: int, budget_s: floa
     name = populate(factory, size)
     populated = time.perf_counter() - start
     built = build(factory, name)
-    takes = decisions(factory, name, dials, NOW + dt.timedelta(minutes=5))
+    ends: list[float] = []
+    takes = decisions(factory, name, dials, NOW + dt.timedelta(minutes=5), ends)
     base = baseline(factory, name, budget_s, projected)
 
     def status():
@@ -235,7 +254,8 @@ def measure(url: str, options: str | None, size: int, dials: int, budget_s: floa
         with transaction(factory) as s:
             admin.why(s, f"{name}-{size // 2}", NOW + dt.timedelta(minutes=30))
     found = {"size": size, "populate_s": populated, "build_s": built, "take_p50": pct(takes, 0.5),
-             "take_p99": pct(takes, 0.99), "takes": len(takes), "baseline": base,
+             "take_p99": pct(takes, 0.99), "takes": len(takes),
+             "end_p50": pct(ends, 0.5) if ends else None, "baseline": base,
              "status": statistics.median(timed(status, 3)), "why": statistics.median(timed(why, 5)),
              "memory_mb": engine_memory(url, options, name, min(dials, 300))}
     engine.dispose()
@@ -258,14 +278,14 @@ def run(url: str, options: str | None, label: str, sizes: list[int], dials: int,
 def table(label: str, results: list[dict], budget_s: float) -> str:
     lines = [f"{label}:",
              f"{'cases':>10}  {'build':>8}  {'dial p50':>9}  {'dial p99':>9}  {'whole eval':>10}  {'ratio':>7}  "
-             f"{'status':>7}  {'why':>6}  {'engine':>7}"]
+             f"{'end p50':>8}  {'status':>7}  {'why':>6}  {'engine':>7}"]
     for r in results:
         base = statistics.median(r["baseline"]) if r["baseline"] else None
         ratio = f"{base / r['take_p50']:.0f}x" if base else "-"
         lines.append(f"{r['size']:>10,}  {r['build_s']:>7.0f}s  {1000 * r['take_p50']:>7.1f}ms  "
                      f"{1000 * r['take_p99']:>7.1f}ms  "
                      + (f"{base:>9.2f}s" if base else f"{'> ' + str(int(budget_s)) + 's':>10}")
-                     + f"  {ratio:>7}  {r['status']:>6.2f}s  {1000 * r['why']:>4.0f}ms  {r['memory_mb']:>5.0f}MB")
+                     + f"  {ratio:>7}  {1000 * (r['end_p50'] or 0):>6.1f}ms  {r['status']:>6.2f}s  {1000 * r['why']:>4.0f}ms  {r['memory_mb']:>5.0f}MB")
     return "\n".join(lines)
 
 
@@ -276,14 +296,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dials", type=int, default=500, help="dial decisions measured per size")
     parser.add_argument("--baseline-budget", type=float, default=120.0,
                         help="seconds the whole-campaign evaluation may take per size (skipped beyond)")
-    parser.add_argument("--engine-memory", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--engine-memory", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--campaign", help=argparse.SUPPRESS)
-    parser.add_argument("--pg-options", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.engine_memory:
-        factory = sessions(_engine(args.engine_memory, args.pg_options))
+        factory = sessions(_engine(os.environ["DUNNING_BENCH_URL"], os.environ.get("DUNNING_BENCH_PG_OPTIONS") or None))
         decisions(factory, args.campaign, args.dials, NOW + dt.timedelta(hours=2))
-        print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        # VmHWM: this process's own peak (ru_maxrss would carry the parent's across exec).
+        peak = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
+        print(json.dumps({"rss_mb": int(peak.split()[1]) / 1024}))
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     outputs = []
@@ -306,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             with admin_engine.begin() as conn:
                 conn.execute(text("DROP SCHEMA IF EXISTS bench_hopper CASCADE"))
     print("dial decision: hopper.take, one transaction each; whole eval: the policy over every case per "
-          "decision (before the hopper); ratio: whole eval / hopper p50")
+          "decision (before the hopper); ratio: whole eval / hopper p50; end: the attempt's end, which asks "
+          "the policy about its case again; engine: peak resident memory of a process making the decisions")
     print("\n\n".join(outputs))
     return 0
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import and_, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from .models import (
@@ -106,20 +106,23 @@ _APPOINTMENTS = select(_appointments.case_id, _appointments.at, _appointments.re
                                                      _appointments.status != "cancelled")
 _PROMISES = select(_promises.case_id, _promises.due_date, _promises.amount, _promises.status) \
     .where(_promises.case_id.in_(_IDS))
-_CODES = select(_dispositions.attempt_id, _dispositions.code).where(_dispositions.case_id.in_(_IDS))
-_LAST_TALK = select(_attempts.case_id, func.max(_attempts.bridged_at)).where(
-    _attempts.case_id.in_(_IDS), _attempts.bridged_at.is_not(None)).group_by(_attempts.case_id) \
-    .with_hint(Attempt.__table__, "INDEXED BY ix_attempts_case_planned", "sqlite")
 _RECENT = select(_attempts.id, _attempts.case_id, _attempts.phone_id, _attempts.planned_at, _attempts.answered_at,
-                 _attempts.bridged_at, _attempts.outcome).where(
+                 _attempts.bridged_at, _attempts.outcome, _dispositions.code).outerjoin(
+    Disposition.__table__, _dispositions.attempt_id == _attempts.id).where(
     _attempts.case_id.in_(_IDS), _attempts.planned_at >= _SINCE).order_by(_attempts.planned_at, _attempts.id)
-_BUSY = select(_attempts.case_id).where(_attempts.campaign_id == _CAMPAIGN, _attempts.case_id.in_(_IDS),
-                                        _attempts.state != AttemptState.ENDED.value)
-_LATEST = select(_attempts.case_id, func.max(_attempts.id)).where(
-    _attempts.case_id.in_(_IDS), _attempts.campaign_id == _CAMPAIGN, _attempts.state == AttemptState.ENDED.value,
-    _attempts.dialed_at.is_not(None)).group_by(_attempts.case_id) \
-    .with_hint(Attempt.__table__, "INDEXED BY ix_attempts_case_planned", "sqlite")
-_OUTCOMES = select(_attempts.case_id, _attempts.outcome).where(_attempts.id.in_(_IDS))
+_mine = and_(_attempts.campaign_id == _CAMPAIGN)
+_summary = select(
+    _attempts.case_id.label("case_id"), func.max(_attempts.bridged_at).label("talked"),
+    func.max(case((and_(_mine, _attempts.state == AttemptState.ENDED.value, _attempts.dialed_at.is_not(None)),
+                   _attempts.id))).label("last_id"),
+    func.max(case((and_(_mine, _attempts.state != AttemptState.ENDED.value), 1), else_=0)).label("in_call")) \
+    .where(_attempts.case_id.in_(_IDS)).group_by(_attempts.case_id) \
+    .with_hint(Attempt.__table__, "INDEXED BY ix_attempts_case_planned", "sqlite").subquery()
+_last = Attempt.__table__.alias("last_attempt")
+#: Per case, over all its attempts: the last conversation's moment, the outcome of the
+#: campaign's latest finished dial, and whether a call of the campaign is in progress.
+_SUMMARY = select(_summary.c.case_id, _summary.c.talked, _last.c.outcome, _summary.c.in_call).outerjoin(
+    _last, _last.c.id == _summary.c.last_id)
 
 
 def _records(session: Session, campaign_id: int, ids: list[int], now: dt.datetime,
@@ -133,18 +136,20 @@ def _records(session: Session, campaign_id: int, ids: list[int], now: dt.datetim
                                                         phone_id=row.phone_id)) for row in run(_APPOINTMENTS, by_ids))
     promises = _group((row.case_id, PromiseView(due_date=row.due_date, amount=Decimal(row.amount), status=row.status))
                       for row in run(_PROMISES, by_ids))
-    codes = dict(run(_CODES, by_ids).all())
-    last_talk = dict(run(_LAST_TALK, by_ids).all())
     recent = run(_RECENT, {"ids": ids, "since": now - history}).all()
-    busy = {row[0] for row in run(_BUSY, {"ids": ids, "campaign_id": campaign_id})}
-    latest = [row[1] for row in run(_LATEST, {"ids": ids, "campaign_id": campaign_id})]
-    abandoned = {case_id for case_id, outcome in run(_OUTCOMES, {"ids": latest}) if outcome == ABANDONED} \
-        if latest else set()
+    last_talk, abandoned, busy = {}, set(), set()
+    for case_id, talked, last_outcome, in_call in run(_SUMMARY, {"ids": ids, "campaign_id": campaign_id}):
+        if talked is not None:
+            last_talk[case_id] = talked
+        if last_outcome == ABANDONED:
+            abandoned.add(case_id)
+        if in_call:
+            busy.add(case_id)
 
     def conversation(row) -> bool | None:
         if row.outcome == ABANDONED or row.bridged_at is None:
             return None
-        return codes.get(row.id) not in NO_CONVERSATION_CODES
+        return row.code not in NO_CONVERSATION_CODES
 
     attempts: dict[int, list[AttemptView]] = {}
     for row in recent:

@@ -19,11 +19,12 @@ How it stays true (campaigns/dial_state.py says what an answer holds):
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, event, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, event, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import case_views
@@ -58,8 +59,10 @@ TAKE_BUDGET = 512
 #: A case whose only allowed number is a contact's is left to dials with an agent reserved
 #: for this long before it is asked again for a dial ahead of agents.
 NEEDS_AGENT_FOR = dt.timedelta(minutes=5)
+#: How many contact-only cases a dial ahead of agents skips by name before it marks them.
+SKIPPED_MAX = 32
 #: A clock this far behind a campaign's clock is a clock set back (see the module's doc).
-CLOCK_SLACK = dt.timedelta(seconds=1)
+CLOCK_SLACK = dt.timedelta(seconds=60)
 #: The rules' history the follow-up schedules need (the last call, the last tracing day).
 FOLLOW_UP_HISTORY = dt.timedelta(days=32)
 
@@ -121,6 +124,10 @@ _CASE_OF: dict[type, Callable] = {
 }
 
 
+#: session.info key: the case whose attempt `take` is writing.
+CLAIMED = "hopper_claimed"
+
+
 def _after_flush(session: Session, _context) -> None:
     changed: set[int] = set()
     campaigns: set[int] = set()
@@ -129,6 +136,8 @@ def _after_flush(session: Session, _context) -> None:
         kind = type(obj)
         if kind in _CASE_OF:
             if obj in session.dirty and not session.is_modified(obj):
+                continue
+            if kind is Attempt and obj in session.new and obj.case_id == session.info.get(CLAIMED):
                 continue
             case_id = _CASE_OF[kind](obj)
             if case_id is not None:
@@ -179,21 +188,39 @@ def _values(campaign: Campaign, record: case_views.CaseRecord, found: Verdict, n
             "needs_agent_until": None, "computed_at": now}
 
 
+def _answers(session: Session, campaign: Campaign, rules: Rules, case_ids: list[int],
+             now: dt.datetime) -> dict[int, tuple[case_views.CaseRecord, Verdict]]:
+    found = case_views.records(session, campaign.id, case_ids, now, history_for(rules))
+    return {case_id: (record, verdict(record.view, record.history, now, rules, campaign.timezone, busy=record.busy))
+            for case_id, record in found.items()}
+
+
+def _store(session: Session, campaign: Campaign, answers, now: dt.datetime, but: int | None = None) -> None:
+    rows = [_values(campaign, record, answer, now) for case_id, (record, answer) in answers.items() if case_id != but]
+    _sooner(session, campaign, [moment for row in rows for moment in (row["eligible_at"], row["valid_until"])])
+    for start in range(0, len(rows), case_views.CHUNK):
+        session.execute(_STORE, rows[start:start + case_views.CHUNK])
+
+
 def ask(session: Session, campaign: Campaign, rules: Rules, case_ids: list[int],
         now: dt.datetime) -> dict[int, tuple[case_views.CaseRecord, Verdict]]:
     """Ask the policy about these cases at `now` and store the answers."""
-    found = case_views.records(session, campaign.id, case_ids, now, history_for(rules))
-    answers = {case_id: (record, verdict(record.view, record.history, now, rules, campaign.timezone,
-                                         busy=record.busy))
-               for case_id, record in found.items()}
-    rows = [_values(campaign, record, answer, now) for record, answer in answers.values()]
-    for start in range(0, len(rows), case_views.CHUNK):
-        session.execute(_STORE, rows[start:start + case_views.CHUNK])
+    answers = _answers(session, campaign, rules, case_ids, now)
+    _store(session, campaign, answers, now)
     return answers
 
 
+#: Per process: each campaign's clock as last read or written, and when (the database is
+#: read or written at most once a `CLOCK_SLACK`, unless a moment before it comes).
+_CLOCKS: dict[int, dt.datetime] = {}
+
+
 def _clock(session: Session, campaign_id: int, now: dt.datetime) -> None:
-    """Note the campaign's clock; a moment before it makes every state DUE."""
+    """Note the campaign's clock; a moment before it (by more than `CLOCK_SLACK`) makes every
+    state of the campaign DUE."""
+    known = _CLOCKS.get(campaign_id)
+    if known is not None and known - CLOCK_SLACK <= now <= known + CLOCK_SLACK:
+        return
     row = session.get(HopperClock, campaign_id)
     if row is None:
         session.add(HopperClock(campaign_id=campaign_id, clock=now))
@@ -202,40 +229,68 @@ def _clock(session: Session, campaign_id: int, now: dt.datetime) -> None:
         session.execute(update(DialState).where(DialState.campaign_id == campaign_id)
                         .values(phase=int(HopperPhase.DUE)), execution_options={"synchronize_session": False})
         row.clock = now
-    elif now > row.clock + CLOCK_SLACK:
+    elif now > row.clock:
         row.clock = now
+    _CLOCKS[campaign_id] = max(now, row.clock) if row is not None and now >= row.clock - CLOCK_SLACK else now
 
 
-def _serialised(session: Session, campaign_id: int) -> bool:
-    """On PostgreSQL, whether this transaction may move the campaign's states in bulk (one
-    engine at a time; the others skip it: the work is the same)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return True
-    return bool(session.scalar(select(func.pg_try_advisory_xact_lock(literal(0x6468_0000) + campaign_id))))
+#: PostgreSQL advisory locks of the hopper: its key space, plus the campaign id.
+_LOCKS = 0x6468_0000
 
 
 _NOW = bindparam("now")
 _MINE = _T.c.campaign_id == bindparam("k_campaign")
-#: Time moves states forward: answers run out (READY or WAITING past `valid_until` wait for
-#: their `reopen_at`), WAITING ones become READY, DEFERRED ones DUE.
-_ADVANCE = (
-    update(_T).where(_MINE, _T.c.phase == int(HopperPhase.READY), _T.c.valid_until <= _NOW)
-    .values(phase=int(HopperPhase.DEFERRED), eligible_at=_T.c.reopen_at),
-    update(_T).where(_MINE, _T.c.phase == int(HopperPhase.WAITING), _T.c.valid_until <= _NOW)
-    .values(phase=int(HopperPhase.DEFERRED), eligible_at=_T.c.reopen_at),
-    update(_T).where(_MINE, _T.c.phase == int(HopperPhase.WAITING), _T.c.eligible_at <= _NOW)
-    .values(phase=int(HopperPhase.READY)),
-    update(_T).where(_MINE, _T.c.phase == int(HopperPhase.DEFERRED), _T.c.eligible_at <= _NOW)
-    .values(phase=int(HopperPhase.DUE)),
-)
+#: Time moves states forward: answers that ran out (READY or WAITING past `valid_until`) wait
+#: for their `reopen_at` (DEFERRED); WAITING ones become READY at `eligible_at`, DEFERRED
+#: ones DUE. Each statement an index range of (campaign, phase, moment).
+_ADVANCE = tuple(
+    update(_T).where(_MINE, _T.c.phase == int(phase), column <= _NOW).values(**values)
+    for phase, column, values in (
+        (HopperPhase.READY, _T.c.valid_until, {"phase": int(HopperPhase.DEFERRED), "eligible_at": _T.c.reopen_at}),
+        (HopperPhase.WAITING, _T.c.valid_until, {"phase": int(HopperPhase.DEFERRED), "eligible_at": _T.c.reopen_at}),
+        (HopperPhase.WAITING, _T.c.eligible_at, {"phase": int(HopperPhase.READY)}),
+        (HopperPhase.DEFERRED, _T.c.eligible_at, {"phase": int(HopperPhase.DUE)})))
+#: The next moment `advance` will have something to move.
+_NEXT_CHANGE = select(*[
+    select(func.min(column)).where(_MINE, _T.c.phase == int(phase)).scalar_subquery()
+    for phase, column in ((HopperPhase.READY, _T.c.valid_until), (HopperPhase.WAITING, _T.c.valid_until),
+                          (HopperPhase.WAITING, _T.c.eligible_at), (HopperPhase.DEFERRED, _T.c.eligible_at))])
+#: On PostgreSQL, one engine at a time moves a campaign's states (bulk UPDATEs of overlapping
+#: rows could deadlock); the others skip it: the work is the same.
+_LOCK = select(func.pg_try_advisory_xact_lock(bindparam("lock_key")))
+#: Per process, per campaign: the next moment `advance` has work, and until when (monotonic)
+#: that is trusted without asking the database (another process may have stored sooner ones).
+_NEXT: dict[tuple, tuple[dt.datetime | None, float]] = {}
+NEXT_TRUSTED_S = 1.0
 
 
-def advance(session: Session, campaign_id: int, now: dt.datetime) -> None:
+def _cache_key(session: Session, campaign: Campaign) -> tuple:
+    return (str(session.get_bind().url), campaign.id, campaign.created_at)
+
+
+def _sooner(session: Session, campaign: Campaign, moments) -> None:
+    """This process stored answers that change at these moments: `advance` must not wait longer."""
+    key = _cache_key(session, campaign)
+    hit = _NEXT.get(key)
+    if hit is None:
+        return
+    soonest = min(filter(None, [hit[0], *moments]), default=None)
+    _NEXT[key] = (soonest, hit[1])
+
+
+def advance(session: Session, campaign: Campaign, now: dt.datetime) -> None:
     """Move the campaign's states with time (see the module's doc); no policy is asked."""
-    if not _serialised(session, campaign_id):
+    key = _cache_key(session, campaign)
+    hit = _NEXT.get(key)
+    if hit is not None and time.monotonic() < hit[1] and (hit[0] is None or now < hit[0]):
+        return
+    params = {"k_campaign": campaign.id, "now": now, "lock_key": _LOCKS + campaign.id}
+    if session.get_bind().dialect.name == "postgresql" and not session.scalar(_LOCK, params):
         return
     for statement in _ADVANCE:
-        session.execute(statement, {"k_campaign": campaign_id, "now": now})
+        session.execute(statement, params)
+    found = [moment for moment in session.execute(_NEXT_CHANGE, params).one() if moment is not None]
+    _NEXT[key] = (min(found, default=None), time.monotonic() + NEXT_TRUSTED_S)
 
 
 def refresh(session: Session, campaign: Campaign, now: dt.datetime, rules: Rules | None = None, *,
@@ -245,7 +300,7 @@ def refresh(session: Session, campaign: Campaign, now: dt.datetime, rules: Rules
     opening finds them answered. Returns how many were asked."""
     rules = rules or rules_for(campaign)
     _clock(session, campaign.id, now)
-    advance(session, campaign.id, now)
+    advance(session, campaign, now)
     asked = 0
     phases = [(HopperPhase.DUE, PRIORITY)]
     if ahead:
@@ -284,53 +339,67 @@ def _before(amount_cents: int, days: int, case_id: int):
                     DialState.case_id < case_id))
 
 
+_BEST = select(_T.c.case_id, _T.c.amount_cents, _T.c.days_past_due).where(
+    _MINE, _T.c.phase == int(HopperPhase.READY)).order_by(*[c.__clause_element__() if hasattr(c, "__clause_element__")
+                                                              else c for c in PRIORITY])
+_AHEAD = _BEST.where(_T.c.last_abandoned.is_(False),
+                     or_(_T.c.needs_agent_until.is_(None), _T.c.needs_agent_until <= _NOW))
+_ABANDONED = _BEST.where(_T.c.last_abandoned.is_(True))
+_DUE = select(_T.c.case_id, _T.c.amount_cents, _T.c.days_past_due).where(_MINE, _T.c.phase == int(HopperPhase.DUE))
+
+
 def take(session: Session, campaign: Campaign, agent_id: int | None, call_id: str, now: dt.datetime,
          rules: Rules | None = None, *, only_abandoned: bool = False) -> Planned | None:
     """The highest-priority case the policy allows now, its attempt row written PLANNED; None
     when nothing may be dialled now. With no agent reserved (`agent_id` None: a dial ahead of
     agents) a case whose last call was abandoned, or whose allowed number is a contact's, is
     not taken; `only_abandoned` takes among the abandoned only. The case is asked again at
-    `now` before it is taken."""
+    `now` before it is taken, together with the DUE cases that come before it in the queue."""
     rules = rules or rules_for(campaign)
     _clock(session, campaign.id, now)
-    advance(session, campaign.id, now)
-    mine = DialState.campaign_id == campaign.id
+    advance(session, campaign, now)
+    best_query = _ABANDONED if only_abandoned else _AHEAD if agent_id is None else _BEST
+    params = {"k_campaign": campaign.id, "now": now}
+    skipped: list[int] = []  # READY cases whose allowed number is a contact's (no agent reserved)
     asked = 0
     while True:
-        query = select(DialState.case_id, DialState.amount_cents, DialState.days_past_due).where(
-            mine, DialState.phase == int(HopperPhase.READY))
-        if agent_id is None:
-            query = query.where(DialState.last_abandoned.is_(False),
-                                or_(DialState.needs_agent_until.is_(None), DialState.needs_agent_until <= now))
-        if only_abandoned:
-            query = query.where(DialState.last_abandoned.is_(True))
-        best = session.execute(query.order_by(*PRIORITY).limit(1).with_for_update(skip_locked=True)).first()
-        due = select(DialState.case_id).where(mine, DialState.phase == int(HopperPhase.DUE))
+        # The DUE cases first (there are few: a change was just made), then the best READY one.
+        due = session.execute(_DUE.order_by(*PRIORITY).limit(BATCH).with_for_update(skip_locked=True),
+                              params).all() if asked < TAKE_BUDGET else []
+        query = best_query.where(_T.c.case_id.not_in(skipped)) if skipped else best_query
+        best = session.execute(query.limit(1).with_for_update(skip_locked=True), params).first()
         if best is not None:
-            if asked >= TAKE_BUDGET:
-                due = None
-            else:
-                due = due.where(_before(best.amount_cents, best.days_past_due, best.case_id))
-        if due is not None:
-            ids = list(session.scalars(due.order_by(*PRIORITY).limit(BATCH).with_for_update(skip_locked=True)))
-            if ids:
-                ask(session, campaign, rules, ids, now)
-                asked += len(ids)
-                continue
-        if best is None:
+            key = (-best.amount_cents, -best.days_past_due, best.case_id)
+            due = [row for row in due if (-row.amount_cents, -row.days_past_due, row.case_id) < key]
+        if best is None and not due:
             return None
-        (record, answer), = ask(session, campaign, rules, [best.case_id], now).values()
-        asked += 1
-        if answer.phase is not HopperPhase.READY:
-            continue
-        decision = answer.decision
-        if agent_id is None and decision.third_party:
-            # A contact is dialled only with an agent reserved, whose screen says it is one.
-            session.execute(update(DialState).where(mine, DialState.case_id == best.case_id)
-                            .values(needs_agent_until=now + NEEDS_AGENT_FOR),
-                            execution_options={"synchronize_session": False})
-            continue
-        return _plan(session, campaign, record.view, answer, agent_id, call_id, now, rules)
+        ids = [row.case_id for row in due] + ([best.case_id] if best is not None else [])
+        answers = _answers(session, campaign, rules, ids, now)
+        asked += len(answers)
+        chosen = None
+        for record, answer in sorted(answers.values(), key=lambda pair: _key(pair[0].view)):
+            if answer.phase is not HopperPhase.READY or (only_abandoned and not record.last_abandoned) or \
+                    (agent_id is None and record.last_abandoned):
+                continue
+            if agent_id is None and answer.decision.third_party:
+                # A contact is dialled only with an agent reserved, whose screen says it is one.
+                skipped.append(record.view.id)
+                if len(skipped) > SKIPPED_MAX:
+                    session.execute(update(_T).where(_MINE, _T.c.case_id == record.view.id)
+                                    .values(needs_agent_until=now + NEEDS_AGENT_FOR), params)
+                continue
+            if best is not None and record.view.id == best.case_id and len(due) == BATCH and asked < TAKE_BUDGET:
+                break  # more DUE cases may come before it: ask them first
+            chosen = (record, answer)
+            break
+        _store(session, campaign, answers, now, but=chosen[0].view.id if chosen else None)
+        if chosen is not None:
+            return _plan(session, campaign, chosen[0].view, chosen[1], agent_id, call_id, now, rules)
+
+
+def _key(case: CaseView) -> tuple[int, int, int]:
+    """The queue's order of a case (`PRIORITY`, `policy.priority_key`) in stored units."""
+    return (-_cents(case.amount_due), -case.days_past_due, case.id)
 
 
 def _plan(session: Session, campaign: Campaign, case: CaseView, answer: Verdict, agent_id: int | None,
@@ -342,7 +411,11 @@ def _plan(session: Session, campaign: Campaign, case: CaseView, answer: Verdict,
                       agent_id=agent_id, number=decision.phone.dial, state=AttemptState.PLANNED.value,
                       planned_at=now, note=why)
     session.add(attempt)
-    session.flush()
+    session.info[CLAIMED] = case.id  # its state is written next: the flush need not mark it
+    try:
+        session.flush()
+    finally:
+        session.info.pop(CLAIMED, None)
     session.execute(update(DialState).where(DialState.campaign_id == campaign.id, DialState.case_id == case.id)
                     .values(phase=int(HopperPhase.IN_CALL), eligible_at=None, valid_until=None,
                             blocked_rule="call_in_progress", last_dialled_at=now),

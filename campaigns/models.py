@@ -19,6 +19,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -439,8 +440,8 @@ class DialState(Base):
     `dunning campaign rebuild`, compared with the policy by `dunning campaign check`."""
 
     __tablename__ = "dial_states"
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True, index=True)
+    campaign_id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(primary_key=True, index=True)
     phase: Mapped[int] = mapped_column(Integer)  # HopperPhase
     amount_cents: Mapped[int] = mapped_column(BigInteger)  # the queue's order: amount due desc,
     days_past_due: Mapped[int] = mapped_column(Integer)   # days past due desc, case id
@@ -460,6 +461,10 @@ class DialState(Base):
         Index("ix_dial_states_queue", "campaign_id", "phase", amount_cents.desc(), days_past_due.desc(), "case_id"),
         Index("ix_dial_states_eligible", "campaign_id", "phase", "eligible_at"),
         Index("ix_dial_states_valid", "campaign_id", "phase", "valid_until"),
+        Index("ix_dial_states_figures", "campaign_id", "phase", "blocked_rule", "eligible_at"),
+        # A case taken out of a campaign takes its state with it.
+        ForeignKeyConstraint(["campaign_id", "case_id"], ["campaign_cases.campaign_id", "campaign_cases.case_id"],
+                             ondelete="CASCADE"),
     )
 
 

@@ -16,12 +16,12 @@ from . import hopper
 from .case_views import ABANDONED
 from .evaluation import decisions
 from .hopper import FOLLOW_UP_HISTORY
+from . import ledger
 from .ledger import (
     INVALID_CAUSES,
     NotDialled,
     Planned,
     attach_recording,
-    finish,
     in_flight,
     mark_dialing,
     set_agent,
@@ -34,7 +34,7 @@ from .lifecycle import (
     next_campaign_status,
     rules_for,
 )
-from .models import Agent, Campaign
+from .models import Agent, Attempt, Campaign
 from .policy import Rules
 
 __all__ = ["ABANDONED", "CAMPAIGN_TRANSITIONS", "FOLLOW_UP_HISTORY", "INVALID_CAUSES", "CampaignError",
@@ -47,3 +47,12 @@ def plan_next(session: Session, campaign: Campaign, agent: Agent | None, call_id
     """The next dial (hopper.take): for `agent`, or ahead of agents when `agent` is None."""
     return hopper.take(session, campaign, agent.id if agent is not None else None, call_id, now, rules,
                        only_abandoned=only_abandoned)
+
+
+def finish(session: Session, attempt_id: int, outcome: str, *, ended_at: dt.datetime, **facts) -> None:
+    """End an attempt with its outcome (ledger.finish) and ask the policy about its case again
+    at once, as of `ended_at`, so that the next dial decision finds its answer ready."""
+    ledger.finish(session, attempt_id, outcome, ended_at=ended_at, **facts)
+    attempt = session.get(Attempt, attempt_id)
+    campaign = session.get(Campaign, attempt.campaign_id)
+    hopper.ask(session, campaign, rules_for(campaign), [attempt.case_id], ended_at)

@@ -263,7 +263,8 @@ def test_states_follow_changes_and_a_clock_set_back(database):
         queue.finish(s, planned.attempt_id, "answered", answered_at=T0, bridged_at=T0, ended_at=T0)
         state = s.get(DialState, (queue.campaign_named(s, "floor").id, planned.case_id))
         s.refresh(state)
-        assert state.phase == HopperPhase.DUE, "an attempt that ends makes its case to be asked again"
+        assert (state.phase, state.blocked_rule) == (HopperPhase.WAITING, "connected_today"), \
+            "an attempt that ends has its case asked again at once"
     with transaction(factory) as s:
         campaign = queue.campaign_named(s, "floor")
         f = hopper.figures(s, campaign, T0 + dt.timedelta(minutes=1))

@@ -35,8 +35,8 @@ def upgrade() -> None:
     sa.Column('last_abandoned', sa.Boolean(), nullable=False),
     sa.Column('needs_agent_until', campaigns.models.UTCDateTime(), nullable=True),
     sa.Column('computed_at', campaigns.models.UTCDateTime(), nullable=True),
-    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_dial_states_campaign_id_campaigns')),
-    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_dial_states_case_id_cases')),
+    sa.ForeignKeyConstraint(['campaign_id', 'case_id'], ['campaign_cases.campaign_id', 'campaign_cases.case_id'],
+                            name=op.f('fk_dial_states_campaign_id_campaign_cases'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('campaign_id', 'case_id', name=op.f('pk_dial_states'))
     )
     with op.batch_alter_table('dial_states', schema=None) as batch_op:
@@ -45,6 +45,8 @@ def upgrade() -> None:
                                                        sa.text('days_past_due DESC'), 'case_id'], unique=False)
         batch_op.create_index('ix_dial_states_eligible', ['campaign_id', 'phase', 'eligible_at'], unique=False)
         batch_op.create_index('ix_dial_states_valid', ['campaign_id', 'phase', 'valid_until'], unique=False)
+        batch_op.create_index('ix_dial_states_figures', ['campaign_id', 'phase', 'blocked_rule', 'eligible_at'],
+                              unique=False)
     op.create_table('hopper_clocks',
     sa.Column('campaign_id', sa.Integer(), nullable=False),
     sa.Column('clock', campaigns.models.UTCDateTime(), nullable=False),
@@ -68,6 +70,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_attempts_campaign_planned')
     op.drop_table('hopper_clocks')
     with op.batch_alter_table('dial_states', schema=None) as batch_op:
+        batch_op.drop_index('ix_dial_states_figures')
         batch_op.drop_index('ix_dial_states_valid')
         batch_op.drop_index('ix_dial_states_eligible')
         batch_op.drop_index('ix_dial_states_queue')
