@@ -140,6 +140,9 @@ def asterisk_config(out: Path) -> None:
     click.echo("add to manager.conf:    #include dunning-manager.conf\n"
                "add to pjsip.conf:      #include dunning-pjsip.conf\n"
                "add to extensions.conf: #include dunning-extensions.conf\n"
+               "add to cel.conf:        #include dunning-cel.conf  (and load cel_custom.so)\n"
+               "add to cel_custom.conf: #include dunning-cel_custom.conf  "
+               "(the engine reads /var/log/asterisk/cel-custom/dunning-cel.csv: DUNNING_CEL_LOG)\n"
                f"copy the prompts:       mkdir -p {sandbox.SOUNDS} && cp {out / 'sounds'}/*.wav {sandbox.SOUNDS}/\n"
                "then `dunning asterisk check` with DUNNING_AMI_* pointing at it")
 

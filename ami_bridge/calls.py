@@ -164,6 +164,10 @@ class Call:
         self.first_hangup_at: float | None = None
         self.debtor_cause: int | None = None
         self.lost = False
+        #: Events of this call may have been missed (adopted from an earlier run, resumed after
+        #: a reconnect, or ended without its hang-up seen): its times are to be taken from
+        #: Asterisk's own record (dialer/cel.py), not from what was observed.
+        self.gap = False
         self.sides: dict[str, Side | None] = {
             request.call_id: Side.OURS,
             actions.debtor_uniqueid(request.call_id): Side.DEBTOR,
@@ -210,6 +214,10 @@ class Calls:
         self._listeners: list[Callable[[Call, CallState], None]] = []
         self._unsubscribe = connection.subscribe(self._on_event)
         self._unhook = connection.on_connected(self.reconcile)
+        #: When the Asterisk we are logged in to started (epoch seconds, from CoreStatus at each
+        #: login), and how many times a login found a newer one: a restart cuts every call.
+        self.asterisk_started_at: float | None = None
+        self.asterisk_restarts = 0
 
     @property
     def connection(self) -> AmiConnection:
@@ -242,6 +250,7 @@ class Calls:
         if req.call_id in self._active:
             raise ValueError(f"call {req.call_id} is already in flight")
         call = Call(req, self._conn.now())
+        call.gap = True
         self._register(call)
         self._transition(call, CallState.UNKNOWN, "adopted from an earlier run")
         return call
@@ -311,18 +320,51 @@ class Calls:
             return False
         return True
 
+    async def _core_started(self) -> None:
+        """Note when Asterisk started (CoreStatus; its local time, the engine's host's)."""
+        import time as _time
+        try:
+            result = await self._conn.send({"Action": "CoreStatus"})
+            day, clock = result.headers.get("CoreStartupDate"), result.headers.get("CoreStartupTime")
+            started = _time.mktime(_time.strptime(f"{day} {clock}", "%Y-%m-%d %H:%M:%S"))
+        except (AmiError, ValueError, TypeError) as exc:
+            log.info("CoreStatus: %s", exc)
+            return
+        if self.asterisk_started_at is not None and started > self.asterisk_started_at + 1:
+            self.asterisk_restarts += 1
+        self.asterisk_started_at = started
+
     async def reconcile(self) -> None:
         """After a (re)login: keep calls Asterisk still has, end those it doesn't."""
+        try:
+            await self.audit(min_age_s=0.0, reason="not in CoreShowChannels after reconnect")
+        finally:
+            await self._core_started()
+
+    async def audit(self, *, min_age_s: float = 2.0, reason: str = "not in Asterisk's channel list (audit)") -> int:
+        """Compare the calls in flight with Asterisk's channel list: follow those it has, end
+        (unobserved, to be settled from Asterisk's record) those it no longer has. With
+        `min_age_s` = 0 (after a login) every call not listed is ended; otherwise only calls
+        whose channels Asterisk had and that were sent at least `min_age_s` ago. Returns how
+        many calls were ended."""
         if not self._active:
-            return
+            return 0
         result = await self._conn.send(actions.core_show_channels())
         listed = [e for e in result.events if isinstance(e, CoreShowChannel)]
+        ended = 0
         for call in list(self._active.values()):
             mine = _channels_of(call, listed)
             if mine:
-                self._resume(call, mine, result.received_at)
-            else:
-                self._end_unobserved(call, "not in CoreShowChannels after reconnect", result.received_at)
+                if min_age_s == 0.0:  # after a login: events may have been missed meanwhile
+                    self._resume(call, mine, result.received_at)
+            elif min_age_s == 0.0 or (
+                    # Only a call Asterisk had (an Originate still unanswered, or whose fate is
+                    # unknown, is settled by its own deadline: it may yet be dialled).
+                    call.channel_names and call.state is not CallState.UNKNOWN
+                    and result.received_at - call.sent_at >= min_age_s):
+                self._end_unobserved(call, reason, result.received_at)
+                ended += 1
+        return ended
 
     def _settle_later(self, call: Call) -> None:
         task = asyncio.ensure_future(self._settle(call))
@@ -357,6 +399,7 @@ class Calls:
 
     def _end_unobserved(self, call: Call, reason: str, at: float) -> None:
         call.ended_unobserved = True
+        call.gap = True
         call.lost = call.answered_at is None
         call.live.clear()
         self._transition(call, CallState.ENDED, reason, at=at)
@@ -446,6 +489,7 @@ class Calls:
         return call.reason is not None and call.reason != 4
 
     def _resume(self, call: Call, channels: list[CoreShowChannel], at: float) -> None:
+        call.gap = True
         call.live = {c.uniqueid for c in channels}
         for c in channels:
             call.channel_names[c.uniqueid] = c.channel

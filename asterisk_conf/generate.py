@@ -266,12 +266,35 @@ exten => _X.,1,Hangup(21)
 """
 
 
+#: Asterisk's own record of every call: Channel Event Logging (CEL) written by cel_custom to
+#: ``/var/log/asterisk/cel-custom/<CEL_FILE>``, one line per event. The engine reads it
+#: (dialer/cel.py) to settle a call whose end it did not see live (after a crash of the
+#: engine, a lost AMI connection, a frozen or restarted Asterisk): answer, bridge and hang-up
+#: times and causes come from here, never from file times or the moment of a takeover.
+CEL_FILE = "dunning-cel.csv"
+CEL_EVENTS = "CHAN_START,CHAN_END,ANSWER,HANGUP,BRIDGE_ENTER,BRIDGE_EXIT,LINKEDID_END"
+CEL_FIELDS = "EventType,EventTime,UniqueID,LinkedID,ChanName,Context,Exten,EventExtra"
+
+
+def cel_general() -> str:
+    """cel.conf: CEL on, with the events the engine reads (times are epoch.microseconds)."""
+    return f"[general]\nenable = yes\napps = \nevents = {CEL_EVENTS}\n"
+
+
+def cel_custom() -> str:
+    """cel_custom.conf: one CSV line per CEL event, in the columns dialer/cel.py reads."""
+    return (f"[{CEL_FILE}]\nformat = dsv\nseparator_character = ,\nquote_character = \"\n"
+            f"quoting_method = all\nfields = {CEL_FIELDS}\n")
+
+
 def include_files(spec: ConfigSpec) -> dict[str, str]:
     """Files a user's own Asterisk includes (``#include dunning-….conf``)."""
     return {
         "dunning-manager.conf": manager_user(spec),
         "dunning-pjsip.conf": pjsip_agents(spec),
         "dunning-extensions.conf": extensions_contexts(spec),
+        "dunning-cel.conf": cel_general(),
+        "dunning-cel_custom.conf": cel_custom(),
     }
 
 
@@ -288,6 +311,7 @@ SANDBOX_MODULES = (
     "app_dial", "app_playback", "app_mixmonitor", "app_stack", "app_verbose", "app_echo",
     "func_channel", "func_devstate", "func_logic", "func_strings", "func_callerid", "bridge_simple",
     "bridge_native_rtp", "bridge_holding", "bridge_builtin_features",
+    "res_cdrel_custom", "cel_custom",
 )
 
 
@@ -319,4 +343,6 @@ def sandbox_files(spec: ConfigSpec) -> dict[str, str]:
             "#include dunning-extensions.conf\n"
         ),
         "rtp.conf": f"[general]\nrtpstart = {spec.rtp_start}\nrtpend = {spec.rtp_end}\n",
+        "cel.conf": "#include dunning-cel.conf\n",
+        "cel_custom.conf": "#include dunning-cel_custom.conf\n",
     }

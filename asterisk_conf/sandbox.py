@@ -182,6 +182,7 @@ def install_config(site: Site, spec: ConfigSpec) -> set[str]:
         changed.add(name)
     spool = site.sandbox_root / SPOOL.lstrip("/")
     spool.mkdir(parents=True, exist_ok=True)
+    (site.sandbox_root / "var/log/asterisk/cel-custom").mkdir(parents=True, exist_ok=True)
     install_sounds(site.sandbox_root / SOUNDS.lstrip("/"))
     return changed
 

@@ -32,6 +32,10 @@ class Site:
     spool: Path | None = None
     #: The vault's storage codec (flac, wav, opus-16k, opus-24k, mp3-32k, mp3-48k).
     codec: str = "flac"
+    #: Asterisk's CEL log (cel_custom's CSV, seen from here); default: the sandbox's.
+    cel: Path | None = None
+    #: The least free space the recordings directory and the spool must have for a dial.
+    min_free_mb: int = 200
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Site":
@@ -49,6 +53,8 @@ class Site:
             recordings=Path(env["DUNNING_RECORDINGS"]) if env.get("DUNNING_RECORDINGS") else None,
             spool=Path(env["DUNNING_SPOOL"]) if env.get("DUNNING_SPOOL") else None,
             codec=env.get("DUNNING_RECORDING_CODEC") or "flac",
+            cel=Path(env["DUNNING_CEL_LOG"]) if env.get("DUNNING_CEL_LOG") else None,
+            min_free_mb=int(env.get("DUNNING_MIN_FREE_MB") or 200),
         )
 
     @property
@@ -64,6 +70,11 @@ class Site:
     def recordings_spool(self) -> Path:
         """Where MixMonitor's files appear, seen from here (the sandbox's spool by default)."""
         return self.spool or self.sandbox_root / "var/spool/asterisk/dunning"
+
+    @property
+    def cel_log(self) -> Path:
+        """Asterisk's CEL record of every call (dialer/cel.py), seen from here."""
+        return self.cel or self.sandbox_root / "var/log/asterisk/cel-custom/dunning-cel.csv"
 
     @property
     def recordings_root(self) -> Path:

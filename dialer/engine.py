@@ -6,8 +6,21 @@ the call, and write what happened. Database work runs on one worker thread, so t
 loop never blocks on SQLite and writes never interleave. Only this module reads the
 clock (`clock.now()`); everything it calls takes `now`.
 
-Stopping (SIGTERM, or `stop` set): no new dial is started; calls in progress run to their
-end and are written; then `run` returns.
+Stopping (SIGTERM, or `stop` set): no new dial is started; calls Asterisk no longer has are
+settled from its record at once; calls in progress run to their end and are written, for at
+most `EngineSettings.stop_grace_s`; a call still up in Asterisk after that keeps its attempt
+unfinished (its recording goes on) and the next run follows or settles it; then `run`
+returns.
+
+Asterisk's record is the truth after a fault (dialer/cel.py): a call whose events the engine
+may have missed (taken over after a crash, resumed after a reconnect, ended without its
+hang-up seen) is settled with the answer, bridge and end times and the cause Asterisk wrote.
+Every minute, and after every login, the calls in flight are compared with Asterisk's
+channels (a self-audit): a call Asterisk no longer has is settled and its agent freed.
+
+No dial without a place for its recording: before dialling, the recordings directory and
+Asterisk's spool must be writable and have free space (`recordings_space`); when they do not,
+the engine stops dialling, raises an alert, and resumes by itself when they do.
 """
 from __future__ import annotations
 
@@ -15,6 +28,7 @@ import asyncio
 import datetime as dt
 import functools
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -36,6 +50,7 @@ from recordings.errors import VaultError
 from recordings.store import RecordingConflict, RecordingMissing, store_call
 
 from . import presence
+from .cel import CelCall, CelLog
 from .agents import AgentEvent, AgentPool, AgentSeat, AgentState
 from .outbound import dial_request
 from .pacing import (
@@ -61,6 +76,14 @@ UNSETTLED_GRACE_S = 60.0
 #: How often the engine gives the hopper its background work, and how many cases a time.
 REFRESH_EVERY_S = 2.0
 REFRESH_ASKS = 256
+#: How often the calls in flight are compared with Asterisk's channel list (and after every
+#: login); a call Asterisk no longer has is settled from its record.
+AUDIT_EVERY_S = 60.0
+#: How long a call the engine did not see end waits for Asterisk's record to say it ended.
+CEL_WAIT_S = 3.0
+#: How often the room for recordings is looked at before a dial.
+SPACE_EVERY_S = 2.0
+ALERT_RECORDINGS = "recordings_blocked"
 
 
 class Clock(Protocol):
@@ -113,6 +136,13 @@ class EngineSettings:
     #: `wrap_up_limit_s` without one, pauses the agent.
     console: bool = False
     wrap_up_limit_s: float = presence.DEFAULT_WRAP_UP_LIMIT_S
+    #: On stop, how long calls in progress may take to end before the run returns anyway
+    #: (those still up in Asterisk are followed or settled by the next run).
+    stop_grace_s: float = 45.0
+    #: The least free space (bytes) the recordings directory and the spool must have to dial.
+    min_free_bytes: int = 200 * 1024 * 1024
+    #: How often the calls in flight are compared with Asterisk's channels.
+    audit_every_s: float = AUDIT_EVERY_S
 
 
 @dataclass
@@ -129,7 +159,8 @@ Echo = Callable[[str], None]
 class Engine:
     def __init__(self, factory: sessionmaker[Session], calls: Calls, pool: AgentPool, campaign: str, *,
                  spool: Path, recordings_root: Path, settings: EngineSettings = EngineSettings(),
-                 clock: Clock | None = None, echo: Echo = lambda _: None, pacing: Pacing | None = None) -> None:
+                 clock: Clock | None = None, echo: Echo = lambda _: None, pacing: Pacing | None = None,
+                 cel: CelLog | Path | None = None) -> None:
         self.factory = factory
         self.calls = calls
         self.pool = pool
@@ -150,6 +181,14 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._serial = 0
         self._refreshed_at: dt.datetime | None = None
+        #: Asterisk's own record of each call (its CEL log), for what the engine did not see.
+        self.cel = CelLog(cel) if isinstance(cel, Path) else cel
+        self._audited_at: float | None = None
+        self._audit_task: asyncio.Task[None] | None = None
+        self._logins_seen = 0
+        self._space_checked_at: float | None = None
+        self._space_problem: str | None = None
+        self._space_alert: int | None = None
         # Call ids must never repeat, across runs and engines: time plus randomness.
         self._stamp = time.strftime("%y%m%d%H%M%S") + secrets.token_hex(2)
         calls.add_listener(self._on_call_state)
@@ -196,11 +235,31 @@ class Engine:
                 except asyncio.TimeoutError:
                     pass
         finally:
-            if self._tasks:
-                self.echo(f"stopping: waiting for {len(self._tasks)} call(s) in progress to end")
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await self._stop()
             self._db_thread.shutdown(wait=True)
         return self.summary
+
+    async def _stop(self) -> None:
+        """Let calls in progress end, within `stop_grace_s`: those Asterisk no longer has are
+        settled at once (an audit), those still up after the bound are left to the next run
+        (their attempts stay unfinished; Asterisk keeps recording them)."""
+        if not self._tasks:
+            return
+        try:
+            await asyncio.wait_for(self.calls.audit(min_age_s=0.5), 5)
+        except Exception as exc:  # noqa: BLE001 - Asterisk unreachable: the bound below still holds
+            log.info("audit on stop: %s", exc)
+        if not self._tasks:
+            return
+        self.echo(f"stopping: waiting for {len(self._tasks)} call(s) in progress to end "
+                  f"(at most {self.settings.stop_grace_s:.0f} s)")
+        _, pending = await asyncio.wait(list(self._tasks), timeout=self.settings.stop_grace_s)
+        if pending:
+            self.echo(f"stopping: {len(pending)} call(s) still up after {self.settings.stop_grace_s:.0f} s: "
+                      "left to the next run, which follows or settles them (their recording goes on)")
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def _agent_ids(self, session: Session) -> dict[str, int]:
         return {a.extension: a.id for a in session.scalars(select(Agent))}
@@ -220,7 +279,10 @@ class Engine:
         if self._refreshed_at is None or (now - self._refreshed_at).total_seconds() >= REFRESH_EVERY_S:
             self._refreshed_at = now
             await self._db(self._refresh, now)
+        self._maybe_audit()
         if not self.calls.connection.fully_booted:
+            return False
+        if not await self._room_for_recordings(now):
             return False
         if self.settings.mode == "predictive":
             await self._assign_waiting()
@@ -228,6 +290,87 @@ class Engine:
             progressed = await self._dial_for_ready_agents(only_abandoned=True)
             return await self._dial_ahead() or progressed
         return await self._dial_for_ready_agents()
+
+    # ------------------------------------------------------------------ self-audit
+    def _maybe_audit(self) -> None:
+        """Every `audit_every_s`, and after every login, compare the calls in flight with
+        Asterisk's channels in the background (a call it no longer has is ended, then settled
+        from its record by its own task, which frees the agent)."""
+        if self._audit_task is not None and not self._audit_task.done():
+            return
+        mono = self.calls_now()
+        logins = self.calls.connection.counters.logins
+        due = self._audited_at is None or mono - self._audited_at >= self.settings.audit_every_s
+        if not (due or logins != self._logins_seen) or not self.calls.connection.fully_booted:
+            return
+        self._audited_at, self._logins_seen = mono, logins
+        self._audit_task = asyncio.ensure_future(self._audit())
+
+    async def _audit(self) -> None:
+        try:
+            ended = await self.calls.audit()
+        except Exception as exc:  # noqa: BLE001 - the next audit tries again
+            log.info("audit: %s", exc)
+            return
+        if ended:
+            self.echo(f"audit: {ended} call(s) no longer in Asterisk; settled from its record")
+
+    # ------------------------------------------------------------------ room for recordings
+    def recordings_space(self) -> str | None:
+        """Why a call's recording could not be kept now (None: it can): the recordings
+        directory and Asterisk's spool must each exist, take a file, and have at least
+        `min_free_bytes` free."""
+        for name, path in (("the recordings directory", self.recordings_root), ("the spool", self.spool)):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                probe = path / f".dunning-probe-{os.getpid()}"
+                with open(probe, "wb") as f:
+                    f.write(b"x")
+                    f.flush()
+                    os.fsync(f.fileno())
+                probe.unlink()
+                st = os.statvfs(path)
+            except OSError as exc:
+                return f"{name} {path} cannot take a file: {exc.strerror or exc}"
+            free = st.f_bavail * st.f_frsize
+            if free < self.settings.min_free_bytes:
+                return (f"{name} {path} has {free / 1e6:.0f} MB free, less than the "
+                        f"{self.settings.min_free_bytes / 1e6:.0f} MB a call needs")
+        return None
+
+    async def _room_for_recordings(self, now: dt.datetime) -> bool:
+        """Dial only while recordings can be kept; say so, with an alert, when they cannot,
+        and when they can again."""
+        mono = self.calls_now()
+        if self._space_checked_at is None or mono - self._space_checked_at >= SPACE_EVERY_S or self._space_problem:
+            self._space_checked_at = mono
+            loop = asyncio.get_running_loop()
+            problem = await loop.run_in_executor(None, self.recordings_space)
+            if problem and not self._space_problem:
+                self.echo(f"dialling paused: recordings cannot be kept: {problem}")
+                log.error("dialling paused: %s", problem)
+                self._space_alert = await self._db(self._raise_space_alert, problem, now)
+            elif self._space_problem and not problem:
+                self.echo("recordings can be kept again: dialling resumes")
+                await self._db(self._resolve_space_alert, now)
+            self._space_problem = problem
+        return self._space_problem is None
+
+    def _raise_space_alert(self, session: Session, problem: str, now: dt.datetime) -> int | None:
+        from campaigns.models import Alert
+        from campaigns.schedule import raise_alert
+        key = f"{ALERT_RECORDINGS}:{self._campaign_id}:{now:%Y%m%dT%H%M%S.%f}"
+        raise_alert(session, key, ALERT_RECORDINGS,
+                    f"campaign {self.campaign}: dialling paused, recordings cannot be kept: {problem}",
+                    now, campaign_id=self._campaign_id)
+        return session.scalar(select(Alert.id).where(Alert.key == key))
+
+    def _resolve_space_alert(self, session: Session, now: dt.datetime) -> None:
+        from campaigns.models import Alert
+        alert = session.get(Alert, self._space_alert) if self._space_alert is not None else None
+        if alert is not None:
+            alert.message = f"{alert.message} (resolved {now:%Y-%m-%d %H:%M:%S}Z: dialling resumed)"
+        self._space_alert = None
 
     def _wrap_up_ended(self, seat: AgentSeat, now: dt.datetime) -> None:
         if self.pacing is not None and seat.wrap_up_since is not None:
@@ -374,32 +517,60 @@ class Engine:
         await self._db(queue.mark_dialing, planned.attempt_id, now)
         who = f"for agent {extension}" if extension else "ahead of a free agent"
         self.echo(f"{planned.call_id}: dialling {planned.number} (case {planned.case_id}) {who}")
-        await self._follow(call, planned.attempt_id, extension)
+        await self._follow(call, planned.attempt_id, extension, now)
 
     def _release(self, extension: str | None, reason: str) -> None:
         if extension is not None:
             self.pool.apply(extension, AgentEvent.RELEASE, self.clock.now(), reason=reason)
 
-    async def _follow(self, call: Call, attempt_id: int, extension: str | None) -> None:
-        outcome = await settled_outcome(self.calls, call, self.settings.ring_timeout_s + UNSETTLED_GRACE_S)
+    async def _follow(self, call: Call, attempt_id: int, extension: str | None,
+                      dialled_at: dt.datetime | None = None) -> None:
+        try:
+            outcome = await settled_outcome(self.calls, call, self.settings.ring_timeout_s + UNSETTLED_GRACE_S)
+        except asyncio.CancelledError:
+            # The run stops with the call still up: its attempt stays unfinished for the next
+            # run (which follows it, or settles it from Asterisk's record); the agent is let go.
+            self._waiting.pop(call.call_id, None)
+            for seat in self.pool.seats.values():
+                if seat.attempt == call.call_id and seat.state in (AgentState.RESERVED, AgentState.ON_CALL):
+                    event = AgentEvent.HANGUP if seat.state is AgentState.ON_CALL else AgentEvent.RELEASE
+                    self.pool.apply(seat.extension, event, self.clock.now(), reason="engine stopping")
+            raise
         self._waiting.pop(call.call_id, None)
         if extension is None:  # predictive: the agent named after the answer, if any
             extension = next((s.extension for s in self.pool.seats.values() if s.attempt == call.call_id), None)
         ended_at = self._wall(call.ended_at) or self.clock.now()
         answered_at, bridged_at = self._wall(call.answered_at), self._wall(call.bridged_at)
+        cause = call.debtor_cause
+        notes = []
+        if call.gap:
+            # Some of its events may have been missed (taken over, a reconnect, an end not
+            # seen): Asterisk's record says what happened, not what the engine saw.
+            record = await self._asterisk_record(call.call_id)
+            if record is not None and record.dialled:
+                outcome = record.outcome()
+                answered_at, bridged_at = record.answered, record.bridged
+                ended_at = record.ended or ended_at
+                cause = record.debtor_cause
+                notes.append("times from Asterisk's record (CEL)")
+            cut = self._cut_by_fault(record, dialled_at)
+            if cut:
+                notes.append(cut)
         value = queue.NotDialled.INTERRUPTED.value if outcome is CallOutcome.LOST else outcome.value
         if (outcome is CallOutcome.ANSWERED and bridged_at is None
                 and call.request.variables.get("DUNNING_AGENT", "") == "" and extension is None):
             value = queue.ABANDONED  # answered, and no agent was free within the grace time
         self._observe_end(call, value)
-        note = None
         if extension is not None and call.request.variables.get("DUNNING_AGENT", "") == "":
             await self._db(queue.set_agent, attempt_id, extension)
         if answered_at is not None:
-            note = await self._store_recording(call.call_id, attempt_id, answered_at)
+            problem = await self._store_recording(call.call_id, attempt_id, answered_at)
+            if problem:
+                notes.append(problem)
+        note = "; ".join(notes) or None
         await self._db(functools.partial(queue.finish, attempt_id=attempt_id, outcome=value,
                                          answered_at=answered_at, bridged_at=bridged_at, ended_at=ended_at,
-                                         hangup_cause=call.debtor_cause, note=note))
+                                         hangup_cause=cause, note=note))
         self._count(value)
         talk = f", talked {(ended_at - bridged_at).total_seconds():.0f} s" if bridged_at else ""
         self.echo(f"{call.call_id}: {value}{talk}")
@@ -439,6 +610,29 @@ class Engine:
         self.summary.recordings += 1
         return None
 
+    async def _asterisk_record(self, call_id: str) -> CelCall | None:
+        """The call as Asterisk recorded it, once it says the call ended (waiting up to
+        `CEL_WAIT_S` for its last lines); None without a CEL log or a line of the call."""
+        if self.cel is None:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = self.calls_now() + CEL_WAIT_S
+        while True:
+            record = await loop.run_in_executor(None, self.cel.call, call_id)
+            if (record is not None and record.complete) or self.calls_now() >= deadline:
+                return record
+            await asyncio.sleep(0.2)
+
+    def _cut_by_fault(self, record: CelCall | None, dialled_at: dt.datetime | None) -> str | None:
+        """What the attempt's note says when the call was cut by Asterisk going away."""
+        started = self.calls.asterisk_started_at
+        if dialled_at is not None and started is not None and started > dialled_at.timestamp() + 1:
+            return (f"cut by an Asterisk restart (Asterisk started again at "
+                    f"{dt.datetime.fromtimestamp(started, dt.timezone.utc):%H:%M:%S}Z, after the dial)")
+        if record is not None and record.dialled and not record.complete:
+            return "cut: Asterisk went away during the call (its record has no end of the call)"
+        return None
+
     def _observe_end(self, call: Call, outcome: str) -> None:
         """What pacing learns from a finished call."""
         if self.pacing is None:
@@ -472,30 +666,20 @@ class Engine:
     async def _recover(self) -> None:
         """Attempts an earlier run left unfinished: follow those Asterisk still has, close
         the others. Nothing is dialled again."""
-        leftovers = await self._db(lambda s: [(a.id, a.call_id, a.number, a.agent_id) for a in
+        leftovers = await self._db(lambda s: [(a.id, a.call_id, a.number, a.agent_id, a.dialed_at) for a in
                                               queue.in_flight(s, queue.campaign_named(s, self.campaign))])
         if not leftovers:
             return
         by_agent = {seat.agent_id: seat for seat in self.pool.seats.values()}
         adopted = []
-        for attempt_id, call_id, number, agent_id in leftovers:
+        for attempt_id, call_id, number, agent_id, dialled_at in leftovers:
             seat = by_agent.get(agent_id)
             request = dial_request(call_id, number, seat.extension if seat else None, self.settings.ring_timeout_s)
-            adopted.append((attempt_id, self.calls.adopt(request), seat))
+            adopted.append((attempt_id, self.calls.adopt(request), seat, dialled_at))
         await self.calls.reconcile()
-        for attempt_id, call, seat in adopted:
+        for attempt_id, call, seat, dialled_at in adopted:
             if call.state is CallState.ENDED:
-                await self._db(functools.partial(
-                    queue.finish, attempt_id=attempt_id, outcome=queue.NotDialled.INTERRUPTED.value,
-                    ended_at=self.clock.now(), note="left unfinished by an earlier run; not in Asterisk"))
-                self.echo(f"{call.call_id}: left unfinished by an earlier run, no longer in Asterisk")
-                # Answered and ended while no engine ran: its legs are on disk; into the vault with them.
-                recovered = await self._db(backlog.after_interrupted, self.spool, self.recordings_root, attempt_id,
-                                           self.clock.now(), self.settings.codec)
-                if recovered is not None:
-                    self.echo(f"{call.call_id}: {recovered.message}")
-                    if not recovered.ok:
-                        self.summary.problems.append(f"{call.call_id}: {recovered.message}")
+                await self._settle_leftover(attempt_id, call.call_id, dialled_at)
                 continue
             self.echo(f"{call.call_id}: still in Asterisk from an earlier run; following it")
             extension = seat.extension if seat and seat.state is AgentState.READY else None
@@ -503,7 +687,38 @@ class Engine:
                 self.pool.apply(extension, AgentEvent.RESERVE, self.clock.now(), attempt=call.call_id)
                 if call.state is CallState.BRIDGED:
                     self.pool.apply(extension, AgentEvent.BRIDGE, self.clock.now())
-            self._spawn(self._follow(call, attempt_id, extension))
+            self._spawn(self._follow(call, attempt_id, extension, dialled_at))
+
+    async def _settle_leftover(self, attempt_id: int, call_id: str, dialled_at: dt.datetime | None) -> None:
+        """An attempt an earlier run left unfinished whose call Asterisk no longer has:
+        settled from Asterisk's record (outcome, answer, bridge and end times, cause) when it
+        has one, else closed as interrupted; then its recording, if on disk, goes to the vault."""
+        record = await self._asterisk_record(call_id)
+        cut = self._cut_by_fault(record, dialled_at)
+        if record is not None and record.dialled:
+            outcome = record.outcome()
+            value = queue.NotDialled.INTERRUPTED.value if outcome is CallOutcome.LOST else outcome.value
+            note = "left unfinished by an earlier run; settled from Asterisk's record (CEL)"
+            await self._db(functools.partial(
+                queue.finish, attempt_id=attempt_id, outcome=value, answered_at=record.answered,
+                bridged_at=record.bridged, ended_at=record.ended or self.clock.now(),
+                hangup_cause=record.debtor_cause, note="; ".join(filter(None, [note, cut]))))
+            self._count(value)
+            self.echo(f"{call_id}: left unfinished by an earlier run, ended in Asterisk: {value} "
+                      "(from Asterisk's record)")
+        else:
+            note = "left unfinished by an earlier run; not in Asterisk"
+            await self._db(functools.partial(
+                queue.finish, attempt_id=attempt_id, outcome=queue.NotDialled.INTERRUPTED.value,
+                ended_at=self.clock.now(), note="; ".join(filter(None, [note, cut]))))
+            self.echo(f"{call_id}: left unfinished by an earlier run, no longer in Asterisk")
+        # Answered and ended while no engine ran: its legs are on disk; into the vault with them.
+        recovered = await self._db(backlog.after_interrupted, self.spool, self.recordings_root, attempt_id,
+                                   self.clock.now(), self.settings.codec)
+        if recovered is not None:
+            self.echo(f"{call_id}: {recovered.message}")
+            if not recovered.ok:
+                self.summary.problems.append(f"{call_id}: {recovered.message}")
 
 
 async def settled_outcome(calls: Calls, call: Call, unanswered_limit_s: float) -> CallOutcome:

@@ -71,6 +71,7 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
         settings = dataclasses.replace(settings, codec=codec_named(site.codec).name)
     except VaultError as exc:
         raise CampaignError(f"DUNNING_RECORDING_CODEC: {exc}") from None
+    settings = dataclasses.replace(settings, min_free_bytes=site.min_free_mb * 1024 * 1024)
     check_agents(factory, extensions)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -112,7 +113,7 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
                 pool.apply(extension, AgentEvent.LOGIN, clock.now())
         engine = Engine(factory, calls, pool, campaign, spool=site.recordings_spool,
                         recordings_root=site.recordings_root, settings=settings, clock=clock, echo=echo,
-                        pacing=pacing)
+                        pacing=pacing, cel=site.cel_log)
         return await engine.run(stop, until_idle=until_idle)
     finally:
         if transcriber is not None:

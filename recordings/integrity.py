@@ -55,6 +55,17 @@ class Unrecorded:
     call_id: str
     answered_at: dt.datetime
     has_legs: bool
+    #: Where its leg files wait when they are not stored yet (Asterisk's spool, or copied into
+    #: the recordings dir with no rows): `dunning recordings ingest` stores them.
+    waiting: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.has_legs:
+            return "legs stored, not in the vault yet"
+        if self.waiting:
+            return (f"its legs wait on disk ({', '.join(self.waiting)}), not stored yet: "
+                    "`dunning recordings ingest` stores them")
+        return "no recording at all"
 
 
 @dataclass
@@ -81,7 +92,7 @@ class VerifyReport:
         out += [f"PARTIAL {p}: left by an interrupted write; `dunning recordings ingest` completes the call "
                 "and removes it" for p in self.partials]
         out += [f"UNRECORDED call {u.call_id} (attempt {u.attempt_id}, answered {u.answered_at:%Y-%m-%d %H:%M} UTC): "
-                + ("legs stored, not in the vault yet" if u.has_legs else "no recording at all") for u in self.unrecorded]
+                + u.describe() for u in self.unrecorded]
         out += [f"INTERRUPTED call {s.call_id} (attempt {s.attempt_id}): the engine stopped before storing it; its "
                 f"recording is on disk ({', '.join(s.files)}) but not in the vault: `dunning recordings ingest` "
                 "stores it" for s in self.interrupted]
@@ -119,15 +130,23 @@ def files_on_disk(root: Path) -> list[str]:
     return sorted(out)
 
 
-def unrecorded_calls(session: Session) -> list[Unrecorded]:
+def unrecorded_calls(session: Session, spool: Path | None = None, root: Path | None = None) -> list[Unrecorded]:
+    """Answered calls not in the vault; with `root`, where their legs wait if they have no rows."""
+    from .backlog import legs_on_disk
     rows = session.execute(
         select(Attempt.id, Attempt.call_id, Attempt.answered_at, Recording.id)
         .outerjoin(Recording, Recording.attempt_id == Attempt.id)
         .outerjoin(VaultFile, VaultFile.recording_id == Recording.id)
         .where(Attempt.answered_at.is_not(None), Attempt.state == AttemptState.ENDED.value, VaultFile.id.is_(None))
         .order_by(Attempt.answered_at))
-    return [Unrecorded(attempt_id, call_id, answered_at, recording_id is not None)
-            for attempt_id, call_id, answered_at, recording_id in rows]
+    out = []
+    for attempt_id, call_id, answered_at, recording_id in rows:
+        waiting: tuple[str, ...] = ()
+        if recording_id is None and root is not None:
+            waiting = tuple(str(p) for p in legs_on_disk(session, spool, root, session.get(Attempt, attempt_id))
+                            .values())
+        out.append(Unrecorded(attempt_id, call_id, answered_at, recording_id is not None, waiting))
+    return out
 
 
 def verify(session: Session, root: Path, now: dt.datetime, progress: Progress | None = None,
@@ -168,7 +187,7 @@ def verify(session: Session, root: Path, now: dt.datetime, progress: Progress | 
             report.partials.append(relative)
         elif relative not in known:
             report.orphans.append(relative)
-    report.unrecorded = unrecorded_calls(session)
+    report.unrecorded = unrecorded_calls(session, spool, root)
     report.interrupted = stranded(session, spool, root, now)
     session.flush()
     return report

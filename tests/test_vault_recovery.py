@@ -75,14 +75,16 @@ def the_attempt(factory, attempt_id: int) -> Attempt:
         return s.get(Attempt, attempt_id)
 
 
-async def restart(url: str, tmp_path: Path, peer, monkeypatch, codec: str | None = None) -> tuple[list[str], object]:
+async def restart(url: str, tmp_path: Path, peer, monkeypatch, codec: str | None = None,
+                  env: dict[str, str] | None = None) -> tuple[list[str], object]:
     """`dunning run e --agents 6001 --until-idle` after the crash, configured from the
     environment as the command is (DUNNING_RECORDING_CODEC included)."""
     from dialer.runner import run_campaign
     env = {"DUNNING_HOME": str(tmp_path), "DUNNING_DATABASE_URL": url, "DUNNING_RECORDINGS": str(tmp_path / "recordings"),
            "DUNNING_SPOOL": str(tmp_path / "spool"), "DUNNING_AMI_HOST": "127.0.0.1",
            "DUNNING_AMI_PORT": str(peer.port), "DUNNING_AMI_USERNAME": peer.username,
-           "DUNNING_AMI_SECRET": peer.secret, **({"DUNNING_RECORDING_CODEC": codec} if codec else {})}
+           "DUNNING_AMI_SECRET": peer.secret, **({"DUNNING_RECORDING_CODEC": codec} if codec else {}),
+           **(env or {})}
     monkeypatch.setenv("DUNNING_HOME", str(tmp_path))  # no speech model there: no transcription workers
     monkeypatch.delenv("DUNNING_STT_MODEL", raising=False)
     site = Site.from_env(env)

@@ -1,0 +1,288 @@
+"""Faults keep the truth (issue #19), without the sandbox: the fake AMI peer, a CEL file
+written as Asterisk's cel_custom writes it (asterisk_conf/generate.py: CEL_FIELDS), SQLite.
+
+One test per finding of the fault run:
+- a call left by a killed engine is settled from Asterisk's record (answer, bridge, end,
+  cause), not from the takeover moment or file times;
+- a call Asterisk no longer has (its hang-up missed while the link was down) is found by the
+  self-audit, settled from Asterisk's record, and its agent freed; SIGTERM returns within its
+  bound even with a call still up;
+- no dial while recordings cannot be kept: an alert, and dialling resumes by itself;
+- `verify` names an answered call whose legs wait in the spool as such;
+- a call cut by an Asterisk restart says so.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from ami_peer import ANSWERED_ONLY, core_show_channel, eventually, settings_kwargs
+from sqlalchemy import select
+from test_engine import all_attempts, local
+from test_vault import spool_call
+from test_vault_recovery import ANSWERED, CALL, DIALED, restart, the_attempt, world  # noqa: F401
+
+from ami_bridge import AmiConnection, AmiSettings, Calls
+from campaigns.db import make_engine, sessions
+from campaigns.models import Alert, Attempt
+from dialer.agents import AgentEvent, AgentPool, AgentState
+from dialer.cel import CelLog
+from dialer.engine import Engine, EngineSettings, SetClock
+from recordings import integrity
+
+UTC = dt.timezone.utc
+
+
+def cel_line(event: str, at: dt.datetime, uniqueid: str, linkedid: str, channel: str, context: str,
+             extra: dict | None = None) -> str:
+    """One line as cel_custom writes it (quoting_method = all)."""
+    fields = [event, f"{at.timestamp():.6f}", uniqueid, linkedid, channel, context, "s",
+              json.dumps(extra).replace('"', '""') if extra else ""]
+    return ",".join(f'"{f}"' for f in fields) + "\n"
+
+
+def answered_call(call_id: str, answered: dt.datetime, talk_s: float, *, debtor_first: bool = True,
+                  complete: bool = True) -> str:
+    """Asterisk's record of an answered call put through to agent 6001 one second after the
+    answer, the debtor hanging up `talk_s` seconds after the bridge."""
+    d = dt.timedelta
+    dial = answered - d(seconds=5)
+    bridged = answered + d(seconds=1)
+    end = bridged + d(seconds=talk_s)
+    ours, theirs, agent = "Local/x@dunning-outbound-1;1", "Local/x@dunning-outbound-1;2", "PJSIP/6001-1"
+    rows = [
+        cel_line("CHAN_START", dial, call_id, call_id, ours, "dunning-outbound"),
+        cel_line("CHAN_START", dial, f"{call_id}-2", call_id, theirs, "dunning-outbound"),
+        cel_line("ANSWER", answered, f"{call_id}-2", call_id, theirs, "dunning-outbound"),
+        cel_line("ANSWER", answered, call_id, call_id, ours, "dunning-outbound"),
+        cel_line("CHAN_START", answered, "agent-1", call_id, agent, "dunning-agents"),
+        cel_line("ANSWER", bridged, "agent-1", call_id, agent, "dunning-agents"),
+        cel_line("BRIDGE_ENTER", bridged, call_id, call_id, ours, "dunning-answered", {"bridge_id": "b"}),
+    ]
+    if complete:
+        first, second = ((f"{call_id}-2", theirs, "dunning-outbound"), ("agent-1", agent, "dunning-agents"))
+        if not debtor_first:
+            first, second = second, first
+        rows += [
+            cel_line("HANGUP", end, first[0], call_id, first[1], first[2], {"hangupcause": 16}),
+            cel_line("HANGUP", end + d(milliseconds=2), second[0], call_id, second[1], second[2], {"hangupcause": 16}),
+            cel_line("HANGUP", end + d(milliseconds=3), call_id, call_id, ours, "dunning-answered",
+                     {"hangupcause": 16}),
+            cel_line("LINKEDID_END", end + d(milliseconds=3), call_id, call_id, ours, "dunning-answered"),
+        ]
+    return "".join(rows)
+
+
+# -- 1. a killed engine's calls: times from Asterisk's record --------------------------------------
+
+async def test_a_call_left_by_a_killed_engine_is_settled_from_asterisks_record(world, tmp_path, peer,  # noqa: F811
+                                                                               monkeypatch):
+    """The fault run: the restarted engine stored `answered_at = bridged_at =` the takeover
+    moment, or a 24 s conversation as debtor_hung_up with 0.74 s; here the call ended while no
+    engine ran, and Asterisk's CEL says when it was answered, bridged and hung up."""
+    url, factory, attempt_id = world
+    spool_call(tmp_path / "spool", CALL)
+    cel = tmp_path / "cel.csv"
+    cel.write_text(answered_call(CALL, ANSWERED, 24.0))
+    echoed, summary = await restart(url, tmp_path, peer, monkeypatch, env={"DUNNING_CEL_LOG": str(cel)})
+
+    attempt = the_attempt(factory, attempt_id)
+    assert (attempt.state, attempt.outcome, attempt.hangup_cause) == ("ended", "answered", 16), echoed
+    assert attempt.answered_at == ANSWERED
+    assert attempt.bridged_at == ANSWERED + dt.timedelta(seconds=1)
+    assert attempt.ended_at == ANSWERED + dt.timedelta(seconds=25.003)  # our half's hang-up, the last
+    assert (attempt.ended_at - attempt.bridged_at).total_seconds() == pytest.approx(24.0, abs=0.01)
+    assert "Asterisk's record" in attempt.note and "estimated" not in attempt.note
+    with factory() as s:
+        assert integrity.verify(s, tmp_path / "recordings", ANSWERED, spool=tmp_path / "spool").ok
+    assert summary.problems == []
+
+
+# -- 2. the self-audit and the bounded stop -------------------------------------------------------
+
+@pytest.fixture
+def factory(tmp_path):
+    from campaigns import admin, queue
+    from campaigns.db import migrate, transaction
+    from campaigns.importing import import_batch
+    url = f"sqlite:///{tmp_path / 'dunning.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    factory = sessions(engine)
+    path = tmp_path / "b.csv"
+    path.write_text("案件编号,姓名,欠款金额,逾期天数,手机\nE1,甲,900,10,13800138000\n", encoding="utf-8")
+    assert import_batch(factory, path, "ENG", now=local(8, 0)).ok
+    with transaction(factory) as s:
+        admin.add_agent(s, "6001", "agent", local(8, 0))
+        admin.create_campaign(s, "e", "ENG", local(8, 0), timezone="Asia/Shanghai")
+        queue.change_campaign(s, "e", "start", local(8, 0))
+    yield factory
+    engine.dispose()
+
+
+@pytest.fixture
+async def calls(peer):
+    conn = AmiConnection(AmiSettings(**settings_kwargs(peer)))
+    registry = Calls(conn)
+    await conn.start(timeout=3)
+    yield registry
+    registry.close()
+    await conn.close()
+
+
+def engine_with(factory, calls, tmp_path, cel: Path | None = None, **settings) -> Engine:
+    clock = SetClock(local(10, 0))
+    pool = AgentPool()
+    pool.add("6001")
+    pool.apply("6001", AgentEvent.LOGIN, clock.now())
+    with factory() as s:
+        from campaigns.models import Agent
+        pool.seats["6001"].agent_id = s.scalar(select(Agent.id))
+    return Engine(factory, calls, pool, "e", spool=tmp_path / "spool", recordings_root=tmp_path / "recordings",
+                  settings=EngineSettings(tick_s=0.01, wrap_up_s=3600, **settings), clock=clock, cel=cel)
+
+
+def answer_and_list(peer) -> None:
+    """Asterisk answers the call and lists its channels (until the test takes them away)."""
+    def script(p, headers):
+        call_id = headers["channelid"]
+        p.replay(ANSWERED_ONLY, call_id=call_id, action_id=headers["actionid"])
+        p.channels[call_id] = core_show_channel("Local/x@dunning-outbound-1;1", call_id, call_id)
+        p.channels[f"{call_id}-2"] = core_show_channel("Local/x@dunning-outbound-1;2", f"{call_id}-2", call_id)
+    peer.on_originate = script
+
+
+async def test_the_self_audit_settles_a_call_asterisk_no_longer_has_and_frees_its_agent(factory, calls, peer,
+                                                                                        tmp_path):
+    """The fault run's stall: the call's hang-up happened while the engine was not listening;
+    the attempt stayed `dialing`, its agent `on_call`, and nothing was dialled for minutes."""
+    answer_and_list(peer)
+    cel = tmp_path / "cel.csv"
+    cel.write_text("")
+    engine = engine_with(factory, calls, tmp_path, cel, audit_every_s=0.5)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(engine.run(stop))
+    await eventually(lambda: calls.active and all_attempts(factory)[0].dialed_at, 5, "the call answered")
+    (attempt,) = all_attempts(factory)
+    call_id = attempt.call_id
+    answered = attempt.dialed_at + dt.timedelta(seconds=5)
+    # The call ends in Asterisk; no Hangup event reaches the engine (it was not listening).
+    with cel.open("a") as f:
+        f.write(answered_call(call_id, answered, 12.0))
+    peer.channels.clear()
+    await eventually(lambda: all_attempts(factory)[0].state == "ended", 10, "the audit to settle the call")
+    (attempt,) = all_attempts(factory)
+    assert attempt.outcome == "answered" and attempt.answered_at == answered
+    assert attempt.bridged_at == answered + dt.timedelta(seconds=1)
+    assert attempt.ended_at == answered + dt.timedelta(seconds=13.003)
+    assert "Asterisk's record" in attempt.note
+    assert engine.pool.seats["6001"].state is not AgentState.ON_CALL
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_sigterm_returns_within_its_bound_with_a_call_still_up(factory, calls, peer, tmp_path):
+    """SIGTERM waited for ever for calls in progress; now for `stop_grace_s`, and a call still
+    up in Asterisk keeps its attempt unfinished for the next run."""
+    answer_and_list(peer)
+    engine = engine_with(factory, calls, tmp_path, stop_grace_s=1.0)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(engine.run(stop))
+    await eventually(lambda: calls.active and next(iter(calls.active.values())).answered_at, 5, "the answer")
+    stop.set()
+    await asyncio.wait_for(task, 8)
+    (attempt,) = all_attempts(factory)
+    assert attempt.state == "dialing" and attempt.outcome is None, "left to the next run"
+    assert engine.pool.seats["6001"].state is not AgentState.RESERVED
+
+
+# -- 3. no dial without a place for its recording -------------------------------------------------
+
+async def test_no_dial_while_recordings_cannot_be_kept_then_dialling_resumes(factory, calls, peer, tmp_path):
+    from ami_peer import BUSY
+    peer.on_originate = lambda p, h: p.replay(BUSY, call_id=h["channelid"], action_id=h["actionid"])
+    engine = engine_with(factory, calls, tmp_path, min_free_bytes=10 ** 18)  # no disk has this much
+    lines: list[str] = []
+    engine.echo = lines.append
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(engine.run(stop))
+    await eventually(lambda: any("dialling paused" in line for line in lines), 5, "the pause")
+    await asyncio.sleep(0.5)
+    assert peer.received["Originate"] == 0 and all_attempts(factory) == []
+    with factory() as s:
+        (alert,) = s.scalars(select(Alert)).all()
+        assert alert.kind == "recordings_blocked" and "recordings cannot be kept" in alert.message
+    engine.settings = dataclasses.replace(engine.settings, min_free_bytes=1)
+    await eventually(lambda: peer.received["Originate"] == 1, 10, "dialling to resume by itself")
+    assert any("dialling resumes" in line for line in lines)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    with factory() as s:
+        assert "resolved" in s.scalars(select(Alert)).one().message
+
+
+def test_a_read_only_recordings_directory_is_no_place_for_a_recording(factory, calls, tmp_path):
+    engine = engine_with(factory, calls, tmp_path, min_free_bytes=1)
+    assert engine.recordings_space() is None
+    engine.recordings_root = Path("/proc/dunning-no-such-place")  # cannot be made, cannot take a file
+    assert "cannot take a file" in engine.recordings_space()
+
+
+# -- 4. verify names calls whose legs wait in the spool -------------------------------------------
+
+def test_verify_names_an_answered_call_whose_legs_wait_in_the_spool(world, tmp_path):  # noqa: F811
+    url, factory, attempt_id = world
+    with factory() as s, s.begin():
+        attempt = s.get(Attempt, attempt_id)
+        attempt.state, attempt.outcome, attempt.answered_at = "ended", "answered", ANSWERED
+        attempt.ended_at = ANSWERED + dt.timedelta(seconds=30)
+    spool_call(tmp_path / "spool", CALL)
+    with factory() as s:
+        report = integrity.verify(s, tmp_path / "recordings", ANSWERED, spool=tmp_path / "spool")
+    (line,) = [line for line in report.lines() if line.startswith("UNRECORDED")]
+    assert "wait on disk" in line and str(tmp_path / "spool") in line and "no recording at all" not in line
+
+
+# -- 5. a call cut by an Asterisk restart says so -------------------------------------------------
+
+async def test_a_call_cut_by_an_asterisk_restart_says_so(factory, calls, peer, tmp_path):
+    answer_and_list(peer)
+    cel = tmp_path / "cel.csv"
+    cel.write_text("")
+    engine = engine_with(factory, calls, tmp_path, cel, audit_every_s=0.5)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(engine.run(stop))
+    await eventually(lambda: calls.active and all_attempts(factory)[0].dialed_at, 5, "the call answered")
+    (attempt,) = all_attempts(factory)
+    answered = attempt.dialed_at + dt.timedelta(seconds=5)
+    with cel.open("a") as f:
+        f.write(answered_call(attempt.call_id, answered, 3.0))
+    calls.asterisk_started_at = (attempt.dialed_at + dt.timedelta(seconds=10)).timestamp()  # as CoreStatus says
+    peer.channels.clear()
+    await eventually(lambda: all_attempts(factory)[0].state == "ended", 10, "the audit to settle the call")
+    assert "cut by an Asterisk restart" in all_attempts(factory)[0].note
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+def test_the_cel_log_is_read_as_it_grows(tmp_path):
+    path = tmp_path / "cel.csv"
+    text = answered_call("c1", DIALED, 10.0)
+    head, tail = text[:len(text) // 2], text[len(text) // 2:]
+    path.write_text(head)
+    log = CelLog(path)
+    first = log.call("c1")
+    assert first is not None and not first.complete
+    with path.open("a") as f:
+        f.write(tail)
+    record = log.call("c1")
+    assert record.complete and record.dialled and record.answered == DIALED
+    assert record.outcome().value == "answered" and record.debtor_cause == 16
+    assert log.dials() == {"c1": 1}
+    early = CelLog(path)
+    path.write_text(answered_call("c2", DIALED, 0.5))  # rotated: read again from the start
+    assert early.call("c2").outcome().value == "debtor_hung_up"
