@@ -48,7 +48,62 @@ user_errors = exits_on("asterisk_conf.sandbox:SandboxError", "asterisk_conf.soft
                        "ami_bridge:AmiError", "builtins:PermissionError")
 
 
-@click.group()
+def database_error(exc: BaseException, url: str | None) -> str | None:
+    """The one line to say for an error of the database (SQLAlchemy's, or its driver's) or
+    None for any other: the database (`url`, password hidden) and the driver's first line,
+    without the SQL statement, parameters or SQLAlchemy's links."""
+    sqlalchemy = sys.modules.get("sqlalchemy.exc")      # not imported: not a database error
+    drivers = tuple(module.Error for name in ("sqlite3", "psycopg") if (module := sys.modules.get(name)))
+    if sqlalchemy is not None and isinstance(exc, sqlalchemy.SQLAlchemyError):
+        text = str(getattr(exc, "orig", None) or exc)
+    elif drivers and isinstance(exc, drivers):
+        text = str(exc)
+    else:
+        return None
+    line = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    where, password = _shown_database(url)
+    if password:
+        line = line.replace(password, "***")
+    return f"{where}: {line}"
+
+
+def _shown_database(url: str | None) -> tuple[str, str | None]:
+    """Which database, as it may be shown (SQLite's file; another's URL, password as ***),
+    and the password."""
+    if not url:
+        return "database", None
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return "database (DUNNING_DATABASE_URL, not a URL SQLAlchemy can read)", None
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite database {parsed.database or '(in memory)'}", None
+    return f"database {parsed.render_as_string(hide_password=True)}", parsed.password
+
+
+class _Dunning(click.Group):
+    """The `dunning` group: an error of the database, whichever command meets it (cannot
+    connect, locked, read-only, refused a statement), is one line, `error: …`, and exit 1,
+    never SQL or a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            try:
+                url = Site.from_env().database
+            except ValueError:
+                url = None
+            message = database_error(exc, url)
+            if message is None:
+                raise
+            click.secho(f"error: {message}", fg="red", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Dunning)
 @click.version_option(package_name="dunning")
 def main() -> None:
     """Dunning: an outbound call-centre engine for regulated debt collection on Asterisk.
@@ -175,7 +230,16 @@ def _now():
 
 def _database(site: Site):
     """The site's database, migrated to the newest schema."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
     from campaigns.db import make_engine, migrate, sessions
+    try:
+        make_url(site.database)
+    except (ArgumentError, ValueError):     # not echoed: it may hold a password
+        click.secho("error: DUNNING_DATABASE_URL is not a database URL such as "
+                    "postgresql+psycopg://user:password@host:5432/dunning", fg="red", err=True)
+        sys.exit(1)
     engine = make_engine(site.database)
     migrate(engine)
     return sessions(engine)
@@ -205,11 +269,12 @@ def import_file(file: Path, client_code: str, mapping: Path | None, encoding: st
     site = _site()
     try:
         columns = load_mapping(mapping) if mapping else None
+        factory = _database(site)
         with click.progressbar(length=1, label=f"importing {file.name}", file=sys.stderr) as bar:
             def progress(done: int, total: int) -> None:
                 bar.length = max(total, 1)
                 bar.update(done - bar.pos)
-            report = import_batch(_database(site), file, client_code, now=_now(), mapping=columns,
+            report = import_batch(factory, file, client_code, now=_now(), mapping=columns,
                                   encoding=encoding, skip_invalid=skip_invalid, batch_name=batch_name,
                                   progress=progress)
     except BatchImportError as exc:
@@ -597,6 +662,10 @@ def recordings_export(recording: str, dest: Path, user: str, reason: str) -> Non
     click.echo(f"exported {exported.path} (sha256 {exported.sha256}); checksum in {exported.checksum_path}")
 
 
+#: How many of a campaign's latest dials `dunning simulate` learns from.
+SIMULATE_LEARNS = 50_000
+
+
 @main.command("simulate")
 @click.option("--campaign", "campaign_name", required=True, help="Learn answer rate, ring and talk times from this campaign's attempts.")
 @click.option("--agents", type=click.IntRange(1, 1000), required=True, help="How many agents to simulate.")
@@ -616,8 +685,11 @@ def simulate(campaign_name: str, agents: int, hours: float, seeds: int) -> None:
     from dialer.sim.whatif import what_if
     with transaction(_database(_site())) as session:
         campaign = queue.campaign_named(session, campaign_name)
-        attempts = list(session.scalars(select(Attempt).where(Attempt.campaign_id == campaign.id,
-                                                               Attempt.dialed_at.is_not(None))))
+        # The campaign's latest dials (a large campaign's whole history is not needed to learn
+        # the distributions, nor loaded).
+        attempts = session.execute(select(Attempt.dialed_at, Attempt.answered_at, Attempt.bridged_at, Attempt.ended_at)
+                                   .where(Attempt.campaign_id == campaign.id, Attempt.dialed_at.is_not(None))
+                                   .order_by(Attempt.planned_at.desc()).limit(SIMULATE_LEARNS))
         rows = rows_from_attempts(attempts)
     try:
         results = what_if(rows, agents, hours=hours, seeds=tuple(range(1, seeds + 1)))

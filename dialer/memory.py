@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.models import Attempt, Campaign
@@ -42,6 +42,9 @@ from .sim.whatif import prime
 ABANDON_WINDOWS = {"24h": TWENTY_FOUR_HOURS_S, "30d": THIRTY_DAYS_S}
 DEFAULT_WINDOW = "24h"
 DEFAULT_TARGET = 0.03
+#: A call is answered within this of being planned (it rings at most a minute): the bound that
+#: lets the window's calls be found by the (campaign, planned time) index.
+PLANNED_BEFORE_ANSWER = dt.timedelta(hours=1)
 
 
 def window_of(campaign: Campaign) -> str:
@@ -85,15 +88,21 @@ def answered_calls(session: Session, campaign: Campaign, now: dt.datetime) -> li
     """(answer time, abandoned) of the campaign's calls answered within its window, oldest first."""
     since = now - dt.timedelta(seconds=window_s(campaign))
     rows = session.execute(select(Attempt.answered_at, Attempt.outcome).where(
-        Attempt.campaign_id == campaign.id, Attempt.answered_at.is_not(None),
+        Attempt.campaign_id == campaign.id, Attempt.planned_at > since - PLANNED_BEFORE_ANSWER,
+        Attempt.answered_at.is_not(None),
         Attempt.answered_at > since, Attempt.answered_at <= now).order_by(Attempt.answered_at, Attempt.id))
     return [(at, outcome == ABANDONED) for at, outcome in rows]
 
 
 def abandonment(session: Session, campaign: Campaign, now: dt.datetime) -> Abandonment:
-    """The campaign's abandonment over its window ending at `now`."""
-    calls = answered_calls(session, campaign, now)
-    return Abandonment(window_of(campaign), len(calls), sum(abandoned for _, abandoned in calls), target_of(campaign))
+    """The campaign's abandonment over its window ending at `now`: counted in the database
+    (a month of a large floor's calls is not loaded to be counted)."""
+    since = now - dt.timedelta(seconds=window_s(campaign))
+    answered, abandoned = session.execute(select(
+        func.count(), func.coalesce(func.sum(case((Attempt.outcome == ABANDONED, 1), else_=0)), 0)).where(
+        Attempt.campaign_id == campaign.id, Attempt.planned_at > since - PLANNED_BEFORE_ANSWER,
+        Attempt.answered_at.is_not(None), Attempt.answered_at > since, Attempt.answered_at <= now)).one()
+    return Abandonment(window_of(campaign), answered, abandoned, target_of(campaign))
 
 
 def predictive_for(session: Session, campaign: Campaign, wrap_up_s: float, now: dt.datetime) -> Predictive:
@@ -105,8 +114,8 @@ def predictive_for(session: Session, campaign: Campaign, wrap_up_s: float, now: 
         controller=ControllerSettings(target=target_of(campaign), window_s=window_s(campaign))))
     for at, abandoned in answered_calls(session, campaign, now):
         policy.controller.remember(at.timestamp(), abandoned)
-    recent = session.scalars(select(Attempt).where(
+    recent = session.execute(select(Attempt.dialed_at, Attempt.answered_at, Attempt.bridged_at, Attempt.ended_at).where(
         Attempt.campaign_id == campaign.id, Attempt.dialed_at.is_not(None), Attempt.ended_at.is_not(None),
-        Attempt.dialed_at <= now).order_by(Attempt.dialed_at.desc(), Attempt.id.desc()).limit(learner.dials_window))
+        Attempt.dialed_at <= now).order_by(Attempt.planned_at.desc(), Attempt.id.desc()).limit(learner.dials_window))
     prime(policy.learner, reversed(rows_from_attempts(recent)))
     return policy
