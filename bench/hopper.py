@@ -80,7 +80,7 @@ def populate(factory, size: int, seed: int = 7) -> str:
         batch = Batch(client_id=client.id, name=name, file_name=f"{name}.csv", sha256=f"{size:064d}", rows=size,
                       imported_at=NOW - dt.timedelta(days=40))
         s.add(batch)
-        s.add(Agent(extension=f"9{size % 1000:03d}", name="bench", active=True, created_at=NOW))
+        s.add(Agent(extension=f"bench-{size}", name="bench", active=True, created_at=NOW))
         s.flush()
         first_case = (s.execute(text("SELECT COALESCE(MAX(id), 0) FROM cases")).scalar() or 0) + 1
         first_phone = (s.execute(text("SELECT COALESCE(MAX(id), 0) FROM phones")).scalar() or 0) + 1

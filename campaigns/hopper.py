@@ -443,7 +443,7 @@ class HopperFigures:
 
 
 def figures(session: Session, campaign: Campaign, at: dt.datetime, rules: Rules | None = None, *,
-            ask_limit: int | None = 20_000) -> HopperFigures:
+            ask_limit: int | None = 1_000) -> HopperFigures:
     """The campaign's figures at `at`, from its states (DUE ones asked first, up to `ask_limit`)."""
     refresh(session, campaign, at, rules, limit=ask_limit)
     mine = DialState.campaign_id == campaign.id
