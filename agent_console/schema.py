@@ -1,7 +1,7 @@
 """The console's tables: teams, accounts, sessions and the audit log.
 
-Registered on ``campaigns.models.Base`` (one import line at the end of campaigns/models.py)
-so that Alembic compares them with the migration ``0005_console``. Passwords are stored only
+Declared on ``campaigns.schema.Base``; campaigns/tables.py imports this module so that Alembic
+compares them with the migration ``0005_console``. Passwords are stored only
 as scrypt hashes (``agent_console.passwords``); sessions only as the SHA-256 of their cookie
 value, so a copy of the database lets nobody sign in or ride a session.
 """
@@ -12,7 +12,8 @@ import datetime as dt
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from campaigns.models import Base, UTCDateTime
+from campaigns import models  # noqa: F401  the campaign tables the foreign keys name
+from campaigns.schema import Base, UTCDateTime
 
 #: The roles, from most to least powerful. Administrators manage accounts; supervisors watch
 #: the wallboard and pause campaigns; QA staff review recordings; agents take calls.

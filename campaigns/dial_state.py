@@ -22,7 +22,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from .follow_up import FollowUp, next_follow_up, offered
-from .models import HopperPhase
+from .enums import HopperPhase
 from .policy import (
     AttemptView,
     CaseView,

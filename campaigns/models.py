@@ -1,10 +1,11 @@
-"""The collection database: clients, batches, cases, phones, campaigns, agents, attempts.
+"""The campaign's tables: clients, batches, cases, phones, campaigns, agents, attempts,
+recordings and the vault's, presence, appointments, the hopper's dial states, alerts.
 
-SQLAlchemy 2.0 typed models; the schema itself is created and changed only by the
-Alembic migrations in ``campaigns/migrations`` (a test checks that they agree). Every
-timestamp is stored as UTC (``UTCDateTime``): SQLite keeps no time zone, PostgreSQL's
-``timestamp with time zone`` would convert on the server's whim; both give back aware UTC.
-Money is ``Numeric(14, 2)``, never float.
+SQLAlchemy 2.0 typed models on ``campaigns.schema.Base``; the schema itself is created and
+changed only by the Alembic migrations in ``campaigns/migrations`` (a test checks that they
+agree with every table, campaigns/tables.py). Timestamps are ``UTCDateTime``; money is
+``Numeric(14, 2)``, never float. The enums are in campaigns/enums.py, ``Base`` and the column
+types in campaigns/schema.py; both are imported here too, as the tables' vocabulary.
 """
 from __future__ import annotations
 
@@ -16,92 +17,22 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
-    DateTime,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
-    MetaData,
     Numeric,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class UTCDateTime(TypeDecorator):
-    """An aware datetime in, an aware UTC datetime out; stored as naive UTC."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: the database stores aware times only")
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-
-    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
-        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-
-
-class CaseStatus(str, enum.Enum):
-    """Where a case stands. The policy decides what each allows (campaigns/policy.py)."""
-
-    NEW = "new"
-    ACTIVE = "active"
-    PROMISE_TO_PAY = "promise_to_pay"
-    PAID = "paid"
-    CLIENT_STOP = "client_stop"          # 停催: the bank says stop
-    COMPLAINT = "complaint"
-    DISPUTE = "dispute"                  # 金额异议 / 否认透支
-    FRAUD_CLAIM = "fraud_claim"          # 否认办卡
-    DECEASED = "deceased"
-    IMPRISONED = "imprisoned"
-    HARDSHIP = "hardship"
-    LOST_CONTACT = "lost_contact"
-    CLOSED = "closed"
-
-
-class PhoneRole(str, enum.Enum):
-    """Whose phone it is; also the dial order (own mobile, home, work, then contacts)."""
-
-    OWN_MOBILE = "own_mobile"
-    HOME = "home"
-    WORK = "work"
-    CONTACT = "contact"
-
-
-class CampaignStatus(str, enum.Enum):
-    DRAFT = "draft"
-    RUNNING = "running"
-    PAUSED = "paused"
-    STOPPED = "stopped"
-
-
-class AttemptState(str, enum.Enum):
-    """An attempt row is written PLANNED before the Originate is sent, so that a crash can
-    never leave a dial without its row; DIALING once Asterisk has it; ENDED with an outcome."""
-
-    PLANNED = "planned"
-    DIALING = "dialing"
-    ENDED = "ended"
+# The tables' vocabulary, imported from here by most of the code: the enums and Base.
+from .enums import AttemptState, CampaignStatus, CaseStatus, HopperPhase, PhoneRole  # noqa: F401
+from .schema import Base, UTCDateTime
 
 
 def _enum(cls: type[enum.Enum], length: int = 20) -> String:
@@ -274,8 +205,7 @@ class PromiseToPay(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
-# The recording vault (recordings/vault.py, retention.py, integrity.py, access.py).
-from sqlalchemy import CheckConstraint  # noqa: E402  (kept with the vault's models: appended section)
+# ── The recording vault (recordings/vault.py, retention.py, integrity.py, access.py) ──
 
 
 class VaultFile(Base):
@@ -415,24 +345,6 @@ class Appointment(Base):
 
 
 
-class HopperPhase(enum.IntEnum):
-    """Where a case stands in its campaign's hopper (campaigns/hopper.py).
-
-    READY: the policy allowed a dial when last asked, and allows it until `valid_until`.
-    WAITING: asked; not dialable before `eligible_at` (a lower bound), then READY until
-    `valid_until`. NEVER: nothing will allow a dial by itself (a stop status, no number left).
-    IN_CALL: a call of the case is in progress. DUE: to be asked again now (a fact about the
-    case changed, or it is new). DEFERRED: to be asked again, not dialable before `eligible_at`
-    (its last answer expired at a calling-window edge)."""
-
-    READY = 1
-    WAITING = 2
-    NEVER = 3
-    IN_CALL = 4
-    DUE = 5
-    DEFERRED = 6
-
-
 class DialState(Base):
     """A cache of the policy's answer for one case of one campaign: when it may next be
     dialled, until when that answer holds, the rule that blocks it, its follow-up, and its
@@ -492,11 +404,3 @@ class Alert(Base):
     raised_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     acknowledged_by: Mapped[str | None] = mapped_column(String(100))
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-
-# The browser console's accounts, sessions and audit log (agent_console/schema.py).
-from agent_console import schema as _console_schema  # noqa: E402,F401
-
-from recordings import qa_schema as _qa_schema  # noqa: E402,F401  (registers the QA tables on Base)
-
-
-from recordings import transcripts as _transcripts  # noqa: E402,F401  (transcripts, queue, search index)

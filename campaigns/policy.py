@@ -33,7 +33,7 @@ from functools import cached_property, lru_cache
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from .models import CaseStatus, PhoneRole
+from .enums import CaseStatus, PhoneRole
 from .workdays import WEEKENDS_ONLY, WorkCalendar, add_working_days
 
 SECOND = timedelta(seconds=1)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .models import CaseStatus, PhoneRole
+from .enums import CaseStatus, PhoneRole
 from .policy import LIFTABLE, REQUESTERS, FollowUpRules, Rules, Slot
 from .workdays import WEEKENDS_ONLY, CalendarError, WorkCalendar, load_holidays
 

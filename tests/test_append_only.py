@@ -66,8 +66,8 @@ def _rewrites(dialect: str, table: str, row_id: int) -> list[str]:
 
 
 def _columns(table: str) -> list[str]:
-    from campaigns.models import Base
-    return [c.name for c in Base.metadata.tables[table].columns]
+    from campaigns.tables import metadata
+    return [c.name for c in metadata.tables[table].columns]
 
 
 def test_no_statement_rewrites_an_append_only_row(database, tmp_path):

@@ -3,10 +3,10 @@ the URL in the configuration (the `alembic` command line)."""
 from alembic import context
 from sqlalchemy import create_engine
 
-from campaigns.models import Base
+from campaigns.tables import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def run() -> None:
