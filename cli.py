@@ -904,8 +904,8 @@ def schedule_list() -> None:
     """The scheduled jobs kept in the database (window edges, mid-day targets check, queue
     sweep per campaign, and the daily purge of recordings past retention; `dunning run`
     registers them) and when each runs next."""
-    from campaigns import schedule
-    jobs = schedule.scheduled_jobs(_site().database)
+    from campaigns.jobs import scheduled_jobs
+    jobs = scheduled_jobs(_site().database)
     for job, next_at in sorted(jobs):
         click.echo(f"{job:40} next {next_at:%Y-%m-%d %H:%M:%S %Z}" if next_at else f"{job:40} paused")
     if not jobs:

@@ -2,7 +2,7 @@
 window's edges, check the agents' targets at mid-day, and sweep the queue for follow-ups and
 coverage, raising alerts.
 
-Jobs live in the database (APScheduler's SQLAlchemy job store, table ``scheduler_jobs``), each
+Jobs live in the database (campaigns/jobs.py: APScheduler's SQLAlchemy job store), each
 with a fixed id per campaign and kind: registering them again (every `dunning run` does)
 replaces them instead of adding twins, and a job whose moment passed while nothing ran is run
 once when the scheduler starts again (``coalesce``), within its grace time. The job functions
@@ -27,11 +27,11 @@ from sqlalchemy.orm import Session
 from .models import Agent, Alert, Campaign, CampaignStatus
 from .policy import Rules, local_now
 from . import hopper
+from .jobs import keep_or_add
 from .lifecycle import CAMPAIGN_TRANSITIONS, campaign_named, rules_for
 from .report import daily
 from .targets import targets_status
 
-JOB_TABLE = "scheduler_jobs"
 KINDS = ("open", "close", "targets", "sweep")
 #: How many cases one sweep asks the policy about again, at most.
 SWEEP_ASKS = 50_000
@@ -181,11 +181,6 @@ def run_job(kind: str, database_url: str, campaign: str) -> list[str] | str:
                 "sweep": sweep_queue}[kind](session, campaign, now)
 
 
-def job_store(database_url: str):
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-    return SQLAlchemyJobStore(url=database_url, tablename=JOB_TABLE)
-
-
 def schedule_campaign(scheduler, database_url: str, campaign: Campaign, rules: Rules, *,
                       jobstore: str = "default", sweep_minutes: int = 10) -> list[str]:
     """Register the campaign's jobs (kept when unchanged, see `keep_or_add`); returns their ids."""
@@ -208,33 +203,3 @@ def schedule_campaign(scheduler, database_url: str, campaign: Campaign, rules: R
                           misfire_grace_time=3600)
         ids.append(job.id)
     return ids
-
-
-def keep_or_add(scheduler, func, trigger, *, args: tuple, id: str, name: str, jobstore: str,
-                misfire_grace_time: int | None):
-    """Register a job under its fixed id, keeping the one the store already holds when it is
-    the same (same arguments, trigger and grace): replacing it would reset its next run
-    time, and a run missed while no scheduler ran would be lost instead of run once now
-    (coalesce). The scheduler must be started (paused is enough) to see the store."""
-    from apscheduler.schedulers.base import STATE_STOPPED
-    existing = scheduler.get_job(id, jobstore) if scheduler.state != STATE_STOPPED else None
-    if existing is not None and existing.args == args and repr(existing.trigger) == repr(trigger) \
-            and existing.misfire_grace_time == misfire_grace_time:
-        return existing
-    return scheduler.add_job(func, trigger, args=args, id=id, name=name, jobstore=jobstore,
-                             replace_existing=True, coalesce=True, max_instances=1,
-                             misfire_grace_time=misfire_grace_time)
-
-
-def scheduled_jobs(database_url: str) -> list[tuple[str, dt.datetime | None]]:
-    """The jobs in the store and when each runs next, read from the store alone. No
-    scheduler is started: APScheduler 3's loop goes round once more as a scheduler shuts
-    down, even a paused one, and moves every job then due on to its next time without
-    running it (a purge missed while nothing ran would be lost to a listing)."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-    store = job_store(database_url)
-    store.start(BackgroundScheduler(timezone="UTC"), "default")
-    try:
-        return [(job.id, job.next_run_time) for job in store.get_all_jobs()]
-    finally:
-        store.shutdown()

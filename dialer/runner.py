@@ -86,13 +86,13 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
     from apscheduler.jobstores.memory import MemoryJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from campaigns import schedule
+    from campaigns import jobs, schedule
     from recordings.retention import schedule_purge
     with factory() as session:
         found = campaign_named(session, campaign)
         rules = rules_for(found)
     scheduler = BackgroundScheduler(timezone="UTC", jobstores={
-        "default": MemoryJobStore(), "campaigns": schedule.job_store(site.database)})
+        "default": MemoryJobStore(), "campaigns": jobs.job_store(site.database)})
     scheduler.start(paused=True)  # registering sees what the database holds already
     schedule_purge(scheduler, site.database, site.recordings_root, jobstore="campaigns")
     schedule.schedule_campaign(scheduler, site.database, found, rules, jobstore="campaigns")

@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.models import Attempt, AttemptState, Recording, RecordingFile, VaultFile
+from campaigns.report import verified_recordings
 
 from .backlog import Stranded, stranded
 from .retention import AUDIT_DIR
@@ -209,12 +210,3 @@ def coverage(session: Session, day: dt.date, tz: str | dt.tzinfo) -> Coverage:
                                         Attempt.answered_at.is_not(None))
     return Coverage(verified_recordings(session, answered),
                     session.scalar(select(func.count()).select_from(answered.subquery())) or 0)
-
-
-def verified_recordings(session: Session, attempt_ids) -> int:
-    """How many of these attempts (ids, or a select of ids) have a recording in the vault
-    whose last check found it intact and that has not been purged."""
-    return session.scalar(
-        select(func.count()).select_from(VaultFile).join(Recording, VaultFile.recording_id == Recording.id)
-        .where(Recording.attempt_id.in_(attempt_ids), VaultFile.integrity == "ok",
-               VaultFile.purged_at.is_(None))) or 0

@@ -339,7 +339,7 @@ def scheduled_purge(database_url: str, root: str, actor: str = "scheduled purge"
 def schedule_purge(scheduler, database_url: str, root: Path, *, jobstore: str = "default", hour: int = 3,
                    minute: int = 30, timezone: str = "Asia/Shanghai"):
     """Register the daily purge on an APScheduler 3.x scheduler, in `jobstore` (the
-    database's, ``campaigns.schedule.job_store``) under its fixed id: one job, however
+    database's, ``campaigns.jobs.job_store``) under its fixed id: one job, however
     many processes register it. Started (even paused), the scheduler shows what the
     store holds: the same job already there is kept as it is, with its next run time, so
     that a purge missed while no scheduler ran runs once when one starts (coalesce, no
@@ -347,7 +347,7 @@ def schedule_purge(scheduler, database_url: str, root: Path, *, jobstore: str = 
     from apscheduler.triggers.cron import CronTrigger
 
     from campaigns.db import stored_url
-    from campaigns.schedule import keep_or_add
+    from campaigns.jobs import keep_or_add
     trigger = CronTrigger(hour=hour, minute=minute, timezone=timezone)
     return keep_or_add(scheduler, scheduled_purge, trigger, args=(stored_url(database_url), str(root)), id=PURGE_JOB_ID,
                        name="purge recordings past retention", jobstore=jobstore, misfire_grace_time=None)

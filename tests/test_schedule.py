@@ -12,6 +12,7 @@ from sqlalchemy import select
 from test_vault import set_next_run
 
 from campaigns import admin, queue, schedule
+from campaigns.jobs import job_store, scheduled_jobs
 from campaigns.db import make_engine, migrate, sessions, transaction
 from campaigns.importing import import_batch
 from campaigns.models import Alert, Attempt
@@ -136,7 +137,7 @@ def test_jobs_survive_a_restart_without_being_lost_or_doubled(tmp_path):
         if run == 0:
             before = jobs
     assert len(before) == 4 and jobs == before
-    listed = schedule.scheduled_jobs(url)
+    listed = scheduled_jobs(url)
     assert sorted(job for job, _ in listed) == sorted(before)
     with paused_scheduler(url) as scheduler:
         assert all(job.coalesce and job.misfire_grace_time == 3600 for job in scheduler.get_jobs())
@@ -156,7 +157,7 @@ def test_jobs_survive_a_restart_without_being_lost_or_doubled(tmp_path):
 def paused_scheduler(url: str):
     """A scheduler on the database's job store, started paused (as `dunning run` registers
     its jobs), shut down after."""
-    scheduler = BackgroundScheduler(timezone="UTC", jobstores={"default": schedule.job_store(url)})
+    scheduler = BackgroundScheduler(timezone="UTC", jobstores={"default": job_store(url)})
     scheduler.start(paused=True)
     try:
         yield scheduler

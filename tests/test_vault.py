@@ -524,8 +524,8 @@ def job_scheduler(url: str):
     starts it while it registers its jobs)."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from campaigns import schedule
-    scheduler = BackgroundScheduler(timezone="UTC", jobstores={"default": schedule.job_store(url)})
+    from campaigns.jobs import job_store
+    scheduler = BackgroundScheduler(timezone="UTC", jobstores={"default": job_store(url)})
     scheduler.start(paused=True)
     return scheduler
 
@@ -535,8 +535,8 @@ def set_next_run(url: str, job_id: str, at: dt.datetime) -> None:
     all stopped at that time holds it."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from campaigns import schedule
-    store = schedule.job_store(url)
+    from campaigns.jobs import job_store
+    store = job_store(url)
     store.start(BackgroundScheduler(timezone="UTC"), "default")
     job = store.lookup_job(job_id)
     job.next_run_time = at
@@ -548,7 +548,7 @@ def test_the_daily_purge_is_one_job_in_the_database_and_one_missed_runs_when_a_s
         sqlite_db, one_call, tmp_path, monkeypatch):
     from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 
-    from campaigns import schedule
+    from campaigns.jobs import scheduled_jobs
     factory, attempt_id, legs = one_call(sqlite_db)
     root = tmp_path / "recordings"
     stored = ingest(factory, root, attempt_id, legs)
@@ -559,7 +559,7 @@ def test_the_daily_purge_is_one_job_in_the_database_and_one_missed_runs_when_a_s
         scheduler.shutdown(wait=False)
     assert job.id == retention.PURGE_JOB_ID and str(job.trigger) == "cron[hour='3', minute='30']"
     assert str(job.trigger.timezone) == "Asia/Shanghai" and job.coalesce and job.misfire_grace_time is None
-    listed = [job_id for job_id, _ in schedule.scheduled_jobs(url)]
+    listed = [job_id for job_id, _ in scheduled_jobs(url)]
     assert listed == [retention.PURGE_JOB_ID], "`dunning schedule` lists it, once"
     assert retention.PURGE_JOB_ID in dunning(cli_env(sqlite_db, root, tmp_path), "schedule").output
 
@@ -568,7 +568,7 @@ def test_the_daily_purge_is_one_job_in_the_database_and_one_missed_runs_when_a_s
     missed = dt.datetime(2026, 11, 24, 19, 30, tzinfo=UTC)  # 03:30 in Shanghai, before the wall clock
     set_next_run(url, retention.PURGE_JOB_ID, missed)
     for _ in range(2):
-        assert schedule.scheduled_jobs(url) == [(retention.PURGE_JOB_ID, missed)], "listing it leaves it due"
+        assert scheduled_jobs(url) == [(retention.PURGE_JOB_ID, missed)], "listing it leaves it due"
     scheduler = job_scheduler(url)
     assert retention.schedule_purge(scheduler, url, root).next_run_time == missed
     monkeypatch.setattr(retention, "utc_now", lambda: retention.add_years(ANSWERED, 2))  # the purge's clock
@@ -584,7 +584,7 @@ def test_the_daily_purge_is_one_job_in_the_database_and_one_missed_runs_when_a_s
     (run,) = runs
     assert run.exception is None, run.traceback
     assert [r.recording_id for r in run.retval.purged] == [stored.recording_id] and not (root / stored.path).exists()
-    (_, next_at), = schedule.scheduled_jobs(url)
+    (_, next_at), = scheduled_jobs(url)
     assert next_at > dt.datetime.now(UTC), "then the next 03:30"
 
 

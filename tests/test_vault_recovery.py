@@ -19,7 +19,8 @@ from sqlalchemy import func, select
 from test_vault import AGENT_CLIP, DEBTOR_CLIP, spool_call, tree
 
 from asterisk_conf.site import Site
-from campaigns import admin, queue, schedule
+from campaigns import admin, queue
+from campaigns.jobs import scheduled_jobs
 from campaigns.db import make_engine, migrate, sessions, transaction
 from campaigns.importing import import_batch
 from campaigns.models import Attempt, Phone, Recording, RecordingFile, VaultFile
@@ -140,7 +141,7 @@ async def test_the_restarted_engine_stores_a_call_whose_legs_were_still_in_the_s
     assert parties["debtor"].raw_data[:len(AudioSegment.from_wav(DEBTOR_CLIP).raw_data)] == \
         AudioSegment.from_wav(DEBTOR_CLIP).raw_data, "lossless: the debtor's leg exactly"
     # `dunning run` keeps the daily purge in the database's job store, with the campaign's jobs.
-    assert retention.PURGE_JOB_ID in {job for job, _ in schedule.scheduled_jobs(url)}
+    assert retention.PURGE_JOB_ID in {job for job, _ in scheduled_jobs(url)}
 
 
 async def test_the_restarted_engine_completes_a_call_whose_vault_write_was_cut_short(world, tmp_path, peer,
