@@ -8,7 +8,7 @@ English, the agent saying three sentences and the debtor two, drawn from collect
 phrases with names, amounts and days filled in; a few phrases are rare on purpose (a threat
 of prison in 1 call in 2,000, a lawyer's letter in 1 in 100, an insult in 1 in 50,000). Each transcript is stored with
 its search index the way ``recordings.transcripts.store`` writes it (same normalisation,
-same grams), by bulk insert.
+same postings, ``recordings.search_index``), by bulk insert.
 
 Then each query runs ``--repeat`` times (after one warm-up) through ``recordings.search``
 (newest 20 matching calls, with snippets and time offsets) and as the plain scan with the
@@ -31,7 +31,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from campaigns.db import make_engine, migrate, sessions
-from recordings import search
+from recordings import search, search_index
 
 UTC = dt.timezone.utc
 START = dt.datetime(2025, 11, 1, tzinfo=UTC)
@@ -157,9 +157,10 @@ def build(engine, rows: int, seed: int, say: Callable[[str], None], chunk: int =
     started = time.monotonic()
     for first in range(1, rows + 1, chunk):
         ids = range(first, min(rows, first + chunk - 1) + 1)
-        attempts, recordings, transcripts, grams = [], [], [], []
+        attempts, recordings, transcripts, postings = [], [], [], []
         for i in ids:
-            at = stamp(START + dt.timedelta(seconds=i * seconds_apart))
+            when = START + dt.timedelta(seconds=i * seconds_apart)
+            at = stamp(when)
             agent_id, campaign_id, case_id = 1 + i % AGENTS, 1 + (i // 7) % CAMPAIGNS, 1 + i % CASES
             attempts.append((i, f"bench-{i}", campaign_id, case_id, case_id, agent_id, "13800138000", "ended", at, at,
                              "answered"))
@@ -168,24 +169,25 @@ def build(engine, rows: int, seed: int, say: Callable[[str], None], chunk: int =
             texts = {"agent": search.normalize_words(agent)[0], "debtor": search.normalize_words(debtor)[0]}
             transcripts.append((i, i, language, "bench", document(language, agent, debtor), texts["agent"],
                                 texts["debtor"], "180.00", "40.00", at, agent_id, campaign_id, at))
-            for leg, code in (("agent", 0), ("debtor", 1)):
-                grams += [(g, i, code) for g in search.grams(texts[leg])]
-        grams.sort()
+            postings += [(r["gram"], r["rank"], i, r["legs"])
+                         for r in search_index.postings(i, when, texts["agent"], texts["debtor"])]
+        postings.sort()
         load.rows("attempts", ["id", "call_id", "campaign_id", "case_id", "phone_id", "agent_id", "number", "state",
                                "planned_at", "answered_at", "outcome"], attempts)
         load.rows("recordings", ["id", "attempt_id", "recorded_at", "seconds"], recordings)
         load.rows("transcripts", ["id", "recording_id", "language", "model", "document", "agent_text", "debtor_text",
                                   "audio_seconds", "speech_seconds", "recorded_at", "agent_id", "campaign_id",
                                   "created_at"], transcripts)
-        load.rows("transcript_grams", ["gram", "transcript_id", "leg"], grams)
+        load.rows("transcript_postings", ["gram", "rank", "transcript_id", "legs"], postings)
         load.commit()
         done = ids[-1]
         rate = done / (time.monotonic() - started)
-        say(f"built {done:,} of {rows:,} transcripts ({rate:,.0f}/s, {len(grams) / len(ids):.0f} grams each)")
+        say(f"built {done:,} of {rows:,} transcripts ({rate:,.0f}/s, {len(postings) / len(ids):.0f} postings each)")
     load.close()
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
+
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,28 +1,29 @@
 """Full-text search over transcripts: Chinese (no spaces between words) and English, on
 SQLite and PostgreSQL through the same SQL.
 
-What matches: the query and each leg's words are normalised the same way (`normalize_words`:
-NFKC, lower case, punctuation dropped, Chinese/Japanese/Korean characters run together
-without spaces, other words separated by one space). A query matches a leg whose normalised
-text contains it, where Chinese text matches as any substring ("起诉" inside
-"我们会起诉你") and other words match whole ("pay" matches "I can pay", not "payment").
+What matches: the query and each leg's words are normalised the same way
+(``recordings.search_index``, with the normaliser findings use: traditional characters as
+simplified, full width as half width, lower case, Chinese numerals as digits, punctuation
+dropped, Chinese/Japanese/Korean characters run together without spaces, other words
+separated by one space). A query matches a leg whose normalised text contains it, where
+Chinese text matches as any substring ("起诉" inside "我们会起诉你", "電話" finds "电话",
+"一万二千" finds "12000") and other words match whole ("pay" matches "I can pay", not
+"payment").
 
-How it is found: `transcript_grams` holds, for each transcript leg, its distinct grams:
-every character bigram of a Chinese/Korean run (a one-character run is its own gram) and
-every other word. A query needs all of its grams; the search counts (up to `DENSE`) how
-many legs hold each, and
+How it is found: ``transcript_postings`` holds, for each transcript, its distinct grams
+(every character and character bigram of a Chinese/Korean run, every other word) with the
+legs that hold them, keyed (gram, call time, transcript). The search counts (up to `DENSE`)
+the postings of each of the query's grams in the date range, then reads the rarest gram's
+postings **newest first**, straight from the key, keeping a call only when every other gram
+is posted for it too (primary-key probes) and its text contains the query (LIKE on that one
+row) and it passes the filters, and stops at `limit`. A rare word costs its few postings; a
+common one stops after the first 20 matches; a date range is a range of the key. The one
+slow case left is a query whose every gram is common but which is itself rare or absent.
 
-* when one is rare (fewer than `DENSE` legs), takes the legs holding the rarest and keeps
-  those holding every other gram (primary-key probes), then checks the exact text with LIKE
-  on those candidates only: cost follows the rarest gram, not the number of transcripts;
-* when all are common, or the query has no gram (a single Chinese character), scans the
-  transcripts newest first with LIKE and stops at `limit` matches: common words are found
-  within the first few thousand calls. A rare single character is the one slow case (a full
-  scan, as fast as a plain LIKE).
-
-Both databases run the same statements (no FTS5 virtual tables or pg_trgm: their extra
-tables would not be the models', and neither indexes 1–2 Chinese characters).
-``python -m bench.search`` measures it against a plain LIKE scan.
+Both databases run the same statements (SQLite's FTS5 and PostgreSQL's pg_trgm were set
+aside: neither indexes 1–2 Chinese characters, and neither returns the newest matches
+first without reading them all). ``python -m bench.search`` measures it against a plain
+LIKE scan.
 
 Filters (`Filters`): dates, agent (extension or name), campaign, and through the
 ``findings`` table (when the findings rules have created it): category, severity, and
@@ -32,150 +33,51 @@ time offset in the call (from the word timings) and a snippet with the match's o
 from __future__ import annotations
 
 import datetime as dt
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import (
-    case,
     column,
-    delete,
     exists,
     func,
-    insert,
     inspect,
     literal,
     or_,
     select,
     table,
-    tuple_,
 )
 from sqlalchemy.orm import Session
 
 from campaigns.models import Agent, Attempt, Campaign, Recording
 
+from .search_index import (  # noqa: F401  (re-exported: what search reads and shows)
+    GRAM_MAX,
+    LEG_BITS,
+    grams,
+    is_cjk,
+    leg_pieces,
+    leg_texts,
+    normalize,
+    normalize_words,
+    rank,
+    tokens,
+)
 from .transcript import LEGS, Transcript
-from .transcripts import LEG_CODES, StoredTranscript, TranscriptGram
+from .transcripts import (  # noqa: F401
+    StoredTranscript,
+    TranscriptPosting,
+    drop_index,
+    index_rows,
+    write_index,
+)
 
-#: A gram held by at least this many legs is "common": the search scans newest first instead.
-DENSE = 2000
-GRAM_MAX = 40  # characters of a word kept as its gram (longer words: prefix; LIKE checks the rest)
+#: Postings counted per gram, at most, to pick the rarest.
+DENSE = 1000
 FINDING_STATUSES = ("confirmed", "review", "false_positive")
 
 
 class SearchError(ValueError):
     """A query or filter that cannot be run; the message says why and what to do."""
-
-
-# ── Normalising text ──
-
-def is_cjk(ch: str) -> bool:
-    """A character of a script written without spaces between words (Han, kana) or whose
-    words take particles (Hangul): matched as substrings."""
-    code = ord(ch)
-    return (0x3040 <= code <= 0x30FF or 0x3400 <= code <= 0x4DBF or 0x4E00 <= code <= 0x9FFF
-            or 0xF900 <= code <= 0xFAFF or 0xAC00 <= code <= 0xD7AF or 0x1100 <= code <= 0x11FF
-            or 0x3130 <= code <= 0x318F or 0x20000 <= code <= 0x2FA1F)
-
-
-def tokens(text: str) -> list[str]:
-    """Runs of CJK characters and other words, lower case, punctuation dropped."""
-    out: list[str] = []
-    current: list[str] = []
-    kind = None
-    for ch in unicodedata.normalize("NFKC", text).lower():
-        if not (ch.isalnum()):
-            ch_kind = None
-        else:
-            ch_kind = "cjk" if is_cjk(ch) else "word"
-        if ch_kind != kind and current:
-            out.append("".join(current))
-            current = []
-        if ch_kind is not None:
-            current.append(ch)
-        kind = ch_kind
-    if current:
-        out.append("".join(current))
-    return out
-
-
-def normalize_words(pieces: Iterable[str]) -> tuple[str, list[int]]:
-    """The searchable text of a sequence of words, and for each of its characters the index
-    of the word it came from (-1 for a separator). CJK runs join without spaces across words
-    (Vosk gives Chinese as words, QA types phrases); other tokens are separated by one
-    space; the text starts and ends with a space (so whole words can be matched by LIKE)."""
-    text: list[str] = [" "]
-    owner: list[int] = [-1]
-    previous_cjk = False
-    for index, piece in enumerate(pieces):
-        for token in tokens(piece):
-            cjk = is_cjk(token[0])
-            if len(text) > 1 and not (cjk and previous_cjk):
-                text.append(" ")
-                owner.append(-1)
-            text.extend(token)
-            owner.extend([index] * len(token))
-            previous_cjk = cjk
-    if len(text) == 1:
-        return "", []
-    text.append(" ")
-    owner.append(-1)
-    return "".join(text), owner
-
-
-def normalize(text: str) -> str:
-    return normalize_words([text])[0]
-
-
-def leg_pieces(transcript: Transcript, leg: str) -> list[tuple[str, float]]:
-    """A leg's words with their start times (an utterance without word timings is one piece)."""
-    pieces: list[tuple[str, float]] = []
-    for utterance in transcript.leg(leg):
-        if utterance.words:
-            pieces += [(w.text, w.start) for w in utterance.words]
-        else:
-            pieces.append((utterance.text, utterance.start))
-    return pieces
-
-
-def leg_texts(transcript: Transcript) -> dict[str, str]:
-    return {leg: normalize_words(p for p, _ in leg_pieces(transcript, leg))[0] for leg in LEGS}
-
-
-def grams(text: str) -> set[str]:
-    """The index grams of a normalised text (see the module docstring)."""
-    out: set[str] = set()
-    for token in text.split():
-        if is_cjk(token[0]):
-            if len(token) == 1:
-                out.add(token)
-            else:
-                out.update(token[i:i + 2] for i in range(len(token) - 1))
-        else:
-            out.add(token[:GRAM_MAX])
-    return out
-
-
-def index_rows(stored: StoredTranscript) -> list[dict]:
-    return [{"gram": gram, "transcript_id": stored.id, "leg": LEG_CODES[leg]}
-            for leg, text in (("agent", stored.agent_text), ("debtor", stored.debtor_text))
-            for gram in sorted(grams(text))]
-
-
-def write_index(session: Session, stored: StoredTranscript) -> int:
-    """Index a stored transcript (``recordings.transcripts.store`` calls it in its transaction)."""
-    rows = index_rows(stored)
-    if rows:
-        session.execute(insert(TranscriptGram), rows)
-    return len(rows)
-
-
-def drop_index(session: Session, stored: StoredTranscript) -> None:
-    """Remove a transcript's grams (found from its own texts: primary-key deletes)."""
-    keys = [(r["gram"], r["transcript_id"], r["leg"]) for r in index_rows(stored)]
-    for at in range(0, len(keys), 500):
-        session.execute(delete(TranscriptGram).where(
-            tuple_(TranscriptGram.gram, TranscriptGram.transcript_id, TranscriptGram.leg).in_(keys[at:at + 500])))
 
 
 # ── Queries ──
@@ -215,8 +117,7 @@ def pattern(query: str) -> Pattern:
         if is_cjk(token[0]):
             if len(token) > 1:
                 needed.update(token[i:i + 2] for i in range(len(token) - 1))
-            # a lone CJK character at the edge of the query may sit inside a longer run: no gram
-            elif len(parts) > 1 and token not in (parts[0], parts[-1]):
+            else:  # every character is indexed on its own too
                 needed.add(token)
         else:
             needed.add(token[:GRAM_MAX])
@@ -274,32 +175,46 @@ def filter_clauses(filters: Filters, has_findings: bool) -> list:
     return clauses
 
 
-def _leg_text(leg_code):
-    return case((leg_code == 0, StoredTranscript.agent_text), else_=StoredTranscript.debtor_text)
+def _rank_range(statement, column_, filters: Filters):
+    if filters.since is not None:
+        statement = statement.where(column_ >= rank(filters.since))
+    if filters.until is not None:
+        statement = statement.where(column_ < rank(filters.until))
+    return statement
 
 
-def gram_count_statement(gram: str, leg: str | None, cap: int = DENSE):
-    """How many legs hold `gram`, counted up to `cap`."""
-    g = TranscriptGram
-    inner = select(literal(1).label("one")).where(g.gram == gram)
-    if leg is not None:
-        inner = inner.where(g.leg == LEG_CODES[leg])
+def _legs(column_, leg: str | None):
+    return column_.op("&")(LEG_BITS[leg]) != 0
+
+
+def gram_count_statement(gram: str, filters: Filters = None, cap: int = DENSE):
+    """How many calls in the date range have `gram` posted, counted up to `cap`."""
+    g = TranscriptPosting
+    inner = _rank_range(select(literal(1).label("one")).where(g.gram == gram), g.rank, filters or Filters())
     return select(func.count()).select_from(inner.limit(cap).subquery())
 
 
-def candidates_statement(p: Pattern, rarest: str, leg: str | None):
-    """Transcript ids whose leg holds every gram of `p`, driven by the rarest gram."""
-    g0 = TranscriptGram.__table__.alias("g0")
-    statement = select(g0.c.transcript_id).where(g0.c.gram == rarest)
-    if leg is not None:
-        statement = statement.where(g0.c.leg == LEG_CODES[leg])
+def index_statement(p: Pattern, rarest: str, filters: Filters, has_findings: bool, limit: int, offset: int = 0):
+    """The newest matching transcripts, read from the rarest gram's postings newest first:
+    each other gram must be posted for the same call (primary-key probes), then the text
+    must contain the query (LIKE on that row) and the call pass the filters."""
+    t = StoredTranscript
+    g0 = TranscriptPosting.__table__.alias("g0")
+    statement = (select(t.id).select_from(g0).join(t, t.id == g0.c.transcript_id)
+                 .where(g0.c.gram == rarest))
+    statement = _rank_range(statement, g0.c.rank, filters)
+    if filters.leg is not None:
+        statement = statement.where(_legs(g0.c.legs, filters.leg))
     for other in p.grams:
         if other == rarest:
             continue
-        g = TranscriptGram.__table__.alias()
-        statement = statement.where(exists().where(g.c.gram == other, g.c.transcript_id == g0.c.transcript_id,
-                                                   g.c.leg == g0.c.leg))
-    return statement.distinct()
+        g = TranscriptPosting.__table__.alias()
+        probe = [g.c.gram == other, g.c.rank == g0.c.rank, g.c.transcript_id == g0.c.transcript_id]
+        if filters.leg is not None:
+            probe.append(_legs(g.c.legs, filters.leg))
+        statement = statement.where(exists().where(*probe))
+    statement = statement.where(text_clause(p, filters.leg), *filter_clauses(filters, has_findings))
+    return statement.order_by(g0.c.rank.desc(), g0.c.transcript_id.desc()).limit(limit).offset(offset)
 
 
 def text_clause(p: Pattern, leg: str | None):
@@ -311,14 +226,11 @@ def text_clause(p: Pattern, leg: str | None):
     return or_(t.agent_text.like(p.like), t.debtor_text.like(p.like))
 
 
-def matches_statement(p: Pattern, filters: Filters, has_findings: bool, limit: int, offset: int = 0,
-                      ids: Sequence[int] | None = None):
-    """The matching transcripts, newest first: among `ids` (the index's candidates), or all
-    (the scan)."""
+def matches_statement(p: Pattern, filters: Filters, has_findings: bool, limit: int, offset: int = 0):
+    """The plain scan: every transcript's text with LIKE, newest first (what the index is
+    measured against, ``bench.search``)."""
     t = StoredTranscript
     statement = select(t.id).where(text_clause(p, filters.leg), *filter_clauses(filters, has_findings))
-    if ids is not None:
-        statement = statement.where(t.id.in_(ids))
     return statement.order_by(t.recorded_at.desc(), t.id.desc()).limit(limit).offset(offset)
 
 
@@ -344,18 +256,18 @@ class Hit:
 class Plan:
     """How a query was run (for ``--explain`` and the benchmark)."""
 
-    kind: str  # "index", "scan", "none"
+    kind: str  # "index" or "none" (a gram of the query is in no call)
     gram_counts: dict[str, int]
 
 
-def plan(session: Session, p: Pattern, leg: str | None) -> tuple[Plan, list[int] | None]:
-    counts = {g: session.scalar(gram_count_statement(g, leg)) or 0 for g in p.grams}
-    if not counts or min(counts.values()) >= DENSE:
-        return Plan("scan", counts), None
+def plan(session: Session, p: Pattern, filters: Filters = Filters()) -> tuple[Plan, str | None]:
+    """Which gram to read the postings of (the rarest in the date range), or None when one
+    of the query's grams is posted for no call there."""
+    counts = {g: session.scalar(gram_count_statement(g, filters)) or 0 for g in p.grams}
     if min(counts.values()) == 0:
-        return Plan("none", counts), []
-    rarest = min(counts, key=lambda g: (counts[g], g))
-    return Plan("index", counts), list(session.scalars(candidates_statement(p, rarest, leg)))
+        return Plan("none", counts), None
+    rarest = min(counts, key=lambda g: (counts[g], -len(g), g))
+    return Plan("index", counts), rarest
 
 
 def has_findings_table(session: Session) -> bool:
@@ -376,10 +288,10 @@ def search_with_plan(session: Session, query: str, filters: Filters = Filters(),
         raise SearchError(f"leg must be 'agent' or 'debtor', not {filters.leg!r}")
     p = pattern(query)
     has_findings = has_findings_table(session) if filters.on_findings else False
-    how, ids = plan(session, p, filters.leg)
-    if ids == []:
+    how, rarest = plan(session, p, filters)
+    if rarest is None:
         return [], how
-    found = list(session.scalars(matches_statement(p, filters, has_findings, limit, offset, ids)))
+    found = list(session.scalars(index_statement(p, rarest, filters, has_findings, limit, offset)))
     return hits(session, p, found, filters.leg, context, per_leg), how
 
 
@@ -399,8 +311,10 @@ def hits(session: Session, p: Pattern, transcript_ids: Sequence[int], leg: str |
         stored, call_id, extension, campaign = by_id[transcript_id]
         transcript = stored.transcript()
         matches = []
+        texts = {"agent": stored.agent_text, "debtor": stored.debtor_text}
         for one_leg in LEGS if leg is None else (leg,):
-            matches += leg_matches(transcript, one_leg, p, context, per_leg)
+            if p.find_all(texts[one_leg]):  # only a leg that holds the query is read again for snippets
+                matches += leg_matches(transcript, one_leg, p, context, per_leg)
         matches.sort(key=lambda m: (m.seconds, m.leg))
         out.append(Hit(stored.recording_id, call_id, stored.recorded_at, extension, campaign, tuple(matches)))
     return out

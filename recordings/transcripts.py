@@ -13,8 +13,8 @@ Tables (migration 0004):
 * ``transcripts``: one per recording: language, model, the whole ``Transcript`` as JSON,
   each leg's text normalised for search, and (copied from the call, for search filters and
   ordering) when it was recorded, the agent and the campaign.
-* ``transcript_grams``: the search index (see ``recordings.search``), written with the
-  transcript in the same transaction.
+* ``transcript_postings``: the search index (``recordings.search_index`` says what is in
+  it; ``recordings.search`` reads it), written with the transcript in the same transaction.
 
 `run_workers` drains the queue with a pool of processes, each loading the model once.
 """
@@ -33,7 +33,10 @@ from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
+    delete,
+    tuple_,
     ForeignKey,
     Index,
     Integer,
@@ -54,6 +57,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from campaigns.models import Attempt, Base, Recording, UTCDateTime, VaultFile
 
+from . import search_index
 from .transcript import Transcript
 
 UTC = dt.timezone.utc
@@ -105,16 +109,19 @@ class StoredTranscript(Base):
         return Transcript.from_json(self.document)
 
 
-class TranscriptGram(Base):
-    """The search index: which transcript leg holds which gram (a character bigram of
-    Chinese/Japanese/Korean text, or a whole word of other text). Written and removed only
-    with its transcript (``recordings.search.index_rows``); no foreign key, to keep the
+class TranscriptPosting(Base):
+    """The search index (migration 0010): which transcript holds which gram (a character or
+    a character bigram of Chinese/Japanese/Korean text, or a whole word of other text), on
+    which legs (bit 1 agent, bit 2 debtor), keyed so that a gram's calls are read newest
+    first (`rank`: the call's time in microseconds since the epoch). Written and removed only
+    with its transcript (``recordings.search_index.postings``); no foreign key, to keep the
     millions of rows cheap to write."""
 
-    __tablename__ = "transcript_grams"
+    __tablename__ = "transcript_postings"
     gram: Mapped[str] = mapped_column(String(40), primary_key=True)
+    rank: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     transcript_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    leg: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # 0 agent, 1 debtor
+    legs: Mapped[int] = mapped_column(SmallInteger)  # 1 agent, 2 debtor, 3 both
     __table_args__ = {"sqlite_with_rowid": False}
 
 
@@ -243,16 +250,15 @@ def release(session: Session, job: Claimed, error: str, now: dt.datetime, max_at
 def store(session: Session, recording_id: int, transcript: Transcript, model: str, now: dt.datetime,
           audio_seconds: float | None = None, speech_seconds: float | None = None) -> StoredTranscript:
     """Write a recording's transcript with its search index (replacing an earlier one)."""
-    from . import search
     row = session.execute(select(Recording.recorded_at, Attempt.agent_id, Attempt.campaign_id)
                           .join(Attempt, Recording.attempt_id == Attempt.id)
                           .where(Recording.id == recording_id)).one()
     old = session.scalar(select(StoredTranscript).where(StoredTranscript.recording_id == recording_id))
     if old is not None:
-        search.drop_index(session, old)
+        drop_index(session, old)
         session.delete(old)
         session.flush()
-    texts = search.leg_texts(transcript)
+    texts = search_index.leg_texts(transcript)
 
     def seconds(value: float | None) -> Decimal | None:
         return None if value is None else Decimal(f"{value:.2f}")
@@ -263,8 +269,30 @@ def store(session: Session, recording_id: int, transcript: Transcript, model: st
                               created_at=now)
     session.add(stored)
     session.flush()
-    search.write_index(session, stored)
+    write_index(session, stored)
     return stored
+
+
+def index_rows(stored: StoredTranscript) -> list[dict]:
+    """A stored transcript's postings (computed from its stored texts)."""
+    return search_index.postings(stored.id, stored.recorded_at, stored.agent_text, stored.debtor_text)
+
+
+def write_index(session: Session, stored: StoredTranscript) -> int:
+    """Index a stored transcript (`store` calls it in its transaction)."""
+    rows = index_rows(stored)
+    if rows:
+        session.execute(insert(TranscriptPosting), rows)
+    return len(rows)
+
+
+def drop_index(session: Session, stored: StoredTranscript) -> None:
+    """Remove a transcript's postings (found from its own texts: primary-key deletes)."""
+    keys = [(r["gram"], r["rank"], r["transcript_id"]) for r in index_rows(stored)]
+    for at in range(0, len(keys), 300):
+        session.execute(delete(TranscriptPosting).where(
+            tuple_(TranscriptPosting.gram, TranscriptPosting.rank, TranscriptPosting.transcript_id)
+            .in_(keys[at:at + 300])))
 
 
 def transcript_for(session: Session, recording_id: int) -> Transcript | None:
