@@ -322,22 +322,30 @@ def campaign_create(name, client_code, batches, timezone, ring_seconds, wrap_up_
             preset=preset, overrides=_key_values(overrides),
             settings={"ring_seconds": ring_seconds, "wrap_up_seconds": wrap_up_seconds,
                       "abandon_target": abandon_target / 100, "abandon_window": abandon_window})
-        _ask_hopper(session, created, "asking the policy about each case")
+        asked = _ask_hopper(session, created, "asking the policy about each case", limit=CREATE_ASKS)
         click.echo(f"campaign {created.name}: {cases} cases, {mode}, rules {preset}, time zone {created.timezone}, status draft "
                    f"(start it with: dunning campaign start {created.name})")
+        if asked < cases:
+            click.echo(f"the hopper asked the policy about the first {asked} cases by priority; the engine asks the "
+                       f"other {cases - asked} as it dials (or now: dunning campaign rebuild {created.name})")
 
 
-def _ask_hopper(session, campaign, label: str, *, rebuild: bool = False) -> int:
-    """The campaign's hopper asked about every case waiting for an answer, with progress."""
+#: How many cases `campaign create` asks the policy about at once (about a minute); a larger
+#: campaign's other cases are asked by the engine as it dials, highest priority first.
+CREATE_ASKS = 50_000
+
+
+def _ask_hopper(session, campaign, label: str, *, rebuild: bool = False, limit: int | None = None) -> int:
+    """The campaign's hopper asked about the cases waiting for an answer, with progress."""
     from sqlalchemy import func, select
 
     from campaigns import hopper
     from campaigns.models import DialState
     total = session.scalar(select(func.count()).select_from(DialState).where(DialState.campaign_id == campaign.id))
-    with click.progressbar(length=max(total, 1), label=label, file=sys.stderr) as bar:
+    with click.progressbar(length=max(min(total, limit or total), 1), label=label, file=sys.stderr) as bar:
         if rebuild:
             return hopper.rebuild(session, campaign, _now(), progress=bar.update)
-        return hopper.refresh(session, campaign, _now(), progress=bar.update)
+        return hopper.refresh(session, campaign, _now(), limit=limit, progress=bar.update)
 
 
 @campaign.command("rebuild")
