@@ -939,13 +939,15 @@ def qa_group() -> None:
 @click.option("--language", type=click.Choice(["zh", "en"]), default=None, help="Default: from the text.")
 @click.option("--leg", type=click.Choice(["agent", "debtor"]), default="agent", show_default=True,
               help="Whose words a Vosk result without legs holds.")
+@click.option("--opening", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The client's opening words (YAML, as DUNNING_QA_OPENING).")
 @qa_errors
-def qa_check(file: str, rule_files: tuple[str, ...], language: str | None, leg: str) -> None:
+def qa_check(file: str, rule_files: tuple[str, ...], language: str | None, leg: str, opening: str | None) -> None:
     """Run the rule sets on a transcript FILE (plain text with agent:/debtor: lines, or Vosk
     JSON) and print the findings and proposed status changes, without a call."""
     from campaigns.report import table
     from recordings import qa
-    report = qa.check_file(file, now=_now(), rules=rule_files, language=language, leg=leg)
+    report = qa.check_file(file, now=_now(), rules=rule_files, language=language, leg=leg, opening=opening)
     rows = report.rows()
     click.echo(f"{file}: rule set {report.ruleset.language} {report.ruleset.version}; {len(report.findings)} finding(s)")
     if rows:

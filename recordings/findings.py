@@ -12,9 +12,10 @@ rule has an id, a category, a severity, the leg it applies to (``agent``, ``debt
 
 Patterns: ``literal``, ``parts`` (in order, at most ``max_gap`` characters apart — words in
 English), ``regex``, ``pinyin`` (homophones: every reading of every character, no tones) and
-``fuzzy`` (rapidfuzz, ``threshold`` 0-100). Text is normalised before matching: NFKC
-(full-width to half-width), lower case, traditional to simplified characters, and for Chinese
-every space and punctuation mark removed (English keeps word boundaries).
+``fuzzy`` (rapidfuzz, ``threshold`` 0-100). Text is normalised before matching by
+``recordings.normalise`` (the normaliser search uses too): OpenCC traditional to simplified,
+NFKC (full-width to half-width), lower case, Chinese numerals as digits (一万二千 = 12000), and
+for Chinese every space and punctuation mark removed (English keeps word boundaries).
 
 A hit counts as ``confirmed`` only when it is literal, gapped or regex **and** its words were
 recognised with at least the rule set's ``min_conf``; pinyin-only and fuzzy hits, and
@@ -24,11 +25,12 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from recordings.normalise import normalise as _normalise_text
+from recordings.normalise import normalise_map, simplify
 from recordings.transcript import LEGS, Transcript, Utterance, join_words
 
 RULES_DIR = Path(__file__).resolve().parent / "rules"
@@ -73,42 +75,24 @@ class RuleError(ValueError):
 
 # ── Normalisation ─────────────────────────────────────────────────────────────────────────
 
-# Traditional -> simplified for the characters QA rules and debt-collection speech use most.
-_TRAD = ("訴速錢還債務訟罰凍結銀騙賴臉報聯繫係電話語說對會時點後這個們為嗎來過給讓從與將當開關門檢傳捕監獄"
-         "師級國機構號碼錄音請問確認證員貸網帳賬戶轉殺麼麼紀錄費額齊歸愛騷擾別再打撥辦張卡筆幾萬塊兩見實單顧"
-         "親屬絕對處裡裏頭車樣該應東區長門間題難讓覺聽聲話談論調查經營業務專資產遠違規詢懶錯認識婦孫爺媽兒節"
-         "曝光暴強罵滅絕網絡壞蛋惡騙無恥滾氣讀寫記億萬圓")
-_SIMP = ("诉速钱还债务讼罚冻结银骗赖脸报联系系电话语说对会时点后这个们为吗来过给让从与将当开关门检传捕监狱"
-         "师级国机构号码录音请问确认证员贷网帐账户转杀么么纪录费额齐归爱骚扰别再打拨办张卡笔几万块两见实单顾"
-         "亲属绝对处里里头车样该应东区长门间题难让觉听声话谈论调查经营业务专资产远违规询懒错认识妇孙爷妈儿节"
-         "曝光暴强骂灭绝网络坏蛋恶骗无耻滚气读写记亿万圆")
-assert len(_TRAD) == len(_SIMP)
-_T2S = {ord(t): s for t, s in zip(_TRAD, _SIMP) if t != s}
-
+# One normaliser for findings, triggers and search (recordings/normalise.py): OpenCC's
+# traditional -> simplified, NFKC (full width -> half width), lower case, Chinese numerals as
+# digits (一万二千 -> 12000).
 
 def _is_han(ch: str) -> bool:
     return "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"
-
-
-def _norm_char(ch: str) -> str:
-    """One source character as matching sees it ('' when it is dropped)."""
-    out = []
-    for c in unicodedata.normalize("NFKC", ch).lower().translate(_T2S):
-        if c.isalnum():
-            out.append(c)
-    return "".join(out)
 
 
 def normalise(text: str, language: str = "zh") -> str:
     """The text as rules match it: Chinese without spaces or punctuation; English as lower-case
     words separated by one space."""
     if language.startswith("zh"):
-        return "".join(_norm_char(c) for c in text)
+        return _normalise_text(text)
     return " ".join(_words_en(text))
 
 
 def _words_en(text: str) -> list[str]:
-    text = unicodedata.normalize("NFKC", text).lower().replace("'", "").replace("\u2019", "")
+    text = simplify(text).replace("'", "").replace("\u2019", "")
     return re.findall(r"[^\W_]+", text)
 
 
@@ -182,6 +166,23 @@ class Trigger:
 
 
 @dataclass(frozen=True)
+class After:
+    """A condition on what was said earlier in the call (both legs in order of time): the
+    rule's hits count only after one of `patterns`, or a finding of one of `rules`, was said
+    on `leg` — and not once one of `until` was said there after it."""
+
+    leg: str  # agent, debtor or any: whose words set the condition
+    patterns: tuple[Pattern, ...] = ()
+    rules: tuple[str, ...] = ()  # ids of phrase rules of the same rule set
+    until: tuple[Pattern, ...] = ()
+    within_seconds: float | None = None  # only this long after the condition was said
+
+    def describe(self) -> str:
+        said = [*self.rules, *(p.text for p in self.patterns)]
+        return f"after the {self.leg if self.leg != 'any' else 'call'} said: {', '.join(said)}"
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     category: str
@@ -197,6 +198,7 @@ class Rule:
     trigger: Trigger | None = None
     min_conf: float | None = None
     description: str = ""
+    after: After | None = None
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,10 @@ class RuleSet:
 
 
 _RULE_KEYS = {"id", "category", "severity", "leg", "kind", "patterns", "exclude", "exclude_within",
-              "window", "first", "then", "trigger", "min_conf", "description"}
+              "window", "first", "then", "trigger", "min_conf", "description", "after"}
+_AFTER_KEYS = {"leg", "patterns", "rules", "until", "within_seconds"}
+#: Whose earlier words an `after:` condition reads when it does not say: the other party's.
+_OTHER_LEG = {"agent": "debtor", "debtor": "agent", "any": "any"}
 _PATTERN_OPTIONS = {"max_gap", "threshold", "homophones"}
 
 
@@ -336,6 +341,31 @@ def _parse_trigger(raw, source, rule_id) -> Trigger:
     return trigger
 
 
+def _parse_after(raw, rule_leg: str, language: str, source: str, rule_id: str) -> After:
+    if not isinstance(raw, Mapping) or not raw:
+        raise RuleError(source, "after is a mapping: rules and/or patterns said earlier, optional leg, until, "
+                        "within_seconds", rule_id, "after")
+    for key in raw:
+        if key not in _AFTER_KEYS:
+            raise RuleError(source, f"unknown key (known: {', '.join(sorted(_AFTER_KEYS))})", rule_id, f"after.{key}")
+    leg = raw.get("leg", _OTHER_LEG[rule_leg])
+    if leg not in RULE_LEGS:
+        raise RuleError(source, f"{leg!r} is not one of {', '.join(RULE_LEGS)}", rule_id, "after.leg")
+    rules = raw.get("rules", [])
+    if isinstance(rules, str):
+        rules = [rules]
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        raise RuleError(source, "a list of rule ids", rule_id, "after.rules")
+    patterns = _parse_patterns(raw.get("patterns"), language, source, rule_id, "after.patterns", required=False)
+    if not rules and not patterns:
+        raise RuleError(source, "says nothing: give the rules or the patterns said earlier", rule_id, "after")
+    until = _parse_patterns(raw.get("until"), language, source, rule_id, "after.until", required=False)
+    within = raw.get("within_seconds")
+    if within is not None:
+        within = float(_check_number(within, source, rule_id, "after.within_seconds", 0.1, 86400))
+    return After(leg, patterns, tuple(rules), until, within)
+
+
 def _parse_rule(raw, language: str, source: str, index: int) -> Rule:
     if not isinstance(raw, Mapping):
         raise RuleError(source, f"rules[{index}] is not a mapping")
@@ -369,6 +399,9 @@ def _parse_rule(raw, language: str, source: str, index: int) -> Rule:
         patterns = _parse_patterns(raw.get("patterns"), language, source, rule_id, "patterns")
     if kind == "must_say" and "trigger" in raw:
         raise RuleError(source, "a must-say rule cannot be a trigger", rule_id, "trigger")
+    if kind != "phrase" and "after" in raw:
+        raise RuleError(source, "only phrase rules have an 'after' condition", rule_id, "after")
+    after = _parse_after(raw["after"], raw["leg"], language, source, rule_id) if "after" in raw else None
     exclude = _parse_patterns(raw.get("exclude"), language, source, rule_id, "exclude", required=False)
     exclude_within = raw.get("exclude_within")
     if exclude_within is not None:
@@ -383,7 +416,7 @@ def _parse_rule(raw, language: str, source: str, index: int) -> Rule:
     if not isinstance(description, str):
         raise RuleError(source, "must be text", rule_id, "description")
     return Rule(rule_id, raw["category"], raw["severity"], raw["leg"], kind, patterns, exclude, exclude_within,
-                _parse_window(raw.get("window"), source, rule_id), first, then, trigger, min_conf, description)
+                _parse_window(raw.get("window"), source, rule_id), first, then, trigger, min_conf, description, after)
 
 
 def parse_ruleset(data: str | Mapping, source: str = "<rules>") -> RuleSet:
@@ -400,9 +433,9 @@ def parse_ruleset(data: str | Mapping, source: str = "<rules>") -> RuleSet:
     if not isinstance(data, Mapping):
         raise RuleError(source, "a rule file is a mapping with version, language and rules")
     for key in data:
-        if key not in {"version", "language", "min_conf", "name", "rules"}:
-            raise RuleError(source, "unknown top-level key (known: version, language, min_conf, name, rules)",
-                            field=str(key))
+        if key not in {"version", "language", "min_conf", "name", "rules", "opening"}:
+            raise RuleError(source, "unknown top-level key (known: version, language, min_conf, name, opening, "
+                            "rules)", field=str(key))
     version = data.get("version")
     if version is None or isinstance(version, bool) or not isinstance(version, (str, int, float)) \
             or not str(version).strip() or len(str(version)) > 40:
@@ -416,12 +449,45 @@ def parse_ruleset(data: str | Mapping, source: str = "<rules>") -> RuleSet:
     if not isinstance(raw_rules, list) or not raw_rules:
         raise RuleError(source, "must be a non-empty list of rules", field="rules")
     rules = tuple(_parse_rule(r, language, source, i) for i, r in enumerate(raw_rules))
+    if data.get("opening") is not None:
+        rules += _opening(data["opening"], language, source)
     seen: set[str] = set()
     for rule in rules:
         if rule.id in seen:
             raise RuleError(source, "the id is used twice", rule.id, "id")
         seen.add(rule.id)
+    kinds = {rule.id: rule for rule in rules}
+    for rule in rules:
+        for ref in rule.after.rules if rule.after else ():
+            if ref not in kinds:
+                raise RuleError(source, f"no rule {ref!r} in this rule set", rule.id, "after.rules")
+            if kinds[ref].kind != "phrase" or kinds[ref].after is not None:
+                raise RuleError(source, f"rule {ref!r} is not a plain phrase rule (no after of its own)",
+                                rule.id, "after.rules")
     return RuleSet(str(version), language, rules, min_conf, source, str(data.get("name", "")))
+
+
+def _opening(raw, language: str, source: str) -> tuple[Rule, ...]:
+    from recordings.opening import OpeningError, opening_rules
+    try:
+        generated = opening_rules(raw, language)
+    except OpeningError as exc:
+        raise RuleError(source, str(exc), field="opening" + (f".{exc.field}" if exc.field else "")) from None
+    return tuple(_parse_rule(r, language, f"{source} (opening)", i) for i, r in enumerate(generated))
+
+
+def with_opening(ruleset: RuleSet, opening: Mapping, source: str = "<opening>") -> RuleSet:
+    """The rule set with its opening's must-say rules written from `opening` (the client's
+    words: ``recordings.opening``) instead; the version gets the opening's digest appended,
+    so findings say which words they were checked against."""
+    import hashlib
+    import json
+    generated = _opening(opening, ruleset.language, source)
+    lang = "zh" if ruleset.language.startswith("zh") else ruleset.language
+    ids = {f"{lang}.must.{item}" for item in ("identity", "staff_id", "recording_notice")}  # all three replaced
+    digest = hashlib.sha256(json.dumps(opening, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:6]
+    version = f"{ruleset.version}+{digest}"[:40]
+    return replace(ruleset, rules=tuple(r for r in ruleset.rules if r.id not in ids) + generated, version=version)
 
 
 def load_ruleset(path: str | Path) -> RuleSet:
@@ -455,6 +521,16 @@ def rulesets_in_use(env: Mapping[str, str] | None = None) -> dict[str, RuleSet]:
     for name in filter(None, (part.strip() for part in env.get("DUNNING_QA_RULES", "").split(","))):
         ruleset = load_ruleset(Path(name))
         found[ruleset.language] = ruleset
+    if env.get("DUNNING_QA_OPENING"):
+        from recordings.opening import OpeningError, load_opening
+        path = env["DUNNING_QA_OPENING"]
+        try:
+            blocks = load_opening(path)
+        except (OSError, OpeningError) as exc:
+            raise RuleError(path, f"cannot be used as the opening: {exc}") from None
+        for language, block in blocks.items():
+            if language in found:
+                found[language] = with_opening(found[language], block, path)
     return found
 
 
@@ -484,6 +560,7 @@ class Finding:
     sentence: int | None = None  # index into transcript.utterances
     span: tuple[int, int] = (0, 0)  # matched units inside that sentence
     trigger: bool = False
+    because: str = ""  # a rule with `after`: what was said earlier that makes this a finding
 
     @property
     def key(self) -> str:
@@ -506,6 +583,7 @@ class _Sentence:
     unit_at: list[int] = field(default_factory=list)  # joined char -> unit
     leg_index: int = 0  # among the sentences of its leg
     any_index: int = 0  # among all sentences
+    pos: int = 0  # in order of time, both legs interleaved (start, then transcript order)
 
     @functools.cached_property
     def pinyin(self) -> list[frozenset[str]]:
@@ -528,11 +606,11 @@ def _sentence(index: int, u: Utterance, language: str) -> _Sentence:
                 pos += 1
     units, src, word = [], [], []
     if zh:
-        for i, ch in enumerate(source):
-            for c in _norm_char(ch):
-                units.append(c)
-                src.append((i, i + 1))
-                word.append(owner[i])
+        text, spans = normalise_map(source)
+        for c, (a, b) in zip(text, spans):
+            units.append(c)
+            src.append((a, b))
+            word.append(owner[a])
     else:
         for m in re.finditer(r"\S+", source):
             for piece in _words_en(m.group()):
@@ -655,6 +733,9 @@ class _Call:
             s.any_index = n
             counts[s.leg] = s.leg_index + 1
         self.counts = counts
+        for pos, s in enumerate(sorted(self.sentences, key=lambda s: (s.utterance.start, s.index))):
+            s.pos = pos
+        self.phrase_cache: dict[str, list[Finding]] = {}
 
     def scope(self, rule: Rule) -> list[_Sentence]:
         """The sentences a rule looks at: its leg only, inside its window."""
@@ -719,9 +800,56 @@ def _finding(rule: Rule, rs: RuleSet, hit: _Hit, conf: float, match_type: str | 
 
 
 def _phrase(rule: Rule, rs: RuleSet, call: _Call) -> list[Finding]:
+    if rule.after is None and rule.id in call.phrase_cache:
+        return call.phrase_cache[rule.id]
     hits = [h for h in _hits(rule.patterns, call.scope(rule)) if not _excluded(rule, h)]
+    because: dict[int, str] = {}
+    if rule.after is not None:
+        hits = [h for h in hits if _after(rule, rs, call, h.sentence, because)]
     min_conf = rule.min_conf if rule.min_conf is not None else rs.min_conf
-    return [_finding(rule, rs, h, c) for h, c in _best(hits, rule, min_conf)]
+    out = [_finding(rule, rs, h, c) for h, c in _best(hits, rule, min_conf)]
+    if rule.after is not None:
+        out = [replace(f, because=because.get(f.sentence, "")) for f in out]
+    else:
+        call.phrase_cache[rule.id] = out
+    return out
+
+
+def _clock(seconds: float) -> str:
+    m, sec = divmod(seconds, 60)
+    return f"{int(m):02d}:{sec:04.1f}"
+
+
+def _moments(rule: Rule, rs: RuleSet, call: _Call) -> tuple[list[tuple[_Sentence, str]], list[_Sentence]]:
+    """Where the rule's `after` condition was said (sentence, words), and where its `until`."""
+    a = rule.after
+    said_by = [s for s in call.sentences if a.leg == "any" or s.leg == a.leg]
+    moments = [(h.sentence, _text(h.sentence, h.start, h.end)) for h in _hits(a.patterns, said_by)]
+    for ref in a.rules:
+        for f in _phrase(rs.rule(ref), rs, call):
+            if f.sentence is not None and (a.leg == "any" or f.leg == a.leg):
+                moments.append((call.sentences[f.sentence], f.matched_text))
+    until = [h.sentence for h in _hits(a.until, said_by)]
+    return moments, until
+
+
+def _after(rule: Rule, rs: RuleSet, call: _Call, s: _Sentence, because: dict[int, str]) -> bool:
+    """Whether the rule's condition holds when sentence `s` is said (noting what set it)."""
+    key = ("after", rule.id)
+    if key not in call.phrase_cache:
+        call.phrase_cache[key] = _moments(rule, rs, call)
+    moments, until = call.phrase_cache[key]
+    within = rule.after.within_seconds
+    for c, words in sorted(moments, key=lambda m: m[0].pos):
+        if c.pos >= s.pos:
+            continue
+        if within is not None and s.utterance.start - c.utterance.start > within:
+            continue
+        if any(c.pos < u.pos < s.pos for u in until):
+            continue
+        because[s.index] = f"after {c.leg} {_clock(c.utterance.start)} “{words}”"
+        return True
+    return False
 
 
 def _must_say(rule: Rule, rs: RuleSet, call: _Call) -> list[Finding]:

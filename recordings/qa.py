@@ -31,7 +31,8 @@ from recordings.findings import (
     find,
     load_ruleset,
     ruleset_for,
-    shipped_rulesets,
+    rulesets_in_use,
+    with_opening,
 )
 from recordings.qa_schema import FindingRow, QaSample, QaVerdict, StatusProposal
 from recordings.transcript import Transcript, Utterance, Word, join_words, parse_plain
@@ -579,7 +580,7 @@ class CheckReport:
         for f in self.findings:
             out.append({"time": _clock(f.offset_s), "leg": f.leg, "rule": f.rule_id, "category": f.category,
                         "severity": f.severity, "match": f.match_type, "confidence": f"{f.confidence:.2f}",
-                        "status": f.status, "text": f.matched_text})
+                        "status": f.status, "text": f.matched_text + (f"  ({f.because})" if f.because else "")})
         for p in self.proposals:
             out.append({"time": _clock(p.evidence.offset_s), "leg": p.evidence.leg, "rule": p.rule_id,
                         "category": p.category, "severity": p.evidence.severity, "match": p.evidence.match_type,
@@ -597,11 +598,12 @@ def _clock(seconds: float) -> str:
 
 
 def check_file(path: str | Path, *, now: dt.datetime, rules: Sequence[str | Path] = (), language: str | None = None,
-               leg: str = "agent", tz: str = DEFAULT_TZ) -> CheckReport:
+               leg: str = "agent", tz: str = DEFAULT_TZ, opening: str | Path | None = None) -> CheckReport:
     """What ``dunning qa check FILE`` runs: read the transcript (see ``read_transcript``),
     run the rule set of its language (the shipped ones, or the files in `rules`), and return
     the findings and proposals; ``.rows()`` are what to print. `now` is taken as the start
-    of the call, for appointment times. Raises TranscriptFileError or RuleError."""
+    of the call, for appointment times; `opening` a file of the client's opening words
+    (``recordings.opening``). Raises TranscriptFileError or RuleError."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -612,7 +614,15 @@ def check_file(path: str | Path, *, now: dt.datetime, rules: Sequence[str | Path
     if leg not in ("agent", "debtor"):
         raise QaError(f"leg is agent or debtor, not {leg!r}")
     transcript = read_transcript(text, source=str(path), language=language, leg=leg)
-    rulesets = {rs.language: rs for rs in (load_ruleset(p) for p in rules)} if rules else shipped_rulesets()
+    rulesets = {rs.language: rs for rs in (load_ruleset(p) for p in rules)} if rules else rulesets_in_use()
+    if opening is not None:  # the client's words for the opening (recordings/opening.py)
+        from recordings.opening import OpeningError, load_opening
+        try:
+            blocks = load_opening(opening)
+        except (OSError, OpeningError) as exc:
+            raise RuleError(str(opening), f"cannot be used as the opening: {exc}") from None
+        rulesets = {lang: with_opening(rs, blocks[lang], str(opening)) if lang in blocks else rs
+                    for lang, rs in rulesets.items()}
     ruleset = ruleset_for(transcript.language, rulesets)
     findings = find(transcript, ruleset)
     start = now.astimezone(ZoneInfo(tz)) if now.tzinfo else None

@@ -424,7 +424,7 @@ NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=SHANGHAI)  # a Wednesday
     ("两个小时以后", "zh", dt.datetime(2026, 11, 25, 12, 0, tzinfo=SHANGHAI)),
     ("九点再打", "zh", dt.datetime(2026, 11, 26, 9, 0, tzinfo=SHANGHAI)),  # 09:00 has passed today
     ("下午5:30", "zh", dt.datetime(2026, 11, 25, 17, 30, tzinfo=SHANGHAI)),
-    ("明天下午", "zh", None),
+    ("明天下午", "zh", dt.datetime(2026, 11, 26, 15, 0, tzinfo=SHANGHAI)),  # a part of the day: its default
     ("tomorrow at 3 pm", "en", dt.datetime(2026, 11, 26, 15, 0, tzinfo=SHANGHAI)),
     ("on Monday at 10:30 am", "en", dt.datetime(2026, 11, 30, 10, 30, tzinfo=SHANGHAI)),
     ("in two hours", "en", dt.datetime(2026, 11, 25, 12, 0, tzinfo=SHANGHAI)),
@@ -438,3 +438,204 @@ def test_cn_number():
     assert [cn_number(s) for s in ("三", "十", "十二", "二十五", "两", "12", "三百")] == [3, 10, 12, 25, 2, 12, None]
     with pytest.raises(ValueError):
         parse_when("明天三点", dt.datetime(2026, 11, 25, 10, 0))
+
+
+# ── Issue #18: rules that read the conversation ──────────────────────────────────────────
+
+def test_debt_details_after_a_third_party_answers_are_a_disclosure(zh):
+    t = zh_call("agent: 请问是张伟先生吗", "debtor: 我是他老婆，有什么事", "agent: 他信用卡欠款八千块，已经逾期了")
+    f = hits(find(t, zh), "zh.disclosure.after_third_party")
+    assert f and all(x.leg == "agent" and x.severity == "critical" and x.status == "confirmed" for x in f)
+    assert f[0].because.startswith("after debtor 00:06.0") and "我是他老婆" in f[0].because
+    # the same words to the debtor, or before the third party spoke, are not a disclosure
+    assert not hits(find(zh_call("agent: 请问是张伟先生吗", "debtor: 是我", "agent: 您信用卡欠款八千块，已经逾期了"), zh),
+                    "zh.disclosure.after_third_party")
+    before = zh_call("agent: 您的信用卡欠款八千块", "debtor: 我是他老婆，他不在")
+    assert not hits(find(before, zh), "zh.disclosure.after_third_party")
+    # refusing to say is not disclosing; the person saying they are the debtor after all lifts it
+    assert not hits(find(zh_call("debtor: 我是他同事", "agent: 不方便透露具体事情，请他回电"), zh),
+                    "zh.disclosure.after_third_party")
+    lifted = zh_call("debtor: 我是他老婆", "debtor: 开玩笑的，我就是本人", "agent: 您的欠款是八千元")
+    assert not hits(find(lifted, zh), "zh.disclosure.after_third_party")
+
+
+def test_wrong_party_then_debt_details_is_a_disclosure_with_both_legs_in_time_order(zh):
+    # Vosk gives each leg on its own: the debtor's leg comes first in the list, later in time
+    utterances = (Utterance("debtor", 5.0, 7.0, "你打错了，没有这个人"),
+                  Utterance("agent", 0.0, 3.0, "您好，请问是何平先生吗"),
+                  Utterance("agent", 8.0, 11.0, "他在我们这有笔贷款逾期了"))
+    found = find(Transcript(utterances, "zh"), zh)
+    assert all(5.0 <= f.offset_s < 7.0 for f in hits(found, "zh.trigger.wrong_party"))  # 打错了, 没有这个人
+    assert {f.matched_text for f in hits(found, "zh.disclosure.after_third_party")} >= {"贷款", "逾期"}
+
+
+def test_after_a_complaint_dismissing_it_or_pressing_is_harassment(zh, en):
+    t = zh_call("debtor: 你们天天打，我要投诉你们", "agent: 随便你投诉，今天必须还钱")
+    assert {f.matched_text for f in hits(find(t, zh), "zh.harassment.after_complaint")} == {"随便你投诉", "今天必须还钱"}
+    calm = zh_call("debtor: 我要投诉你们", "agent: 抱歉打扰，我们记录您的意见，主管会联系您")
+    assert not hits(find(calm, zh), "zh.harassment.after_complaint")
+    without = zh_call("agent: 今天必须还钱")  # pressing without a complaint is not this rule
+    assert not hits(find(without, zh), "zh.harassment.after_complaint")
+    e = parse_plain("debtor: Stop calling me, I will complain.\nagent: Complain all you want.", language="en")
+    assert hits(find(e, en), "en.harassment.after_complaint")
+
+
+def test_after_asking_not_to_be_called_at_work(zh, en):
+    t = zh_call("debtor: 我在上班，别往我单位打电话", "agent: 你不还，我就打你单位，找你领导")
+    assert hits(find(t, zh), "zh.harassment.after_no_work_calls")
+    kept = zh_call("debtor: 别打我公司电话", "agent: 好的，我们不会再打您单位电话")
+    assert not hits(find(kept, zh), "zh.harassment.after_no_work_calls")
+    unasked = zh_call("agent: 我们会打你单位核实")
+    assert not hits(find(unasked, zh), "zh.harassment.after_no_work_calls")
+    e = parse_plain("debtor: Please do not call me at work.\nagent: Then I will call your boss.", language="en")
+    assert hits(find(e, en), "en.harassment.after_no_work_calls")
+
+
+def test_english_disclosure_after_a_third_party(en):
+    t = parse_plain("agent: May I speak with Robert?\ndebtor: He is not here, I am his wife.\n"
+                    "agent: He owes twelve hundred dollars.", language="en")
+    assert hits(find(t, en), "en.disclosure.after_third_party")
+    polite = parse_plain("debtor: I am his wife.\nagent: I cannot share the reason, please ask him to call back.",
+                         language="en")
+    assert not hits(find(polite, en), "en.disclosure.after_third_party")
+
+
+def test_after_conditions_are_checked_when_loaded():
+    base = {"version": "t", "language": "zh"}
+
+    def rule(**after):
+        return {**base, "rules": [
+            {"id": "x.tp", "category": "third_party", "severity": "low", "leg": "debtor",
+             "trigger": {"third_party": True}, "patterns": ["我是他老婆"]},
+            {"id": "x.disclose", "category": "disclosure", "severity": "critical", "leg": "agent",
+             "patterns": ["欠款"], "after": after}]}
+    rs = parse_ruleset(rule(rules=["x.tp"], within_seconds=10))
+    assert rs.rule("x.disclose").after.leg == "debtor"  # the other party by default
+    far = Transcript((Utterance("debtor", 0, 2, "我是他老婆"), Utterance("agent", 30, 32, "他的欠款")), "zh")
+    near = Transcript((Utterance("debtor", 0, 2, "我是他老婆"), Utterance("agent", 5, 7, "他的欠款")), "zh")
+    assert not hits(find(far, rs), "x.disclose") and hits(find(near, rs), "x.disclose")
+    with pytest.raises(RuleError, match=r"rule 'x.disclose', field 'after.rules'.*no rule 'x.nope'"):
+        parse_ruleset(rule(rules=["x.nope"]))
+    with pytest.raises(RuleError, match=r"field 'after'.*says nothing"):
+        parse_ruleset(rule(leg="debtor"))
+    with pytest.raises(RuleError, match=r"field 'after.when'"):
+        parse_ruleset(rule(rules=["x.tp"], when=1))
+
+
+# ── Issue #18: the opening from the client's words ──────────────────────────────────────
+
+CLIENT = {"institutions": ["深圳前海信达资产管理有限公司"], "trade_names": ["信达"], "clients": ["平安银行"],
+          "staff_id": ["工号"], "recording_notice": ["录音", "本次通话将被录音"]}
+
+
+@pytest.mark.parametrize("opening", [
+    "agent: 您好，信达资产，工号3021，通话录音",                     # trade name + 资产, no 公司 or 中心
+    "agent: 喂，这里是深圳前海信达资产管理有限公司，工号1187，本次通话将被录音",
+    "agent: 您好，我是信达律所的小李，工号2290，本通话有录音",
+    "agent: 您好，受平安银行委托，工号2290，本通话有录音",
+    "agent: 您好，我们是信大资产，工号3021，通话录音",                 # a small model's 信大
+    "agent: 您好，我是信达的催收中心，员工号码3021，通话全程录音",
+])
+def test_the_opening_is_said_in_the_clients_words(zh, opening):
+    from recordings.findings import with_opening
+    rs = with_opening(zh, CLIENT)
+    found = find(parse_plain(opening + "\nagent: 请问是王先生吗"), rs)
+    assert not [f.rule_id for f in found if f.category == "must_say"], [(f.rule_id, f.matched_text) for f in found]
+    assert rs.version.startswith(zh.version + "+")  # findings say which words they were checked against
+
+
+def test_the_opening_finds_what_is_missing(zh):
+    from recordings.findings import with_opening
+    rs = with_opening(zh, CLIENT)
+    missing = {f.rule_id for f in find(parse_plain("agent: 您好，我姓王\nagent: 请问是李先生吗"), rs)
+               if f.category == "must_say"}
+    assert missing == {"zh.must.identity", "zh.must.staff_id", "zh.must.recording_notice"}
+    # the shipped defaults: an institution of a common form is enough without the client's names
+    ok = find(parse_plain("agent: 您好，我是信达资产的小王，工号3021，通话录音"), zh)
+    assert not [f for f in ok if f.category == "must_say"]
+
+
+def test_the_opening_block_is_checked_and_can_come_from_a_file(tmp_path, zh):
+    with pytest.raises(RuleError, match=r"field 'opening.trade_name'"):
+        parse_ruleset({"version": "t", "language": "zh", "opening": {"trade_name": ["x"]},
+                       "rules": [{"id": "a", "category": "insult", "severity": "low", "leg": "agent",
+                                  "patterns": ["x"]}]})
+    from recordings.findings import rulesets_in_use
+    path = tmp_path / "opening.yaml"
+    path.write_text("zh:\n  trade_names: [信达]\n  staff_id: []\n", encoding="utf-8")
+    rs = rulesets_in_use({"DUNNING_QA_OPENING": str(path)})["zh"]
+    assert "zh.must.staff_id" not in {r.id for r in rs.rules}  # [] : not required
+    assert not [f for f in find(parse_plain("agent: 信达资产，通话录音"), rs) if f.category == "must_say"]
+
+
+# ── Issue #18: one normaliser ────────────────────────────────────────────────────────────
+
+def test_the_normaliser_shared_with_search():
+    from recordings import normalise as n
+    assert normalise("電話號碼，還錢！") == "电话号码还钱"
+    assert normalise("ＱＱ１２３") == "qq123"
+    assert normalise("欠款一万二千元") == normalise("欠款12000元") == "欠款12000元"
+    assert normalise("两千五百块") == "2500块"
+    assert normalise("一三八零零一三八零零零") == "13800138000"  # digit by digit
+    assert normalise("小心一点，周五两点，万一") == "小心一点周五两点万一"  # single numerals, weekdays, 万一 kept
+    text, spans = n.normalise_map("欠一万二千元")
+    assert text == "欠12000元" and spans[1] == spans[5] == (1, 5) and spans[6] == (5, 6)
+    from recordings import search
+    assert search.normalize("電話 一万二千") == " 电话 12000 "
+
+
+def test_rules_and_findings_use_the_normaliser(zh):
+    traditional = find(zh_call("agent: 再不還錢，馬上起訴你"), zh)
+    assert hits(traditional, "zh.false_legal.lawsuit")[0].matched_text == "馬上起訴"
+    rs = parse_ruleset({"version": "t", "language": "zh", "rules": [
+        {"id": "a", "category": "unauthorised_promise", "severity": "low", "leg": "agent",
+         "patterns": [{"literal": "减免一万二千"}]}]})
+    [f] = find(zh_call("agent: 我给你减免12000"), rs)
+    assert f.matched_text == "减免12000" and f.match_type == "literal"
+
+
+# ── Issue #18: times in speech ───────────────────────────────────────────────────────────
+
+@pytest.mark.parametrize("text, language, expected", [
+    ("周五下午三点", "zh", (11, 27, 15, 0)),
+    ("下周一上午十点", "zh", (11, 30, 10, 0)),
+    ("下周三晚上七点", "zh", (12, 2, 19, 0)),
+    ("晚上八点以后", "zh", (11, 25, 20, 0)),
+    ("月底前", "zh", (11, 30, 10, 0)),                   # a day alone: DAY_DEFAULT
+    ("后天上午再打给我", "zh", (11, 27, 10, 0)),          # a part of the day: its default
+    ("明天傍晚", "zh", (11, 26, 18, 0)),
+    ("明天晚上", "zh", (11, 26, 19, 30)),
+    ("明早", "zh", (11, 26, 8, 30)),
+    ("中午", "zh", (11, 25, 12, 30)),
+    ("三点以前", "zh", (11, 25, 14, 0)),                  # BEFORE: an hour earlier
+    ("十二点半", "zh", (11, 25, 12, 30)),
+    ("十五号", "zh", (12, 15, 10, 0)),
+    ("下周末", "zh", (12, 5, 10, 0)),
+    ("一个半小时以后", "zh", (11, 25, 11, 30)),
+    ("星期天下午", "zh", (11, 29, 15, 0)),
+    ("tomorrow after six", "en", (11, 26, 18, 0)),
+    ("next Monday morning", "en", (11, 30, 10, 0)),
+    ("half past four", "en", (11, 25, 16, 30)),
+    ("at three thirty", "en", (11, 25, 15, 30)),
+    ("quarter to five tomorrow", "en", (11, 26, 16, 45)),
+    ("seven o'clock tonight", "en", (11, 25, 19, 0)),
+    ("around eight in the evening", "en", (11, 25, 20, 0)),
+    ("Friday afternoon", "en", (11, 27, 15, 0)),
+    ("the end of the month", "en", (11, 30, 10, 0)),
+])
+def test_times_in_speech(text, language, expected):
+    month, day, hour, minute = expected
+    assert parse_when(text, NOW, language) == dt.datetime(2026, month, day, hour, minute, tzinfo=SHANGHAI)
+
+
+@pytest.mark.parametrize("text, language", [("晚点再打吧", "zh"), ("等会儿", "zh"), ("凌晨", "zh"),
+                                            ("call me later", "en"), ("some other time", "en")])
+def test_times_that_cannot_be_read(text, language):
+    assert parse_when(text, NOW, language) is None
+
+
+def test_a_time_in_the_debtors_zone_is_read_from_the_whole_sentence(zh, en):
+    t = parse_plain("debtor: I am driving, call me back tomorrow after six.", language="en")
+    start = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5)))  # New York
+    [p] = [p for p in propose(find(t, en), en, now=start, transcript=t) if p.proposal == "appointment"]
+    assert p.appointment_at == dt.datetime(2026, 11, 26, 18, 0, tzinfo=start.tzinfo)
