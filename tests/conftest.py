@@ -3,6 +3,7 @@ home; and the guard that fails the run when the user's state directory changed."
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import re
 import stat
@@ -270,3 +271,115 @@ def sandbox_site(sandbox_up, tmp_path):
     migrate(engine)
     yield site, sessions(engine)
     engine.dispose()
+
+
+# ---------------------------------------------------------------- worlds several test modules share
+# (their helpers are in tests/helpers.py)
+
+@pytest.fixture
+async def console_with(database, tmp_path, unused_tcp_port_factory):
+    """Start the seeded console with FAST settings changed by keyword (once per test);
+    `before_start(app)` may add to the app before it runs."""
+    from agent_console.app import make_app, start
+    from agent_console.settings import Settings
+    from campaigns.db import sessions
+    from helpers import FAST, NOW, Browser, Clock, seed
+    runners, browsers = [], []
+
+    async def make(before_start=None, **changes) -> dict:
+        root = tmp_path / "vault"
+        factory = sessions(database)
+        ids = seed(factory, root)
+        clock = Clock(NOW)
+        settings = Settings(**{**FAST.__dict__, "recordings_root": root, **changes})
+        app = make_app(factory, settings, now=clock)
+        if before_start is not None:
+            before_start(app)
+        port = unused_tcp_port_factory()
+        runners.append(await start(app, "127.0.0.1", port))
+
+        def browser(address: str | None = None) -> Browser:
+            b = Browser(f"http://127.0.0.1:{port}", address)
+            browsers.append(b)
+            return b
+        return {"factory": factory, "ids": ids, "clock": clock, "browser": browser, "app": app, "root": root,
+                "base": f"http://127.0.0.1:{port}"}
+    yield make
+    for b in browsers:
+        await b.close()
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def console(console_with):
+    return await console_with()
+
+
+@pytest.fixture
+def unused_tcp_port_factory():
+    import socket
+
+    def pick() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    return pick
+
+
+@pytest.fixture
+def crashed_call(tmp_path):
+    """Campaign `e` (paused: the restarted engine dials nothing), agent 6001, and an attempt
+    the crashed engine left DIALING. Returns (database url, factory, attempt id)."""
+    from sqlalchemy import select
+
+    from campaigns import admin, queue
+    from campaigns.db import make_engine, migrate, sessions, transaction
+    from campaigns.importing import import_batch
+    from campaigns.models import Attempt, Phone
+    from helpers import CALL, DIALED, RESTART
+    url = f"sqlite:///{tmp_path / 'dunning.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    factory = sessions(engine)
+    path = tmp_path / "b.csv"
+    path.write_text("案件编号,姓名,欠款金额,逾期天数,手机\nE1,甲,900,10,13800138000\n", encoding="utf-8")
+    assert import_batch(factory, path, "ENG", now=DIALED - dt.timedelta(hours=2)).ok
+    with transaction(factory) as s:
+        agent = admin.add_agent(s, "6001", "agent", DIALED - dt.timedelta(hours=2))
+        campaign, _ = admin.create_campaign(s, "e", "ENG", DIALED - dt.timedelta(hours=2))
+        queue.change_campaign(s, "e", "start", DIALED - dt.timedelta(hours=2))
+        queue.change_campaign(s, "e", "pause", RESTART - dt.timedelta(minutes=1))
+        phone = s.scalars(select(Phone)).one()
+        attempt = Attempt(call_id=CALL, campaign_id=campaign.id, case_id=phone.case_id, phone_id=phone.id,
+                          agent_id=agent.id, number=phone.dial, state="dialing", planned_at=DIALED,
+                          dialed_at=DIALED)
+        s.add(attempt)
+        s.flush()
+        attempt_id = attempt.id
+    yield url, factory, attempt_id
+    engine.dispose()
+
+
+@pytest.fixture
+def report_campaign(database, tmp_path):
+    """Campaign q of client R (one case) started at 09:30 in Shanghai, agents 6001 to 6004
+    (6004 inactive): its session factory. `helpers.attempts` adds its calls."""
+    from sqlalchemy import select
+
+    from campaigns import admin, queue
+    from campaigns.db import sessions, transaction
+    from campaigns.importing import import_batch
+    from campaigns.models import Agent
+    from helpers import SHANGHAI_0930
+    path = tmp_path / "b.csv"
+    path.write_text("案件编号,姓名,欠款金额,逾期天数,手机\nA,甲,900,10,13800138000\n", encoding="utf-8")
+    factory = sessions(database)
+    assert import_batch(factory, path, "R", now=SHANGHAI_0930).ok
+    with transaction(factory) as s:
+        admin.create_campaign(s, "q", "R", SHANGHAI_0930)
+        queue.change_campaign(s, "q", "start", SHANGHAI_0930)
+        for ext in ("6001", "6002", "6003", "6004"):
+            admin.add_agent(s, ext, f"agent {ext}", SHANGHAI_0930)
+        s.scalar(select(Agent).where(Agent.extension == "6004")).active = False
+    return factory

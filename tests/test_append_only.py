@@ -14,7 +14,7 @@ from agent_console import accounts
 from agent_console.schema import AuditEntry
 from campaigns.db import sessions, transaction
 from campaigns.models import PurgeAudit, RecordingAccess
-from test_console_http import NOW, seed
+from helpers import NOW, seed
 
 TABLES = {
     "console_audit": ("username", "'forged'"),

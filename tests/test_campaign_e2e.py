@@ -26,6 +26,7 @@ from dialer.engine import ShiftedClock
 from dialer.runner import run_campaign
 from recordings.legs import SILENCE_DBFS
 from recordings.store import wav_seconds
+from helpers import dial_lines, set_local
 
 pytestmark = pytest.mark.asterisk
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -47,25 +48,6 @@ def batch_csv(path: Path, stamp: str) -> Path:
         rows.append(f"{ref}-{stamp},债务人{i},{9000 - 1000 * i}.00,{60 - i},{mobile},{home}")
     path.write_text("\n".join(rows) + "\n", encoding="utf-8-sig")
     return path
-
-
-def dial_lines(site) -> Counter:
-    """Asterisk's own count of dials, by call id (the dialplan logs one line per dial)."""
-    log = (site.sandbox_root / "var/log/asterisk/messages.log").read_text(errors="replace")
-    found = Counter()
-    for line in log.splitlines():
-        if "dunning-dial " in line:
-            uniqueid = line.split("dunning-dial ", 1)[1].split()[0]
-            found[uniqueid.removesuffix("-2")] += 1
-    return found
-
-
-def set_local(clock: ShiftedClock, hour: int, minute: int, second: int = 0) -> dt.datetime:
-    """Move the engine's clock to today's hour:minute:second in Shanghai."""
-    today = dt.datetime.now(SHANGHAI).date()
-    target = dt.datetime.combine(today, dt.time(hour, minute, second), SHANGHAI)
-    clock.offset = target.astimezone(UTC) - dt.datetime.now(UTC)
-    return target
 
 
 async def test_campaign_through_a_day(sandbox_up, creds, agent_speech, tmp_path):

@@ -19,7 +19,7 @@ from asterisk_conf.softphone import Softphone
 from campaigns.db import make_engine, sessions
 from campaigns.models import Attempt, Case, Disposition, PromiseToPay, Recording
 from dialer.demo import daytime_zone
-from test_campaign_e2e import dial_lines
+from helpers import dial_lines
 
 REPO = Path(__file__).resolve().parent.parent
 DUNNING = str(REPO / ".venv/bin/dunning")

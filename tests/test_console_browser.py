@@ -8,10 +8,7 @@ section in the main README). Screenshots of each page go to docs/screenshots/.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,58 +18,10 @@ from agent_console.app import make_app, start
 from agent_console.settings import Settings
 from campaigns.db import sessions, transaction
 from campaigns.models import AgentPresence, Campaign, Disposition, RecordingAccess
-from test_console_http import NOW, PASSWORDS, Clock, bridge, hang_up, seed
+from helpers import NOW, PASSWORDS, bridge, Clock, Driver, hang_up, seed, tid
 
 REPO = Path(__file__).resolve().parent.parent
-DRIVER_DIR = REPO / "agent_console" / "browser"
 SHOTS = REPO / "docs" / "screenshots"
-
-
-class Driver:
-    """The node process that drives chromium: one JSON command per line, one reply each."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-
-    @classmethod
-    async def start(cls) -> Driver:
-        if shutil.which("chromium") is None or not (DRIVER_DIR / "node_modules" / "playwright-core").is_dir():
-            pytest.fail("the browser tests need Debian's chromium and playwright-core: run scripts/browser")
-        process = await asyncio.create_subprocess_exec(
-            "node", str(DRIVER_DIR / "driver.mjs"), cwd=DRIVER_DIR, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, limit=2 ** 22)
-        return cls(process)
-
-    async def __call__(self, op: str, page: str = "main", **args):
-        self.process.stdin.write((json.dumps({"op": op, "page": page, **args}) + "\n").encode())
-        await self.process.stdin.drain()
-        line = await asyncio.wait_for(self.process.stdout.readline(), 60)
-        if not line:
-            raise AssertionError(f"the browser driver exited during {op}")
-        reply = json.loads(line)
-        if not reply["ok"]:
-            logs = await self.console(page) if op != "console" else []
-            raise AssertionError(f"{op} {args}: {reply['error']}\nbrowser console: {logs}")
-        return reply["value"]
-
-    async def console(self, page: str) -> list:
-        self.process.stdin.write((json.dumps({"op": "console", "page": page}) + "\n").encode())
-        await self.process.stdin.drain()
-        return json.loads(await self.process.stdout.readline()).get("value", [])
-
-    async def quit(self) -> None:
-        if self.process.returncode is None:
-            self.process.stdin.write(b'{"op": "quit"}\n')
-            await self.process.stdin.drain()
-            try:
-                await asyncio.wait_for(self.process.wait(), 20)
-            except asyncio.TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-
-
-def tid(name: str, extra: str = "") -> str:
-    return f'[data-testid="{name}"]{extra}'
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from campaigns.models import AgentPresence, Attempt, EngineStatus
 from dialer import presence
 from dialer.engine import ShiftedClock
 from dialer.runner import run_campaign
-from test_campaign_e2e import set_local
+from helpers import set_local
 
 pytestmark = pytest.mark.asterisk
 

@@ -8,248 +8,29 @@ import asyncio
 import datetime as dt
 import logging
 import re
-import wave
 from decimal import Decimal
-from pathlib import Path
 
 import aiohttp
-import pytest
 from sqlalchemy import func, select, text
 
 from agent_console import accounts
 from agent_console.app import make_app, start
 from agent_console.schema import Account, AuditEntry, ConsoleSession
 from agent_console.settings import Settings
-from campaigns.admin import add_agent, create_campaign
 from campaigns.db import sessions, transaction
 from campaigns.models import (
     AgentPresence,
     Appointment,
     Attempt,
-    Batch,
     Campaign,
-    CampaignCase,
-    Case,
-    Client,
     Disposition,
     EngineStatus,
     Phone,
-    Recording,
     RecordingAccess,
-    VaultFile,
 )
-from recordings.store import sha256_of
+from helpers import FAST, NOW, PASSWORDS, bridge, Clock, hang_up, seed
 
 UTC = dt.timezone.utc
-#: 10:00 in Shanghai: inside the calling window.
-NOW = dt.datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
-PASSWORDS = {"alice": "Qm7#vTr!pLx2", "bob": "Zr4$kWq!nHs9", "sam": "Pe8&jXo!cVb3", "quinn": "Ty5*gNm!dKe6",
-             "root": "Ad9^fBw!sJq4Lz", "sue": "Hv2@rKy!wNc5"}
-FAST = Settings(cookie_secure=False, poll_interval_s=0.05, max_failures=3)
-
-
-class Clock:
-    """The console's clock in a test: fixed, moved by hand."""
-
-    def __init__(self, at: dt.datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> dt.datetime:
-        return self.at
-
-
-def write_wav(path: Path, seconds: float = 6.0, rate: int = 8000) -> None:
-    """A stereo 16-bit WAV (left agent, right debtor): a tone that changes each second."""
-    import math
-    import struct
-    frames = bytearray()
-    for i in range(int(seconds * rate)):
-        f = 300 + 100 * int(i / rate)
-        sample = int(8000 * math.sin(2 * math.pi * f * i / rate))
-        frames += struct.pack("<hh", sample, -sample)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(2)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(bytes(frames))
-
-
-def seed(factory, root: Path | None = None, now: dt.datetime = NOW) -> dict:
-    """Two teams, each with a campaign over its own case and an agent; a supervisor without a
-    team (sam: the wallboard of every campaign, no case), a supervisor of team-east (sue), a
-    QA reviewer of team-west (quinn) and an administrator; optionally a recording of the west
-    case in the vault at `root`."""
-    ids: dict = {}
-    with transaction(factory) as s:
-        client = Client(code="BANK", name="示范银行", created_at=now)
-        s.add(client)
-        s.flush()
-        batch = Batch(client_id=client.id, name="b", file_name="b.csv", sha256="0" * 64, rows=2, imported_at=now)
-        s.add(batch)
-        s.flush()
-        for ref, name, amount, dpd in (("C-EAST", "李伟", "18600.00", 95), ("C-WEST", "王芳", "12800.50", 62)):
-            case = Case(client_id=client.id, batch_id=batch.id, reference=ref, debtor_name=name,
-                        id_number="440301199001011234", amount_due=Decimal(amount), days_past_due=dpd,
-                        status="active", timezone="Asia/Shanghai", extra={}, created_at=now)
-            s.add(case)
-            s.flush()
-            s.add_all([Phone(case_id=case.id, role="own_mobile", e164="+8613800138000", dial="13800138000"),
-                       Phone(case_id=case.id, role="home", e164="+8675588888888", dial="075588888888")])
-            ids[ref] = case.id
-        s.flush()
-        east, _ = create_campaign(s, "east", "BANK", now, batches=(batch.id,))
-        west, _ = create_campaign(s, "west", "BANK", now, batches=(batch.id,))
-        east.status = west.status = "running"
-        # each campaign holds one case only
-        s.execute(text("DELETE FROM campaign_cases WHERE (campaign_id = :e AND case_id = :w) OR "
-                       "(campaign_id = :w2 AND case_id = :e2)"),
-                  {"e": east.id, "w": ids["C-WEST"], "w2": west.id, "e2": ids["C-EAST"]})
-        ids["east"], ids["west"] = east.id, west.id
-        a1, a2 = add_agent(s, "6001", "Alice Agent", now), add_agent(s, "6002", "Bob Agent", now)
-        ids["agent_alice"], ids["agent_bob"] = a1.id, a2.id
-        for team in ("team-east", "team-west"):
-            accounts.create_team(s, team, now)
-        accounts.assign_campaign(s, "east", "team-east")
-        accounts.assign_campaign(s, "west", "team-west")
-        accounts.create_account(s, "alice", "agent", PASSWORDS["alice"], now, extension="6001", team="team-east",
-                                language="en", settings=FAST)
-        accounts.create_account(s, "bob", "agent", PASSWORDS["bob"], now, extension="6002", team="team-west",
-                                language="en", settings=FAST)
-        accounts.create_account(s, "sam", "supervisor", PASSWORDS["sam"], now, language="en", settings=FAST)
-        accounts.create_account(s, "quinn", "qa", PASSWORDS["quinn"], now, team="team-west", language="en",
-                                settings=FAST)
-        accounts.create_account(s, "sue", "supervisor", PASSWORDS["sue"], now, team="team-east", language="en",
-                                settings=FAST)
-        accounts.create_account(s, "root", "administrator", PASSWORDS["root"], now, language="en", settings=FAST)
-        # a past answered call on the west case, with its recording in the vault
-        phone_w = s.scalar(select(Phone).where(Phone.case_id == ids["C-WEST"], Phone.role == "own_mobile"))
-        old = Attempt(call_id="old-west-1", campaign_id=west.id, case_id=ids["C-WEST"], phone_id=phone_w.id,
-                      agent_id=a2.id, number=phone_w.dial, state="ended", planned_at=now - dt.timedelta(days=1),
-                      dialed_at=now - dt.timedelta(days=1), answered_at=now - dt.timedelta(days=1),
-                      bridged_at=now - dt.timedelta(days=1), ended_at=now - dt.timedelta(days=1, seconds=-40),
-                      outcome="answered")
-        s.add(old)
-        s.flush()
-        ids["old_attempt"] = old.id
-        if root is not None:
-            rel = "2026/11/24/old-west-1.wav"
-            write_wav(root / rel)
-            recording = Recording(attempt_id=old.id, recorded_at=old.bridged_at, seconds=Decimal("6"))
-            s.add(recording)
-            s.flush()
-            size = (root / rel).stat().st_size
-            s.add(VaultFile(recording_id=recording.id, path=rel, codec="wav", layout="left=agent,right=debtor",
-                            sample_rate=8000, seconds=Decimal("6"), bytes=size, sha256=sha256_of(root / rel),
-                            metadata_path=rel + ".json", metadata_sha256="0" * 64, recorded_at=old.bridged_at,
-                            retain_until=now + dt.timedelta(days=800), stored_at=now, checked_at=now))
-            s.flush()
-            ids["recording"] = recording.id
-    return ids
-
-
-def bridge(factory, case_id: int, agent_id: int, call_id: str, at: dt.datetime) -> None:
-    """What the engine writes when it dials for an agent and the debtor answers: the attempt
-    (reserved), the presence on_call, the bridge."""
-    with transaction(factory) as s:
-        campaign_id = s.scalar(select(CampaignCase.campaign_id).where(CampaignCase.case_id == case_id))
-        phone = s.scalar(select(Phone).where(Phone.case_id == case_id, Phone.role == "own_mobile"))
-        s.add(Attempt(call_id=call_id, campaign_id=campaign_id, case_id=case_id, phone_id=phone.id, agent_id=agent_id,
-                      number=phone.dial, state="dialing", planned_at=at, dialed_at=at))
-        presence = s.get(AgentPresence, agent_id) or AgentPresence(agent_id=agent_id)
-        presence.state, presence.state_since, presence.call_id, presence.campaign_id = "reserved", at, call_id, campaign_id
-        s.merge(presence)
-    with transaction(factory) as s:
-        attempt = s.scalar(select(Attempt).where(Attempt.call_id == call_id))
-        attempt.answered_at = attempt.bridged_at = at + dt.timedelta(seconds=5)
-        presence = s.get(AgentPresence, agent_id)
-        presence.state, presence.state_since = "on_call", at + dt.timedelta(seconds=5)
-
-
-def hang_up(factory, call_id: str, agent_id: int, at: dt.datetime) -> None:
-    with transaction(factory) as s:
-        attempt = s.scalar(select(Attempt).where(Attempt.call_id == call_id))
-        attempt.ended_at, attempt.state, attempt.outcome = at, "ended", "answered"
-        presence = s.get(AgentPresence, agent_id)
-        presence.state, presence.state_since = "wrap_up", at
-
-
-class Browser:
-    """A signed-in aiohttp client: keeps cookies, reads the CSRF token from the page."""
-
-    def __init__(self, base: str, address: str | None = None) -> None:
-        self.base = base
-        # another source address: any 127.x.y.z reaches the console on 127.0.0.1
-        connector = aiohttp.TCPConnector(local_addr=(address, 0)) if address else None
-        self.http = aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True),
-                                          headers={"Accept-Language": "en"}, connector=connector)
-        self.csrf = ""
-
-    async def login(self, username: str, password: str) -> aiohttp.ClientResponse:
-        page = await (await self.http.get("/login")).text()
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-        response = await self.http.post("/login", data={"csrf_token": token, "username": username,
-                                                        "password": password}, allow_redirects=True)
-        body = await response.text()
-        found = re.search(r'data-csrf="([^"]*)"', body)
-        self.csrf = found.group(1) if found else ""
-        return response
-
-    async def post(self, path: str, data: dict | None = None, csrf: bool = True, **kw) -> aiohttp.ClientResponse:
-        data = dict(data or {})
-        if csrf:
-            data["csrf_token"] = self.csrf
-        return await self.http.post(path, data=data, headers={"Accept": "application/json"}, **kw)
-
-    async def close(self) -> None:
-        await self.http.close()
-
-
-@pytest.fixture
-async def console_with(database, tmp_path, unused_tcp_port_factory):
-    """Start the seeded console with FAST settings changed by keyword (once per test);
-    `before_start(app)` may add to the app before it runs."""
-    runners, browsers = [], []
-
-    async def make(before_start=None, **changes) -> dict:
-        root = tmp_path / "vault"
-        factory = sessions(database)
-        ids = seed(factory, root)
-        clock = Clock(NOW)
-        settings = Settings(**{**FAST.__dict__, "recordings_root": root, **changes})
-        app = make_app(factory, settings, now=clock)
-        if before_start is not None:
-            before_start(app)
-        port = unused_tcp_port_factory()
-        runners.append(await start(app, "127.0.0.1", port))
-
-        def browser(address: str | None = None) -> Browser:
-            b = Browser(f"http://127.0.0.1:{port}", address)
-            browsers.append(b)
-            return b
-        return {"factory": factory, "ids": ids, "clock": clock, "browser": browser, "app": app, "root": root,
-                "base": f"http://127.0.0.1:{port}"}
-    yield make
-    for b in browsers:
-        await b.close()
-    for runner in runners:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def console(console_with):
-    return await console_with()
-
-
-@pytest.fixture
-def unused_tcp_port_factory():
-    import socket
-
-    def pick() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-    return pick
 
 
 async def test_sign_in_sets_a_strict_httponly_cookie_and_the_role_decides_the_home_page(console):

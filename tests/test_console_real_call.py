@@ -21,8 +21,7 @@ from campaigns.importing import import_batch
 from campaigns.models import Attempt, Disposition
 from dialer.engine import ShiftedClock
 from dialer.runner import run_campaign
-from test_campaign_e2e import set_local
-from test_console_browser import Driver, tid
+from helpers import Driver, set_local, tid
 
 pytestmark = pytest.mark.asterisk
 PASSWORD = "Qm7#vTr!pLx2"

@@ -21,16 +21,7 @@ from agent_console.app import ACCESS, ANONYMOUS, route_table
 from agent_console.schema import AuditEntry
 from campaigns.db import sessions, transaction
 from campaigns.models import Disposition, PromiseToPay
-from test_console_http import (  # noqa: F401  (fixtures)
-    FAST,
-    NOW,
-    PASSWORDS,
-    bridge,
-    console,
-    console_with,
-    hang_up,
-    unused_tcp_port_factory,
-)
+from helpers import FAST, NOW, PASSWORDS, bridge, hang_up
 
 WRONG = "Wrong#Passw0rd"
 SECURITY = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy")

@@ -21,14 +21,10 @@ from campaigns.importing import import_batch
 from campaigns.models import Attempt, EngineStatus
 from dialer.agents import AgentEvent, AgentPool, AgentState
 from dialer.engine import Engine, EngineSettings, SetClock
+from helpers import all_attempts, local
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 UTC = dt.timezone.utc
-
-
-def local(hour: int, minute: int, second: int = 0) -> dt.datetime:
-    """A Wednesday in Shanghai, as UTC."""
-    return dt.datetime(2026, 11, 25, hour, minute, second, tzinfo=SHANGHAI).astimezone(UTC)
 
 
 @pytest.fixture
@@ -69,11 +65,6 @@ def engine_for(factory, calls, clock: SetClock, tmp_path) -> Engine:
     pool.apply("6001", AgentEvent.LOGIN, clock.now())
     return Engine(factory, calls, pool, "e", spool=tmp_path / "spool", recordings_root=tmp_path / "recordings",
                   settings=EngineSettings(tick_s=0.01, wrap_up_s=0), clock=clock)
-
-
-def all_attempts(factory) -> list[Attempt]:
-    with factory() as s:
-        return list(s.scalars(select(Attempt).order_by(Attempt.id)))
 
 
 def status_rows(factory) -> int:

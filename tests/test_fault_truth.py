@@ -22,9 +22,6 @@ from pathlib import Path
 import pytest
 from ami_peer import ANSWERED_ONLY, core_show_channel, eventually, settings_kwargs
 from sqlalchemy import select
-from test_engine import all_attempts, local
-from test_vault import spool_call
-from test_vault_recovery import ANSWERED, CALL, DIALED, restart, the_attempt, world  # noqa: F401
 
 from ami_bridge import AmiConnection, AmiSettings, Calls
 from campaigns.db import make_engine, sessions
@@ -33,6 +30,7 @@ from dialer.agents import AgentEvent, AgentPool, AgentState
 from dialer.cel import CelLog
 from dialer.engine import Engine, EngineSettings, SetClock
 from recordings import integrity
+from helpers import ANSWERED, CALL, DIALED, all_attempts, local, restart, spool_call, the_attempt
 
 UTC = dt.timezone.utc
 
@@ -79,12 +77,12 @@ def answered_call(call_id: str, answered: dt.datetime, talk_s: float, *, debtor_
 
 # -- 1. a killed engine's calls: times from Asterisk's record --------------------------------------
 
-async def test_a_call_left_by_a_killed_engine_is_settled_from_asterisks_record(world, tmp_path, peer,  # noqa: F811
+async def test_a_call_left_by_a_killed_engine_is_settled_from_asterisks_record(crashed_call, tmp_path, peer,
                                                                                monkeypatch):
     """The fault run: the restarted engine stored `answered_at = bridged_at =` the takeover
     moment, or a 24 s conversation as debtor_hung_up with 0.74 s; here the call ended while no
     engine ran, and Asterisk's CEL says when it was answered, bridged and hung up."""
-    url, factory, attempt_id = world
+    url, factory, attempt_id = crashed_call
     spool_call(tmp_path / "spool", CALL)
     cel = tmp_path / "cel.csv"
     cel.write_text(answered_call(CALL, ANSWERED, 24.0))
@@ -234,8 +232,8 @@ def test_a_read_only_recordings_directory_is_no_place_for_a_recording(factory, c
 
 # -- 4. verify names calls whose legs wait in the spool -------------------------------------------
 
-def test_verify_names_an_answered_call_whose_legs_wait_in_the_spool(world, tmp_path):  # noqa: F811
-    url, factory, attempt_id = world
+def test_verify_names_an_answered_call_whose_legs_wait_in_the_spool(crashed_call, tmp_path):
+    url, factory, attempt_id = crashed_call
     with factory() as s, s.begin():
         attempt = s.get(Attempt, attempt_id)
         attempt.state, attempt.outcome, attempt.answered_at = "ended", "answered", ANSWERED

@@ -16,12 +16,18 @@ from campaigns.queue import CampaignError
 from dialer.memory import abandonment
 from dialer.pacing import THIRTY_DAYS_S, TWENTY_FOUR_HOURS_S, AbandonController, Abandoned, ControllerSettings, DialEnded
 from dialer.runner import settings_for
-from test_report import at, attempts, factory  # noqa: F401  (fixture)
+from helpers import at, attempts
 
 NOW = at(15, 0)   # 2026-11-25 15:00 in Shanghai
 
 
-def make_predictive(factory, **settings) -> None:  # noqa: F811
+@pytest.fixture
+def factory(report_campaign):
+    """conftest.report_campaign: campaign q's session factory."""
+    return report_campaign
+
+
+def make_predictive(factory, **settings) -> None:
     with transaction(factory) as s:
         campaign = queue.campaign_named(s, "q")
         campaign.mode = "predictive"
@@ -43,7 +49,7 @@ def test_the_controller_remembers_earlier_calls_without_moving_its_caution() -> 
     assert c.rate(1020.0 + 3600) == (5 - 1) / (101 - 2), "the remembered calls leave the window in time"
 
 
-def test_the_window_counts_answered_calls_of_the_last_24_hours(factory):  # noqa: F811
+def test_the_window_counts_answered_calls_of_the_last_24_hours(factory):
     day = dt.timedelta(days=1)
     attempts(
         factory,
@@ -71,7 +77,7 @@ def test_the_window_counts_answered_calls_of_the_last_24_hours(factory):  # noqa
         abandonment(s, queue.campaign_named(s, "q"), NOW)
 
 
-def test_a_new_engine_run_starts_from_the_campaigns_window_and_what_it_learned(factory):  # noqa: F811
+def test_a_new_engine_run_starts_from_the_campaigns_window_and_what_it_learned(factory):
     base = at(9, 0)
     calls = []
     for i in range(200):   # one dial a minute since 09:00: one in four answered, one answered in ten abandoned
@@ -100,7 +106,7 @@ def test_a_new_engine_run_starts_from_the_campaigns_window_and_what_it_learned(f
     assert daily.controller.answered == 20, "the 24 h window ending 11:00 tomorrow: today's calls from 11:00"
 
 
-def test_campaign_status_shows_the_window_of_a_predictive_campaign(factory, database):  # noqa: F811
+def test_campaign_status_shows_the_window_of_a_predictive_campaign(factory, database):
     from cli import main
     attempts(factory, ("6001", "abandoned", at(10, 0), 8, None), ("6002", "answered", at(11, 0), 5, 60.0))
     env = {"DUNNING_DATABASE_URL": database.url.render_as_string(hide_password=False)}
@@ -122,3 +128,15 @@ def test_campaign_status_shows_the_window_of_a_predictive_campaign(factory, data
     wrong = CliRunner().invoke(main, ["campaign", "create", "weekly", "--client", "R", "--abandon-window", "7d"],
                                env=env)
     assert wrong.exit_code == 2 and "'7d' is not one of '24h', '30d'" in wrong.stderr
+
+
+def test_simulate_learns_from_the_campaigns_dials_on_the_command_line(factory, database):
+    from cli import main
+    attempts(factory, *[("6001", "answered", at(10, minute), 6, 45.0) for minute in range(0, 40, 2)],
+             *[("6002", "no_answer", at(10, minute), None, None) for minute in range(1, 41, 2)])
+    env = {"DUNNING_DATABASE_URL": database.url.render_as_string(hide_password=False)}
+    done = CliRunner().invoke(main, ["simulate", "--campaign", "q", "--agents", "2", "--hours", "0.5",
+                                     "--seeds", "1"], env=env)
+    assert done.exit_code == 0, done.output
+    assert done.stdout.startswith("40 attempts of campaign q learned; 2 agents, 0.5 h, 1 simulated day(s) per policy")
+    assert {"progressive", "pacing"} <= {line.split()[0] for line in done.stdout.splitlines()[1:] if line.strip()}

@@ -27,7 +27,7 @@ from dialer.engine import Engine, EngineSettings, ShiftedClock
 from dialer.pacing import ControllerSettings, Predictive, PredictiveSettings
 from dialer.sandbox_session import ami_settings
 from recordings import integrity
-from test_campaign_e2e import dial_lines, set_local
+from helpers import dial_lines, set_local
 
 pytestmark = pytest.mark.asterisk
 SHANGHAI = ZoneInfo("Asia/Shanghai")

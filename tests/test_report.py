@@ -5,61 +5,20 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
 
-from campaigns import admin, queue
-from campaigns.db import sessions, transaction
-from campaigns.importing import import_batch
-from campaigns.models import Agent, Attempt, Phone, Recording
+from campaigns.db import transaction
+from campaigns.models import Recording
 from campaigns.report import AgentDay, daily, render
+from helpers import SHANGHAI_0930, at, attempts
 
 UTC = dt.timezone.utc
 DAY = dt.date(2026, 11, 25)
-SHANGHAI_0930 = dt.datetime(2026, 11, 25, 1, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def factory(database, tmp_path):
-    path = tmp_path / "b.csv"
-    path.write_text("案件编号,姓名,欠款金额,逾期天数,手机\nA,甲,900,10,13800138000\n", encoding="utf-8")
-    factory = sessions(database)
-    assert import_batch(factory, path, "R", now=SHANGHAI_0930).ok
-    with transaction(factory) as s:
-        admin.create_campaign(s, "q", "R", SHANGHAI_0930)
-        queue.change_campaign(s, "q", "start", SHANGHAI_0930)
-        for ext in ("6001", "6002", "6003", "6004"):
-            admin.add_agent(s, ext, f"agent {ext}", SHANGHAI_0930)
-        s.scalar(select(Agent).where(Agent.extension == "6004")).active = False
-    return factory
-
-
-def attempts(factory, *calls: tuple[str, str, dt.datetime | None, float | None, float | None]) -> list[int]:
-    """One ended attempt per (agent, outcome, dialled at, answered after s, talked s); talked
-    None: answered but never bridged."""
-    ids = []
-    with transaction(factory) as s:
-        campaign = queue.campaign_named(s, "q")
-        phone = s.scalars(select(Phone)).one()
-        agent_of = {a.extension: a.id for a in s.scalars(select(Agent))}
-        for n, (ext, outcome, dialed, answer_s, talk_s) in enumerate(calls):
-            answered = None if answer_s is None else dialed + dt.timedelta(seconds=answer_s)
-            bridged = answered if answered is not None and talk_s is not None else None
-            ended = (bridged + dt.timedelta(seconds=talk_s) if bridged else
-                     answered + dt.timedelta(seconds=2) if answered else (dialed or SHANGHAI_0930)
-                     + dt.timedelta(seconds=20))
-            attempt = Attempt(call_id=f"r{n}", campaign_id=campaign.id, case_id=phone.case_id, phone_id=phone.id,
-                              agent_id=agent_of[ext], number="13800138000", state="ended",
-                              planned_at=dialed or SHANGHAI_0930, dialed_at=dialed, answered_at=answered,
-                              bridged_at=bridged, ended_at=ended, outcome=outcome)
-            s.add(attempt)
-            s.flush()
-            ids.append(attempt.id)
-    return ids
-
-
-def at(hour: int, minute: int, day: int = 25) -> dt.datetime:
-    """Shanghai local time on 2026-11-`day`, as UTC."""
-    return dt.datetime(2026, 11, day, hour, minute, tzinfo=dt.timezone(dt.timedelta(hours=8))).astimezone(UTC)
+def factory(report_campaign):
+    """conftest.report_campaign: campaign q's session factory."""
+    return report_campaign
 
 
 def test_effective_calls_connects_and_the_connect_rate(factory):

@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
-from test_vault import set_next_run
 
 from campaigns import admin, queue, schedule
 from campaigns.jobs import job_store, scheduled_jobs
@@ -17,6 +16,7 @@ from campaigns.db import make_engine, migrate, sessions, transaction
 from campaigns.importing import import_batch
 from campaigns.models import Alert, Attempt
 from campaigns.policy import Rules
+from helpers import set_next_run
 
 UTC = dt.timezone.utc
 

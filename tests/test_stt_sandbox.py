@@ -33,7 +33,7 @@ from dialer.runner import run_campaign
 from recordings.qa_schema import FindingRow
 from recordings.speech_models import packaged_korean_model
 from recordings.transcripts import StoredTranscript
-from test_campaign_e2e import set_local
+from helpers import set_local
 
 pytestmark = pytest.mark.asterisk
 RULES = Path(__file__).resolve().parent.parent / "recordings" / "rules" / "ko.yaml"

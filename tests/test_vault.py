@@ -50,13 +50,11 @@ from recordings.errors import (
     VaultConflict,
     VaultError,
 )
-from recordings.legs import leg_files
 from recordings.store import sha256_of, store_call
+from helpers import AGENT_CLIP, DEBTOR_CLIP, set_next_run, spool_call, tree
 
 UTC = dt.timezone.utc
 AUDIO = Path(__file__).resolve().parent / "audio"  # tests/audio: the clips, with their sources and licences
-AGENT_CLIP = AUDIO / "en-librivox-8k-001.wav"   # 3.0 s
-DEBTOR_CLIP = AUDIO / "zh-aishell1-8k-002.wav"  # 4.1 s: the agent's leg is the shorter one
 ANSWERED = dt.datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 09:30 in Shanghai
 NOW = ANSWERED + dt.timedelta(minutes=5)
 REPO = Path(__file__).resolve().parent.parent
@@ -98,16 +96,6 @@ def add_call(s, world: dict[str, int], case_phone: tuple[int, int], call_id: str
     s.add(attempt)
     s.flush()
     return attempt.id
-
-
-def spool_call(spool: Path, call_id: str) -> dict[str, Path]:
-    """What MixMonitor leaves for a call: the agent's leg, the debtor's leg and the mix."""
-    spool.mkdir(parents=True, exist_ok=True)
-    files = leg_files(spool, call_id)
-    shutil.copyfile(AGENT_CLIP, files["agent"])
-    shutil.copyfile(DEBTOR_CLIP, files["debtor"])
-    AudioSegment.from_wav(AGENT_CLIP).overlay(AudioSegment.from_wav(DEBTOR_CLIP)).export(files["mix"], format="wav")
-    return files
 
 
 @pytest.fixture
@@ -152,12 +140,6 @@ def correlation(a: list[float], b: list[float]) -> float:
 def ingest(factory, root: Path, attempt_id: int, legs, codec: str = "flac", now: dt.datetime = NOW) -> VaultFile:
     with transaction(factory) as s:
         return vault.ingest(s, root, attempt_id, legs, now, codec=codec)
-
-
-def tree(root: Path) -> dict[str, tuple[int, int, int]]:
-    """Every file under `root` with its inode, size and mode: what 'nothing changed' means."""
-    return {p.relative_to(root).as_posix(): (p.stat().st_ino, p.stat().st_size, p.stat().st_mode)
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # -- ingest ---------------------------------------------------------------------------------
@@ -528,20 +510,6 @@ def job_scheduler(url: str):
     scheduler = BackgroundScheduler(timezone="UTC", jobstores={"default": job_store(url)})
     scheduler.start(paused=True)
     return scheduler
-
-
-def set_next_run(url: str, job_id: str, at: dt.datetime) -> None:
-    """Write a job's next run time into the store, as a store left by processes that were
-    all stopped at that time holds it."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    from campaigns.jobs import job_store
-    store = job_store(url)
-    store.start(BackgroundScheduler(timezone="UTC"), "default")
-    job = store.lookup_job(job_id)
-    job.next_run_time = at
-    store.update_job(job)
-    store.shutdown()
 
 
 def test_the_daily_purge_is_one_job_in_the_database_and_one_missed_runs_when_a_scheduler_starts(

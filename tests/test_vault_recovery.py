@@ -16,87 +16,25 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
-from test_vault import AGENT_CLIP, DEBTOR_CLIP, spool_call, tree
 
-from asterisk_conf.site import Site
-from campaigns import admin, queue
+from campaigns import queue
 from campaigns.jobs import scheduled_jobs
-from campaigns.db import make_engine, migrate, sessions, transaction
-from campaigns.importing import import_batch
-from campaigns.models import Attempt, Phone, Recording, RecordingFile, VaultFile
-from dialer.engine import SetClock
+from campaigns.db import transaction
+from campaigns.models import Attempt, Recording, RecordingFile, VaultFile
 from recordings import backlog, integrity, retention, vault
 from recordings.codecs import channels, decode
 from recordings.store import store_call, wav_seconds
 from recordings.transcripts import TranscriptionJob
+from helpers import AGENT_CLIP, ANSWERED, CALL, DEBTOR_CLIP, DIALED, RESTART, restart, spool_call, the_attempt, tree
 
 UTC = dt.timezone.utc
-DIALED = dt.datetime(2026, 11, 25, 1, 29, 52, tzinfo=UTC)   # 09:29:52 in Shanghai
-ANSWERED = dt.datetime(2026, 11, 25, 1, 30, tzinfo=UTC)
-RESTART = dt.datetime(2026, 11, 25, 2, 30, tzinfo=UTC)
 DAY = dt.date(2026, 11, 25)
-CALL = "a2611250129-6001-7"
-
-
-@pytest.fixture
-def world(tmp_path):
-    """Campaign `e` (paused: the restarted engine dials nothing), agent 6001, and an attempt
-    the crashed engine left DIALING. Returns (database url, factory, attempt id)."""
-    url = f"sqlite:///{tmp_path / 'dunning.db'}"
-    engine = make_engine(url)
-    migrate(engine)
-    factory = sessions(engine)
-    path = tmp_path / "b.csv"
-    path.write_text("案件编号,姓名,欠款金额,逾期天数,手机\nE1,甲,900,10,13800138000\n", encoding="utf-8")
-    assert import_batch(factory, path, "ENG", now=DIALED - dt.timedelta(hours=2)).ok
-    with transaction(factory) as s:
-        agent = admin.add_agent(s, "6001", "agent", DIALED - dt.timedelta(hours=2))
-        campaign, _ = admin.create_campaign(s, "e", "ENG", DIALED - dt.timedelta(hours=2))
-        queue.change_campaign(s, "e", "start", DIALED - dt.timedelta(hours=2))
-        queue.change_campaign(s, "e", "pause", RESTART - dt.timedelta(minutes=1))
-        phone = s.scalars(select(Phone)).one()
-        attempt = Attempt(call_id=CALL, campaign_id=campaign.id, case_id=phone.case_id, phone_id=phone.id,
-                          agent_id=agent.id, number=phone.dial, state="dialing", planned_at=DIALED,
-                          dialed_at=DIALED)
-        s.add(attempt)
-        s.flush()
-        attempt_id = attempt.id
-    yield url, factory, attempt_id
-    engine.dispose()
 
 
 def set_written_at(files, end: dt.datetime) -> None:
     """MixMonitor's files: last written at the hang-up."""
     for path in files:
         os.utime(path, (end.timestamp(), end.timestamp()))
-
-
-def the_attempt(factory, attempt_id: int) -> Attempt:
-    with factory() as s:
-        return s.get(Attempt, attempt_id)
-
-
-async def restart(url: str, tmp_path: Path, peer, monkeypatch, codec: str | None = None,
-                  env: dict[str, str] | None = None) -> tuple[list[str], object]:
-    """`dunning run e --agents 6001 --until-idle` after the crash, configured from the
-    environment as the command is (DUNNING_RECORDING_CODEC included)."""
-    from dialer.runner import run_campaign
-    env = {"DUNNING_HOME": str(tmp_path), "DUNNING_DATABASE_URL": url, "DUNNING_RECORDINGS": str(tmp_path / "recordings"),
-           "DUNNING_SPOOL": str(tmp_path / "spool"), "DUNNING_AMI_HOST": "127.0.0.1",
-           "DUNNING_AMI_PORT": str(peer.port), "DUNNING_AMI_USERNAME": peer.username,
-           "DUNNING_AMI_SECRET": peer.secret, **({"DUNNING_RECORDING_CODEC": codec} if codec else {}),
-           **(env or {})}
-    monkeypatch.setenv("DUNNING_HOME", str(tmp_path))  # no speech model there: no transcription workers
-    monkeypatch.delenv("DUNNING_STT_MODEL", raising=False)
-    site = Site.from_env(env)
-    echoed: list[str] = []
-    engine = make_engine(url)
-    try:
-        summary = await run_campaign(site, sessions(engine), "e", ["6001"], until_idle=True, echo=echoed.append,
-                                     clock=SetClock(RESTART))
-    finally:
-        engine.dispose()
-    return echoed, summary
 
 
 def assert_in_the_vault(factory, root: Path, spool: Path, attempt_id: int, extension: str) -> VaultFile:
@@ -116,12 +54,12 @@ def assert_in_the_vault(factory, root: Path, spool: Path, attempt_id: int, exten
     return stored
 
 
-async def test_the_restarted_engine_stores_a_call_whose_legs_were_still_in_the_spool(world, tmp_path, peer,
+async def test_the_restarted_engine_stores_a_call_whose_legs_were_still_in_the_spool(crashed_call, tmp_path, peer,
                                                                                      monkeypatch):
     """The crash came before the legs left the spool: nothing in the database says the call
     was answered; the answer time is estimated from MixMonitor's files. With
     DUNNING_RECORDING_CODEC=wav the vault keeps a .wav."""
-    url, factory, attempt_id = world
+    url, factory, attempt_id = crashed_call
     legs = spool_call(tmp_path / "spool", CALL)
     hung_up = ANSWERED + dt.timedelta(seconds=wav_seconds(DEBTOR_CLIP))  # the longest leg
     set_written_at(legs.values(), hung_up)
@@ -144,11 +82,11 @@ async def test_the_restarted_engine_stores_a_call_whose_legs_were_still_in_the_s
     assert retention.PURGE_JOB_ID in {job for job, _ in scheduled_jobs(url)}
 
 
-async def test_the_restarted_engine_completes_a_call_whose_vault_write_was_cut_short(world, tmp_path, peer,
+async def test_the_restarted_engine_completes_a_call_whose_vault_write_was_cut_short(crashed_call, tmp_path, peer,
                                                                                      monkeypatch):
     """The crash came while the stereo file was written: the legs were stored and linked
     (their row holds the answer time), a hidden .partial is all the vault has."""
-    url, factory, attempt_id = world
+    url, factory, attempt_id = crashed_call
     root, spool = tmp_path / "recordings", tmp_path / "spool"
     spool_call(spool, CALL)
     files = store_call(spool, root, CALL, ANSWERED)
@@ -171,10 +109,10 @@ async def test_the_restarted_engine_completes_a_call_whose_vault_write_was_cut_s
     assert_in_the_vault(factory, root, spool, attempt_id, "flac")
 
 
-async def test_the_restarted_engine_stores_legs_copied_just_before_the_crash(world, tmp_path, peer, monkeypatch):
+async def test_the_restarted_engine_stores_legs_copied_just_before_the_crash(crashed_call, tmp_path, peer, monkeypatch):
     """The crash came after the legs were copied out of the spool and before their rows:
     they are found under the day they were filed, the answer time estimated from them."""
-    url, factory, attempt_id = world
+    url, factory, attempt_id = crashed_call
     root, spool = tmp_path / "recordings", tmp_path / "spool"
     spool_call(spool, CALL)
     files = store_call(spool, root, CALL, ANSWERED)
@@ -192,9 +130,9 @@ async def test_the_restarted_engine_stores_legs_copied_just_before_the_crash(wor
     assert_in_the_vault(factory, root, spool, attempt_id, "flac")
 
 
-async def test_a_call_that_cannot_be_stored_at_restart_is_a_problem_and_stays_reported(world, tmp_path, peer,
+async def test_a_call_that_cannot_be_stored_at_restart_is_a_problem_and_stays_reported(crashed_call, tmp_path, peer,
                                                                                      monkeypatch):
-    url, factory, attempt_id = world
+    url, factory, attempt_id = crashed_call
     legs = spool_call(tmp_path / "spool", CALL)
     legs["debtor"].unlink()  # Asterisk lost a leg
 
@@ -215,8 +153,8 @@ def cli(env: dict[str, str], *args: str):
     return CliRunner().invoke(main, list(args), env=env)
 
 
-def test_ingest_stores_what_crashes_left_and_running_it_again_changes_nothing(world, tmp_path):
-    url, factory, crashed_id = world
+def test_ingest_stores_what_crashes_left_and_running_it_again_changes_nothing(crashed_call, tmp_path):
+    url, factory, crashed_id = crashed_call
     root, spool = tmp_path / "recordings", tmp_path / "spool"
     env = {"DUNNING_HOME": str(tmp_path), "DUNNING_DATABASE_URL": url, "DUNNING_RECORDINGS": str(root),
            "DUNNING_SPOOL": str(spool)}
@@ -282,8 +220,8 @@ def test_ingest_stores_what_crashes_left_and_running_it_again_changes_nothing(wo
         assert s.scalar(select(func.count()).select_from(VaultFile)) == 2
 
 
-def test_ingest_removes_a_partial_left_after_its_file_was_stored_and_verify_fails_until_then(world, tmp_path):
-    url, factory, attempt_id = world
+def test_ingest_removes_a_partial_left_after_its_file_was_stored_and_verify_fails_until_then(crashed_call, tmp_path):
+    url, factory, attempt_id = crashed_call
     root, spool = tmp_path / "recordings", tmp_path / "spool"
     with transaction(factory) as s:
         queue.finish(s, attempt_id, "answered", answered_at=ANSWERED, ended_at=ANSWERED + dt.timedelta(minutes=3))
@@ -304,9 +242,9 @@ def test_ingest_removes_a_partial_left_after_its_file_was_stored_and_verify_fail
         assert integrity.verify(s, root, RESTART, spool=spool).ok
 
 
-def test_an_interrupted_call_already_in_the_vault_gets_its_answer_time_back(world, tmp_path):
+def test_an_interrupted_call_already_in_the_vault_gets_its_answer_time_back(crashed_call, tmp_path):
     """The crash came after the vault's rows were committed, before the attempt's outcome."""
-    url, factory, attempt_id = world
+    url, factory, attempt_id = crashed_call
     root, spool = tmp_path / "recordings", tmp_path / "spool"
     legs = spool_call(spool, CALL)
     with transaction(factory) as s:

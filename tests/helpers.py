@@ -1,0 +1,417 @@
+"""What several test modules share: the worlds they build, the clocks they set, the calls they
+fake and the drivers they start. Fixtures built on them are in conftest.py; a test module
+imports from here, never from another test module.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import shutil
+import wave
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+from pydub import AudioSegment
+from sqlalchemy import select, text
+
+from agent_console import accounts
+from agent_console.settings import Settings
+from asterisk_conf.site import Site
+from campaigns import queue
+from campaigns.admin import add_agent, create_campaign
+from campaigns.db import make_engine, sessions, transaction
+from campaigns.models import (
+    Agent,
+    AgentPresence,
+    Attempt,
+    Batch,
+    CampaignCase,
+    Case,
+    Client,
+    Phone,
+    Recording,
+    VaultFile,
+)
+from dialer.engine import SetClock
+from recordings.legs import leg_files
+from recordings.store import sha256_of
+
+if TYPE_CHECKING:
+    from dialer.engine import ShiftedClock
+
+REPO = Path(__file__).resolve().parent.parent
+#: tests/audio: the speech clips, with their sources and licences (tests/audio/README.md).
+AUDIO = Path(__file__).resolve().parent / "audio"
+UTC = dt.timezone.utc
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+# ---------------------------------------------------------------- the console's world
+# (tests/test_console_http.py, test_console_security.py, test_console_browser.py, test_append_only.py)
+
+#: 10:00 in Shanghai: inside the calling window.
+NOW = dt.datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+PASSWORDS = {"alice": "Qm7#vTr!pLx2", "bob": "Zr4$kWq!nHs9", "sam": "Pe8&jXo!cVb3", "quinn": "Ty5*gNm!dKe6",
+             "root": "Ad9^fBw!sJq4Lz", "sue": "Hv2@rKy!wNc5"}
+FAST = Settings(cookie_secure=False, poll_interval_s=0.05, max_failures=3)
+
+
+class Clock:
+    """The console's clock in a test: fixed, moved by hand."""
+
+    def __init__(self, at: dt.datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> dt.datetime:
+        return self.at
+
+
+def write_wav(path: Path, seconds: float = 6.0, rate: int = 8000) -> None:
+    """A stereo 16-bit WAV (left agent, right debtor): a tone that changes each second."""
+    import math
+    import struct
+    frames = bytearray()
+    for i in range(int(seconds * rate)):
+        f = 300 + 100 * int(i / rate)
+        sample = int(8000 * math.sin(2 * math.pi * f * i / rate))
+        frames += struct.pack("<hh", sample, -sample)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(frames))
+
+
+def seed(factory, root: Path | None = None, now: dt.datetime = NOW) -> dict:
+    """Two teams, each with a campaign over its own case and an agent; a supervisor without a
+    team (sam: the wallboard of every campaign, no case), a supervisor of team-east (sue), a
+    QA reviewer of team-west (quinn) and an administrator; optionally a recording of the west
+    case in the vault at `root`."""
+    ids: dict = {}
+    with transaction(factory) as s:
+        client = Client(code="BANK", name="示范银行", created_at=now)
+        s.add(client)
+        s.flush()
+        batch = Batch(client_id=client.id, name="b", file_name="b.csv", sha256="0" * 64, rows=2, imported_at=now)
+        s.add(batch)
+        s.flush()
+        for ref, name, amount, dpd in (("C-EAST", "李伟", "18600.00", 95), ("C-WEST", "王芳", "12800.50", 62)):
+            case = Case(client_id=client.id, batch_id=batch.id, reference=ref, debtor_name=name,
+                        id_number="440301199001011234", amount_due=Decimal(amount), days_past_due=dpd,
+                        status="active", timezone="Asia/Shanghai", extra={}, created_at=now)
+            s.add(case)
+            s.flush()
+            s.add_all([Phone(case_id=case.id, role="own_mobile", e164="+8613800138000", dial="13800138000"),
+                       Phone(case_id=case.id, role="home", e164="+8675588888888", dial="075588888888")])
+            ids[ref] = case.id
+        s.flush()
+        east, _ = create_campaign(s, "east", "BANK", now, batches=(batch.id,))
+        west, _ = create_campaign(s, "west", "BANK", now, batches=(batch.id,))
+        east.status = west.status = "running"
+        # each campaign holds one case only
+        s.execute(text("DELETE FROM campaign_cases WHERE (campaign_id = :e AND case_id = :w) OR "
+                       "(campaign_id = :w2 AND case_id = :e2)"),
+                  {"e": east.id, "w": ids["C-WEST"], "w2": west.id, "e2": ids["C-EAST"]})
+        ids["east"], ids["west"] = east.id, west.id
+        a1, a2 = add_agent(s, "6001", "Alice Agent", now), add_agent(s, "6002", "Bob Agent", now)
+        ids["agent_alice"], ids["agent_bob"] = a1.id, a2.id
+        for team in ("team-east", "team-west"):
+            accounts.create_team(s, team, now)
+        accounts.assign_campaign(s, "east", "team-east")
+        accounts.assign_campaign(s, "west", "team-west")
+        accounts.create_account(s, "alice", "agent", PASSWORDS["alice"], now, extension="6001", team="team-east",
+                                language="en", settings=FAST)
+        accounts.create_account(s, "bob", "agent", PASSWORDS["bob"], now, extension="6002", team="team-west",
+                                language="en", settings=FAST)
+        accounts.create_account(s, "sam", "supervisor", PASSWORDS["sam"], now, language="en", settings=FAST)
+        accounts.create_account(s, "quinn", "qa", PASSWORDS["quinn"], now, team="team-west", language="en",
+                                settings=FAST)
+        accounts.create_account(s, "sue", "supervisor", PASSWORDS["sue"], now, team="team-east", language="en",
+                                settings=FAST)
+        accounts.create_account(s, "root", "administrator", PASSWORDS["root"], now, language="en", settings=FAST)
+        # a past answered call on the west case, with its recording in the vault
+        phone_w = s.scalar(select(Phone).where(Phone.case_id == ids["C-WEST"], Phone.role == "own_mobile"))
+        old = Attempt(call_id="old-west-1", campaign_id=west.id, case_id=ids["C-WEST"], phone_id=phone_w.id,
+                      agent_id=a2.id, number=phone_w.dial, state="ended", planned_at=now - dt.timedelta(days=1),
+                      dialed_at=now - dt.timedelta(days=1), answered_at=now - dt.timedelta(days=1),
+                      bridged_at=now - dt.timedelta(days=1), ended_at=now - dt.timedelta(days=1, seconds=-40),
+                      outcome="answered")
+        s.add(old)
+        s.flush()
+        ids["old_attempt"] = old.id
+        if root is not None:
+            rel = "2026/11/24/old-west-1.wav"
+            write_wav(root / rel)
+            recording = Recording(attempt_id=old.id, recorded_at=old.bridged_at, seconds=Decimal("6"))
+            s.add(recording)
+            s.flush()
+            size = (root / rel).stat().st_size
+            s.add(VaultFile(recording_id=recording.id, path=rel, codec="wav", layout="left=agent,right=debtor",
+                            sample_rate=8000, seconds=Decimal("6"), bytes=size, sha256=sha256_of(root / rel),
+                            metadata_path=rel + ".json", metadata_sha256="0" * 64, recorded_at=old.bridged_at,
+                            retain_until=now + dt.timedelta(days=800), stored_at=now, checked_at=now))
+            s.flush()
+            ids["recording"] = recording.id
+    return ids
+
+
+def bridge(factory, case_id: int, agent_id: int, call_id: str, at: dt.datetime) -> None:
+    """What the engine writes when it dials for an agent and the debtor answers: the attempt
+    (reserved), the presence on_call, the bridge."""
+    with transaction(factory) as s:
+        campaign_id = s.scalar(select(CampaignCase.campaign_id).where(CampaignCase.case_id == case_id))
+        phone = s.scalar(select(Phone).where(Phone.case_id == case_id, Phone.role == "own_mobile"))
+        s.add(Attempt(call_id=call_id, campaign_id=campaign_id, case_id=case_id, phone_id=phone.id, agent_id=agent_id,
+                      number=phone.dial, state="dialing", planned_at=at, dialed_at=at))
+        presence = s.get(AgentPresence, agent_id) or AgentPresence(agent_id=agent_id)
+        presence.state, presence.state_since, presence.call_id, presence.campaign_id = "reserved", at, call_id, campaign_id
+        s.merge(presence)
+    with transaction(factory) as s:
+        attempt = s.scalar(select(Attempt).where(Attempt.call_id == call_id))
+        attempt.answered_at = attempt.bridged_at = at + dt.timedelta(seconds=5)
+        presence = s.get(AgentPresence, agent_id)
+        presence.state, presence.state_since = "on_call", at + dt.timedelta(seconds=5)
+
+
+def hang_up(factory, call_id: str, agent_id: int, at: dt.datetime) -> None:
+    with transaction(factory) as s:
+        attempt = s.scalar(select(Attempt).where(Attempt.call_id == call_id))
+        attempt.ended_at, attempt.state, attempt.outcome = at, "ended", "answered"
+        presence = s.get(AgentPresence, agent_id)
+        presence.state, presence.state_since = "wrap_up", at
+
+
+class Browser:
+    """A signed-in aiohttp client: keeps cookies, reads the CSRF token from the page."""
+
+    def __init__(self, base: str, address: str | None = None) -> None:
+        self.base = base
+        # another source address: any 127.x.y.z reaches the console on 127.0.0.1
+        connector = aiohttp.TCPConnector(local_addr=(address, 0)) if address else None
+        self.http = aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                          headers={"Accept-Language": "en"}, connector=connector)
+        self.csrf = ""
+
+    async def login(self, username: str, password: str) -> aiohttp.ClientResponse:
+        page = await (await self.http.get("/login")).text()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        response = await self.http.post("/login", data={"csrf_token": token, "username": username,
+                                                        "password": password}, allow_redirects=True)
+        body = await response.text()
+        found = re.search(r'data-csrf="([^"]*)"', body)
+        self.csrf = found.group(1) if found else ""
+        return response
+
+    async def post(self, path: str, data: dict | None = None, csrf: bool = True, **kw) -> aiohttp.ClientResponse:
+        data = dict(data or {})
+        if csrf:
+            data["csrf_token"] = self.csrf
+        return await self.http.post(path, data=data, headers={"Accept": "application/json"}, **kw)
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+# ---------------------------------------------------------------- the browser
+# (tests/test_console_browser.py, test_console_real_call.py)
+
+DRIVER_DIR = REPO / "agent_console" / "browser"
+
+
+class Driver:
+    """The node process that drives chromium: one JSON command per line, one reply each."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls) -> Driver:
+        if shutil.which("chromium") is None or not (DRIVER_DIR / "node_modules" / "playwright-core").is_dir():
+            pytest.fail("the browser tests need Debian's chromium and playwright-core: run scripts/browser")
+        process = await asyncio.create_subprocess_exec(
+            "node", str(DRIVER_DIR / "driver.mjs"), cwd=DRIVER_DIR, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, limit=2 ** 22)
+        return cls(process)
+
+    async def __call__(self, op: str, page: str = "main", **args):
+        self.process.stdin.write((json.dumps({"op": op, "page": page, **args}) + "\n").encode())
+        await self.process.stdin.drain()
+        line = await asyncio.wait_for(self.process.stdout.readline(), 60)
+        if not line:
+            raise AssertionError(f"the browser driver exited during {op}")
+        reply = json.loads(line)
+        if not reply["ok"]:
+            logs = await self.console(page) if op != "console" else []
+            raise AssertionError(f"{op} {args}: {reply['error']}\nbrowser console: {logs}")
+        return reply["value"]
+
+    async def console(self, page: str) -> list:
+        self.process.stdin.write((json.dumps({"op": "console", "page": page}) + "\n").encode())
+        await self.process.stdin.drain()
+        return json.loads(await self.process.stdout.readline()).get("value", [])
+
+    async def quit(self) -> None:
+        if self.process.returncode is None:
+            self.process.stdin.write(b'{"op": "quit"}\n')
+            await self.process.stdin.drain()
+            try:
+                await asyncio.wait_for(self.process.wait(), 20)
+            except asyncio.TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+def tid(name: str, extra: str = "") -> str:
+    return f'[data-testid="{name}"]{extra}'
+
+
+# ---------------------------------------------------------------- the sandbox's campaign
+# (tests/test_campaign_e2e.py and the other sandbox tests)
+
+def dial_lines(site) -> Counter:
+    """Asterisk's own count of dials, by call id (the dialplan logs one line per dial)."""
+    log = (site.sandbox_root / "var/log/asterisk/messages.log").read_text(errors="replace")
+    found = Counter()
+    for line in log.splitlines():
+        if "dunning-dial " in line:
+            uniqueid = line.split("dunning-dial ", 1)[1].split()[0]
+            found[uniqueid.removesuffix("-2")] += 1
+    return found
+
+
+def set_local(clock: ShiftedClock, hour: int, minute: int, second: int = 0) -> dt.datetime:
+    """Move the engine's clock to today's hour:minute:second in Shanghai."""
+    today = dt.datetime.now(SHANGHAI).date()
+    target = dt.datetime.combine(today, dt.time(hour, minute, second), SHANGHAI)
+    clock.offset = target.astimezone(UTC) - dt.datetime.now(UTC)
+    return target
+
+
+# ---------------------------------------------------------------- the engine over the fake AMI peer
+# (tests/test_engine.py, test_fault_truth.py)
+
+def local(hour: int, minute: int, second: int = 0) -> dt.datetime:
+    """A Wednesday in Shanghai, as UTC."""
+    return dt.datetime(2026, 11, 25, hour, minute, second, tzinfo=SHANGHAI).astimezone(UTC)
+
+
+def all_attempts(factory) -> list[Attempt]:
+    with factory() as s:
+        return list(s.scalars(select(Attempt).order_by(Attempt.id)))
+
+
+# ---------------------------------------------------------------- a call's legs in the spool, the vault's jobs
+# (tests/test_vault.py, test_vault_recovery.py, test_fault_truth.py, test_schedule.py)
+
+AGENT_CLIP = AUDIO / "en-librivox-8k-001.wav"   # 3.0 s
+DEBTOR_CLIP = AUDIO / "zh-aishell1-8k-002.wav"  # 4.1 s: the agent's leg is the shorter one
+
+
+def spool_call(spool: Path, call_id: str) -> dict[str, Path]:
+    """What MixMonitor leaves for a call: the agent's leg, the debtor's leg and the mix."""
+    spool.mkdir(parents=True, exist_ok=True)
+    files = leg_files(spool, call_id)
+    shutil.copyfile(AGENT_CLIP, files["agent"])
+    shutil.copyfile(DEBTOR_CLIP, files["debtor"])
+    AudioSegment.from_wav(AGENT_CLIP).overlay(AudioSegment.from_wav(DEBTOR_CLIP)).export(files["mix"], format="wav")
+    return files
+
+
+def tree(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file under `root` with its inode, size and mode: what 'nothing changed' means."""
+    return {p.relative_to(root).as_posix(): (p.stat().st_ino, p.stat().st_size, p.stat().st_mode)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def set_next_run(url: str, job_id: str, at: dt.datetime) -> None:
+    """Write a job's next run time into the store, as a store left by processes that were
+    all stopped at that time holds it."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from campaigns.jobs import job_store
+    store = job_store(url)
+    store.start(BackgroundScheduler(timezone="UTC"), "default")
+    job = store.lookup_job(job_id)
+    job.next_run_time = at
+    store.update_job(job)
+    store.shutdown()
+
+
+# ---------------------------------------------------------------- a call a crashed engine left DIALING
+# (tests/test_vault_recovery.py, test_fault_truth.py; the fixture: conftest.crashed_call)
+
+DIALED = dt.datetime(2026, 11, 25, 1, 29, 52, tzinfo=UTC)   # 09:29:52 in Shanghai
+ANSWERED = dt.datetime(2026, 11, 25, 1, 30, tzinfo=UTC)
+RESTART = dt.datetime(2026, 11, 25, 2, 30, tzinfo=UTC)
+CALL = "a2611250129-6001-7"
+
+
+def the_attempt(factory, attempt_id: int) -> Attempt:
+    with factory() as s:
+        return s.get(Attempt, attempt_id)
+
+
+async def restart(url: str, tmp_path: Path, peer, monkeypatch, codec: str | None = None,
+                  env: dict[str, str] | None = None) -> tuple[list[str], object]:
+    """`dunning run e --agents 6001 --until-idle` after the crash, configured from the
+    environment as the command is (DUNNING_RECORDING_CODEC included)."""
+    from dialer.runner import run_campaign
+    env = {"DUNNING_HOME": str(tmp_path), "DUNNING_DATABASE_URL": url, "DUNNING_RECORDINGS": str(tmp_path / "recordings"),
+           "DUNNING_SPOOL": str(tmp_path / "spool"), "DUNNING_AMI_HOST": "127.0.0.1",
+           "DUNNING_AMI_PORT": str(peer.port), "DUNNING_AMI_USERNAME": peer.username,
+           "DUNNING_AMI_SECRET": peer.secret, **({"DUNNING_RECORDING_CODEC": codec} if codec else {}),
+           **(env or {})}
+    monkeypatch.setenv("DUNNING_HOME", str(tmp_path))  # no speech model there: no transcription workers
+    monkeypatch.delenv("DUNNING_STT_MODEL", raising=False)
+    site = Site.from_env(env)
+    echoed: list[str] = []
+    engine = make_engine(url)
+    try:
+        summary = await run_campaign(site, sessions(engine), "e", ["6001"], until_idle=True, echo=echoed.append,
+                                     clock=SetClock(RESTART))
+    finally:
+        engine.dispose()
+    return echoed, summary
+
+
+# ---------------------------------------------------------------- campaign q's attempts
+# (tests/test_report.py, test_pacing_memory.py; the campaign: conftest.report_campaign)
+
+SHANGHAI_0930 = dt.datetime(2026, 11, 25, 1, 30, tzinfo=UTC)
+
+
+def attempts(factory, *calls: tuple[str, str, dt.datetime | None, float | None, float | None]) -> list[int]:
+    """One ended attempt per (agent, outcome, dialled at, answered after s, talked s); talked
+    None: answered but never bridged."""
+    ids = []
+    with transaction(factory) as s:
+        campaign = queue.campaign_named(s, "q")
+        phone = s.scalars(select(Phone)).one()
+        agent_of = {a.extension: a.id for a in s.scalars(select(Agent))}
+        for n, (ext, outcome, dialed, answer_s, talk_s) in enumerate(calls):
+            answered = None if answer_s is None else dialed + dt.timedelta(seconds=answer_s)
+            bridged = answered if answered is not None and talk_s is not None else None
+            ended = (bridged + dt.timedelta(seconds=talk_s) if bridged else
+                     answered + dt.timedelta(seconds=2) if answered else (dialed or SHANGHAI_0930)
+                     + dt.timedelta(seconds=20))
+            attempt = Attempt(call_id=f"r{n}", campaign_id=campaign.id, case_id=phone.case_id, phone_id=phone.id,
+                              agent_id=agent_of[ext], number="13800138000", state="ended",
+                              planned_at=dialed or SHANGHAI_0930, dialed_at=dialed, answered_at=answered,
+                              bridged_at=bridged, ended_at=ended, outcome=outcome)
+            s.add(attempt)
+            s.flush()
+            ids.append(attempt.id)
+    return ids
+
+
+def at(hour: int, minute: int, day: int = 25) -> dt.datetime:
+    """Shanghai local time on 2026-11-`day`, as UTC."""
+    return dt.datetime(2026, 11, day, hour, minute, tzinfo=dt.timezone(dt.timedelta(hours=8))).astimezone(UTC)
