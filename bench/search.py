@@ -261,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", metavar="URL", help="run on PostgreSQL (schema bench_search, dropped after)")
     parser.add_argument("--sqlite", type=Path, help="SQLite file to build or reuse (default: a temporary file)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", action="store_true",
+                        help="PostgreSQL: keep the schema bench_search afterwards, and reuse it when it is there")
     args = parser.parse_args(argv)
 
     def say(message: str) -> None:
@@ -269,10 +271,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.postgres:
             admin = create_engine(args.postgres)
             with admin.begin() as conn:
-                conn.execute(text("DROP SCHEMA IF EXISTS bench_search CASCADE"))
-                conn.execute(text("CREATE SCHEMA bench_search"))
+                reuse = args.keep and conn.execute(text(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'bench_search' "
+                    "AND table_name = 'transcript_postings'")).scalar() > 0
+                if not reuse:
+                    conn.execute(text("DROP SCHEMA IF EXISTS bench_search CASCADE"))
+                    conn.execute(text("CREATE SCHEMA bench_search"))
             engine = create_engine(args.postgres, connect_args={"options": "-csearch_path=bench_search"})
-            reuse = False
         else:
             path = args.sqlite or Path(work) / "bench.db"
             reuse = path.exists()
@@ -288,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             engine.dispose()
             if args.postgres:
-                with admin.begin() as conn:
-                    conn.execute(text("DROP SCHEMA IF EXISTS bench_search CASCADE"))
+                if not args.keep:
+                    with admin.begin() as conn:
+                        conn.execute(text("DROP SCHEMA IF EXISTS bench_search CASCADE"))
                 admin.dispose()
     return 0
 

@@ -13,12 +13,14 @@ Chinese text matches as any substring ("起诉" inside "我们会起诉你", "�
 How it is found: ``transcript_postings`` holds, for each transcript, its distinct grams
 (every character and character bigram of a Chinese/Korean run, every other word) with the
 legs that hold them, keyed (gram, call time, transcript). The search counts (up to `DENSE`)
-the postings of each of the query's grams in the date range, then reads the rarest gram's
-postings **newest first**, straight from the key, keeping a call only when every other gram
-is posted for it too (primary-key probes) and its text contains the query (LIKE on that one
-row) and it passes the filters, and stops at `limit`. A rare word costs its few postings; a
-common one stops after the first 20 matches; a date range is a range of the key. The one
-slow case left is a query whose every gram is common but which is itself rare or absent.
+the postings of each of the query's grams in the date range (one statement), then reads the
+rarest gram's postings **newest first**, straight from the key, in rounds (all of a rare
+gram's at once; 200, 800, 3,200 … of a common one), and keeps the calls of each round whose
+text contains the query (LIKE on those rows only, by primary key) and that pass the filters,
+until it has `limit`. A rare word costs its few postings; a common one stops after the first
+matches; a date range is a range of the key. Two plain statements per round, so neither
+database's planner can turn them into a scan of every transcript. The one slow case left is
+a query whose every gram is common but which is itself rare or absent.
 
 Both databases run the same statements (SQLite's FTS5 and PostgreSQL's pg_trgm were set
 aside: neither indexes 1–2 Chinese characters, and neither returns the newest matches
@@ -37,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import (
+    and_,
     column,
     exists,
     func,
@@ -194,27 +197,27 @@ def gram_count_statement(gram: str, filters: Filters = None, cap: int = DENSE):
     return select(func.count()).select_from(inner.limit(cap).subquery())
 
 
-def index_statement(p: Pattern, rarest: str, filters: Filters, has_findings: bool, limit: int, offset: int = 0):
-    """The newest matching transcripts, read from the rarest gram's postings newest first:
-    each other gram must be posted for the same call (primary-key probes), then the text
-    must contain the query (LIKE on that row) and the call pass the filters."""
-    t = StoredTranscript
-    g0 = TranscriptPosting.__table__.alias("g0")
-    statement = (select(t.id).select_from(g0).join(t, t.id == g0.c.transcript_id)
-                 .where(g0.c.gram == rarest))
-    statement = _rank_range(statement, g0.c.rank, filters)
+def counts_statement(grams_: Sequence[str], filters: Filters = None, cap: int = DENSE):
+    """Every gram's count (`gram_count_statement`) in one round trip."""
+    return select(*(gram_count_statement(g, filters, cap).scalar_subquery() for g in grams_))
+
+
+def candidates_statement(rarest: str, filters: Filters, batch: int, after: tuple[int, int] | None = None):
+    """The next `batch` postings of the rarest gram, newest first, older than `after` (the
+    last (rank, transcript_id) already read): an index range scan, nothing else."""
+    g = TranscriptPosting
+    statement = _rank_range(select(g.rank, g.transcript_id).where(g.gram == rarest), g.rank, filters)
     if filters.leg is not None:
-        statement = statement.where(_legs(g0.c.legs, filters.leg))
-    for other in p.grams:
-        if other == rarest:
-            continue
-        g = TranscriptPosting.__table__.alias()
-        probe = [g.c.gram == other, g.c.rank == g0.c.rank, g.c.transcript_id == g0.c.transcript_id]
-        if filters.leg is not None:
-            probe.append(_legs(g.c.legs, filters.leg))
-        statement = statement.where(exists().where(*probe))
-    statement = statement.where(text_clause(p, filters.leg), *filter_clauses(filters, has_findings))
-    return statement.order_by(g0.c.rank.desc(), g0.c.transcript_id.desc()).limit(limit).offset(offset)
+        statement = statement.where(_legs(g.legs, filters.leg))
+    if after is not None:
+        statement = statement.where(or_(g.rank < after[0], and_(g.rank == after[0], g.transcript_id < after[1])))
+    return statement.order_by(g.rank.desc(), g.transcript_id.desc()).limit(batch)
+
+
+def verify_statement(p: Pattern, filters: Filters, has_findings: bool, ids: Sequence[int]):
+    """Which of these transcripts (primary-key lookups) hold the query and pass the filters."""
+    t = StoredTranscript
+    return select(t.id).where(t.id.in_(ids), text_clause(p, filters.leg), *filter_clauses(filters, has_findings))
 
 
 def text_clause(p: Pattern, leg: str | None):
@@ -263,11 +266,40 @@ class Plan:
 def plan(session: Session, p: Pattern, filters: Filters = Filters()) -> tuple[Plan, str | None]:
     """Which gram to read the postings of (the rarest in the date range), or None when one
     of the query's grams is posted for no call there."""
-    counts = {g: session.scalar(gram_count_statement(g, filters)) or 0 for g in p.grams}
+    counts = dict(zip(p.grams, session.execute(counts_statement(p.grams, filters)).one()))
     if min(counts.values()) == 0:
         return Plan("none", counts), None
     rarest = min(counts, key=lambda g: (counts[g], -len(g), g))
     return Plan("index", counts), rarest
+
+
+#: Postings read per round: the first round reads a rare gram whole; each next round reads
+#: four times more, so a common gram whose calls rarely hold the whole query costs few rounds.
+FIRST_BATCH = 200
+
+
+def matching_ids(session: Session, p: Pattern, rarest: str, filters: Filters, has_findings: bool, limit: int,
+                 offset: int = 0, first_batch: int = DENSE) -> list[int]:
+    """The newest `limit` matching transcripts after `offset`, read from the rarest gram's
+    postings newest first, in rounds (`candidates_statement` then `verify_statement`): two
+    statements whose plans cannot go wrong on either database (no join for a planner to
+    turn into a scan of every transcript)."""
+    want = limit + offset
+    found: list[int] = []
+    after = None
+    batch = first_batch
+    while len(found) < want:
+        rows = session.execute(candidates_statement(rarest, filters, batch, after)).all()
+        if not rows:
+            break
+        ids = [r.transcript_id for r in rows]
+        ok = set(session.scalars(verify_statement(p, filters, has_findings, ids)))
+        found += [i for i in ids if i in ok]  # the postings' order: newest first
+        if len(rows) < batch:
+            break
+        after = (rows[-1].rank, rows[-1].transcript_id)
+        batch = min(batch * 4, 5000)
+    return found[offset:want]
 
 
 def has_findings_table(session: Session) -> bool:
@@ -291,7 +323,9 @@ def search_with_plan(session: Session, query: str, filters: Filters = Filters(),
     how, rarest = plan(session, p, filters)
     if rarest is None:
         return [], how
-    found = list(session.scalars(index_statement(p, rarest, filters, has_findings, limit, offset)))
+    # a rare gram's postings were all counted: read them in one round (one more than there are)
+    first = how.gram_counts[rarest] + 1 if how.gram_counts[rarest] < DENSE else FIRST_BATCH
+    found = matching_ids(session, p, rarest, filters, has_findings, limit, offset, max(first, limit + offset))
     return hits(session, p, found, filters.leg, context, per_leg), how
 
 
