@@ -41,6 +41,7 @@ from .events import (
     Newchannel,
     Newstate,
     OriginateResponse,
+    Shutdown,
 )
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,8 @@ class Calls:
         #: login), and how many times a login found a newer one: a restart cuts every call.
         self.asterisk_started_at: float | None = None
         self.asterisk_restarts = 0
+        #: When Asterisk last said it shuts down or restarts (its Shutdown event; our clock).
+        self.shutdown_at: float | None = None
 
     @property
     def connection(self) -> AmiConnection:
@@ -366,6 +369,19 @@ class Calls:
                 ended += 1
         return ended
 
+    async def asterisk_going_down(self) -> bool:
+        """Whether Asterisk is shutting down or restarting (it answers actions with "Asterisk
+        is shutting down", or the link is gone): asked when an answered call has ended."""
+        if self.shutdown_at is not None and self._conn.now() - self.shutdown_at < 5:
+            return True
+        try:
+            await self._conn.send(actions.ping())
+        except AmiActionError as exc:
+            return "shutting down" in exc.message.lower()
+        except AmiError:
+            return True
+        return False
+
     def _settle_later(self, call: Call) -> None:
         task = asyncio.ensure_future(self._settle(call))
         self._settling.add(task)
@@ -406,6 +422,9 @@ class Calls:
 
     # --------------------------------------------------------------- events
     def _on_event(self, event: Event) -> None:
+        if isinstance(event, Shutdown):
+            self.shutdown_at = event.received_at
+            return
         if isinstance(event, OriginateResponse):
             call = self._by_action_id.get(event.action_id)
             if call is not None:

@@ -82,7 +82,9 @@ AUDIT_EVERY_S = 60.0
 #: How long a call the engine did not see end waits for Asterisk's record to say it ended.
 CEL_WAIT_S = 3.0
 #: How often the room for recordings is looked at before a dial.
-SPACE_EVERY_S = 2.0
+SPACE_EVERY_S = 0.5
+#: How long the engine waits for Asterisk to say whether it is going down, after an answered call.
+SHUTDOWN_WAIT_S = 2.0
 ALERT_RECORDINGS = "recordings_blocked"
 
 
@@ -228,7 +230,9 @@ class Engine:
         try:
             while not stop.is_set():
                 progressed = await self._tick()
-                if until_idle and not progressed and not self._tasks and not self.pool.in_state(AgentState.WRAP_UP):
+                if (until_idle and not progressed and not self._tasks and not self.pool.in_state(AgentState.WRAP_UP)
+                        # Not idle while dialling waits on a fault: Asterisk away, no room for recordings.
+                        and self.calls.connection.fully_booted and self._space_problem is None):
                     break
                 try:
                     await asyncio.wait_for(stop.wait(), self.settings.tick_s)
@@ -513,6 +517,14 @@ class Engine:
             self._count(queue.NotDialled.NOT_SENT.value)
             self._release(extension, "Asterisk unreachable")
             return
+        if call.state is CallState.ENDED and call.failure_message:
+            # Asterisk refused the Originate (e.g. while it shuts down): nothing was dialled.
+            await self._db(functools.partial(queue.finish, attempt_id=planned.attempt_id,
+                                             outcome=queue.NotDialled.NOT_SENT.value, ended_at=self.clock.now(),
+                                             note=f"Asterisk refused the Originate: {call.failure_message}"))
+            self._count(queue.NotDialled.NOT_SENT.value)
+            self._release(extension, "Originate refused")
+            return
         self.summary.dials += 1
         await self._db(queue.mark_dialing, planned.attempt_id, now)
         who = f"for agent {extension}" if extension else "ahead of a free agent"
@@ -556,6 +568,15 @@ class Engine:
             cut = self._cut_by_fault(record, dialled_at)
             if cut:
                 notes.append(cut)
+        elif call.answered_at is not None:
+            # Asterisk answers "shutting down" (or no longer answers) right after the call's
+            # end: the call was cut by Asterisk going down (a restart), not by a party.
+            try:
+                going_down = await asyncio.wait_for(self.calls.asterisk_going_down(), SHUTDOWN_WAIT_S)
+            except asyncio.TimeoutError:
+                going_down = True  # no answer at all from the Asterisk that just ended the call
+            if going_down:
+                notes.append("cut by an Asterisk restart (Asterisk hung the call up as it shut down)")
         value = queue.NotDialled.INTERRUPTED.value if outcome is CallOutcome.LOST else outcome.value
         if (outcome is CallOutcome.ANSWERED and bridged_at is None
                 and call.request.variables.get("DUNNING_AGENT", "") == "" and extension is None):
