@@ -87,6 +87,7 @@ def wallboard(session: Session, account: Account, now: dt.datetime, settings: Se
              for a in live]
     engine = {s.campaign_id: s for s in session.scalars(select(EngineStatus).where(EngineStatus.campaign_id.in_(ids)))}
     today = list(session.scalars(select(Attempt).where(Attempt.campaign_id.in_(ids), Attempt.planned_at >= midnight)))
+    alerts = open_alerts(session, ids)
     out = []
     for campaign in campaigns:
         mine = [a for a in today if a.campaign_id == campaign.id]
@@ -100,8 +101,22 @@ def wallboard(session: Session, account: Account, now: dt.datetime, settings: Se
                     "dials_today": len(mine), "answered_today": len(answered), "abandoned_today": abandoned,
                     "abandon_rate": (abandoned / len(answered)) if answered else 0.0,
                     "connects_last_hour": sum(1 for a in mine if a.bridged_at is not None and a.bridged_at >= hour_ago),
-                    "figures": cache.get(session, campaign.name, now) if campaign.status != "stopped" else None})
+                    "figures": cache.get(session, campaign.name, now) if campaign.status != "stopped" else None,
+                    "alerts": alerts.get(campaign.id, [])})
     return {"at": now.astimezone(zone).strftime("%H:%M:%S"), "agents": rows, "calls": calls, "campaigns": out}
+
+
+def open_alerts(session: Session, campaign_ids) -> dict[int, list[dict]]:
+    """The alerts not yet acknowledged (`dunning alerts --ack`), by campaign, oldest first:
+    e.g. dialling paused because recordings cannot be kept."""
+    from campaigns.models import Alert
+    out: dict[int, list[dict]] = {}
+    for alert in session.scalars(select(Alert).where(Alert.campaign_id.in_(campaign_ids),
+                                                     Alert.acknowledged_at.is_(None)).order_by(Alert.raised_at)):
+        out.setdefault(alert.campaign_id, []).append(
+            {"id": alert.id, "kind": alert.kind, "message": alert.message,
+             "raised_at": alert.raised_at.isoformat(timespec="seconds")})
+    return out
 
 
 def _masked_number(number: str) -> str:

@@ -214,6 +214,13 @@ async def test_no_dial_while_recordings_cannot_be_kept_then_dialling_resumes(fac
     with factory() as s:
         (alert,) = s.scalars(select(Alert)).all()
         assert alert.kind == "recordings_blocked" and "recordings cannot be kept" in alert.message
+        from agent_console.wallboard import open_alerts  # what the wallboard shows for the campaign
+        (shown,) = open_alerts(s, [alert.campaign_id])[alert.campaign_id]
+        assert shown["kind"] == "recordings_blocked" and shown["message"] == alert.message
+    from cli import main
+    from click.testing import CliRunner
+    listed = CliRunner().invoke(main, ["alerts"], env={"DUNNING_DATABASE_URL": str(factory.kw["bind"].url)})
+    assert "recordings_blocked: campaign e: dialling paused" in listed.stdout, listed.output
     engine.settings = dataclasses.replace(engine.settings, min_free_bytes=1)
     await eventually(lambda: peer.received["Originate"] == 1, 10, "dialling to resume by itself")
     assert any("dialling resumes" in line for line in lines)

@@ -42,6 +42,12 @@
         actions.appendChild(button);
       }
       campaigns.appendChild(row);
+      for (const alert of c.alerts || []) {  // not yet acknowledged (`dunning alerts --ack ID`)
+        const line = document.createElement("tr");
+        line.setAttribute("data-testid", "wall-alert"); line.dataset.kind = alert.kind; line.className = "alert";
+        const td = cell(line, `⚠ ${alert.raised_at} ${alert.kind}: ${alert.message}`); td.colSpan = 10;
+        campaigns.appendChild(line);
+      }
     }
     const agents = $("wall-agents"); agents.replaceChildren();
     for (const a of data.agents) {
