@@ -16,6 +16,7 @@ import click
 from asterisk_conf import credentials, sandbox
 from asterisk_conf.generate import include_files
 from asterisk_conf.site import Site
+from campaigns.clock import utc_now
 
 
 def _site() -> Site:
@@ -223,9 +224,7 @@ def asterisk_check(timeout: float) -> None:
 
 # -- the database, campaigns, agents --------------------------------------------
 
-def _now():
-    import datetime as dt
-    return dt.datetime.now(dt.timezone.utc)
+_now = utc_now  # the one wall clock (campaigns/clock.py); the packages take `now` from here
 
 
 def _database(site: Site):
@@ -647,7 +646,14 @@ def recordings_ingest() -> None:
     stored."""
     from recordings import backlog
     site = _site()
-    report = backlog.ingest_backlog(_database(site), site.recordings_spool, site.recordings_root, _now(), site.codec)
+    from dialer.cel import CelLog
+    cel = CelLog(site.cel_log)  # an answer time no row kept comes from Asterisk's record, not file times
+
+    def answer_times(call_id: str):
+        record = cel.call(call_id)
+        return record.answered if record is not None else None
+    report = backlog.ingest_backlog(_database(site), site.recordings_spool, site.recordings_root, _now(), site.codec,
+                                    answer_times)
     for line in report.lines():
         click.echo(line)
     sys.exit(0 if report.ok else 1)
@@ -670,7 +676,8 @@ def recordings_export(recording: str, dest: Path, user: str, reason: str) -> Non
     click.echo(f"exported {exported.path} (sha256 {exported.sha256}); checksum in {exported.checksum_path}")
 
 
-#: How many of a campaign's latest dials `dunning simulate` learns from.
+#: How many of a campaign's latest dials `dunning simulate` learns from (the distributions
+#: need no more; a large campaign's whole history is not loaded).
 SIMULATE_LEARNS = 50_000
 
 
@@ -683,22 +690,14 @@ SIMULATE_LEARNS = 50_000
 def simulate(campaign_name: str, agents: int, hours: float, seeds: int) -> None:
     """What if: a day of CAMPAIGN's calls with N agents under progressive, VICIdial's adaptive
     and our predictive pacing, on the distributions its real attempts showed."""
-    from sqlalchemy import select
-
-    from campaigns import queue
+    from campaigns import ledger, queue
     from campaigns.db import transaction
-    from campaigns.models import Attempt
     from campaigns.report import table
     from dialer.sim.distributions import NoHistory, rows_from_attempts
     from dialer.sim.whatif import what_if
     with transaction(_database(_site())) as session:
         campaign = queue.campaign_named(session, campaign_name)
-        # The campaign's latest dials (a large campaign's whole history is not needed to learn
-        # the distributions, nor loaded).
-        attempts = session.execute(select(Attempt.dialed_at, Attempt.answered_at, Attempt.bridged_at, Attempt.ended_at)
-                                   .where(Attempt.campaign_id == campaign.id, Attempt.dialed_at.is_not(None))
-                                   .order_by(Attempt.planned_at.desc()).limit(SIMULATE_LEARNS))
-        rows = rows_from_attempts(attempts)
+        rows = rows_from_attempts(ledger.latest_dials(session, campaign.id, SIMULATE_LEARNS))
     try:
         results = what_if(rows, agents, hours=hours, seeds=tuple(range(1, seeds + 1)))
     except NoHistory as exc:
@@ -839,36 +838,22 @@ def _require_call_audio(path: Path) -> None:
 def targets(campaign_name: str, at: str | None) -> None:
     """Each agent's dials and effective calls today against the 200 / 50 targets, where they
     should be by now, and how many cases the queue needs for the targets to be reachable."""
-    from sqlalchemy import func, select
-
-    from campaigns import queue, schedule
-    from campaigns.models import CampaignCase
-    from campaigns.policy import local_now
+    from campaigns import schedule
     from campaigns.report import table
-    from campaigns.targets import queue_size_needed, targets_status
+    from campaigns.targets import RATE_FROM_DIALS
     when = _parse_time(at) if at else _now()
     with _database(_site())() as session:
-        campaign = queue.campaign_named(session, campaign_name)
-        rules = queue.rules_for(campaign)
-        local = local_now(when, campaign.timezone)
-        rows, dials_all, effective_all, working = [], 0, 0, 0
-        for agent, dials, effective in schedule.agent_counts(session, campaign, when):
-            status = targets_status(dials, effective, local, rules.window_start, rules.window_end,
-                                    alert_from=schedule.MIDDAY_SHARE)
-            rows.append((agent.extension, agent.name, str(dials), str(status.expected_by_now[0]), str(effective),
-                         str(status.expected_by_now[1]), "on track" if status.on_track else "BEHIND"))
-            dials_all, effective_all, working = dials_all + dials, effective_all + effective, working + (dials > 0)
-        cases = session.scalar(select(func.count()).select_from(CampaignCase)
-                               .where(CampaignCase.campaign_id == campaign.id))
-    click.echo(f"campaign {campaign_name} at {local:%Y-%m-%d %H:%M} {campaign.timezone}; targets 200 dials and 50 "
+        found = schedule.targets_today(session, campaign_name, when)
+    click.echo(f"campaign {campaign_name} at {found.local:%Y-%m-%d %H:%M} {found.timezone}; targets 200 dials and 50 "
                "effective calls per agent per day, spread over the calling window")
-    click.echo(table([("agent", "name", "dials", "by now", "effective", "by now", "status"), *rows]))
-    rate = effective_all / dials_all if dials_all >= 50 else 0.25
-    agents_n = max(working, len(rows))
-    needed = queue_size_needed(agents_n, rate, dials_per_case=rules.max_attempts_per_number_per_day)
-    source = "today's" if dials_all >= 50 else "assumed (fewer than 50 dials today)"
-    click.echo(f"queue: {cases} cases; {agents_n} agents at an effective-call rate of {rate:.0%} ({source}) need "
-               f"{needed} for the targets to be reachable" + (" -- TOO SMALL" if cases < needed else ""))
+    click.echo(table([("agent", "name", "dials", "by now", "effective", "by now", "status"),
+                      *[(a.extension, a.name, str(a.dials), str(a.status.expected_by_now[0]), str(a.effective),
+                         str(a.status.expected_by_now[1]), "on track" if a.status.on_track else "BEHIND")
+                        for a in found.agents]]))
+    source = "today's" if found.rate_measured else f"assumed (fewer than {RATE_FROM_DIALS} dials today)"
+    click.echo(f"queue: {found.cases} cases; {found.working} agents at an effective-call rate of {found.rate:.0%} "
+               f"({source}) need {found.needed} for the targets to be reachable"
+               + (" -- TOO SMALL" if found.cases < found.needed else ""))
 
 
 @main.command("alerts")
@@ -881,25 +866,15 @@ def alerts(campaign_name: str | None, show_all: bool, ack: int | None) -> None:
     overdue, a new queue that will not be covered in time."""
     import getpass
 
-    from sqlalchemy import select
-
-    from campaigns import queue
+    from campaigns import schedule
     from campaigns.db import transaction
-    from campaigns.models import Alert
     with transaction(_database(_site())) as session:
         if ack is not None:
-            found = session.get(Alert, ack)
-            if found is None:
+            if schedule.acknowledge_alert(session, ack, getpass.getuser(), _now()) is None:
                 raise click.BadParameter(f"no alert {ack}", param_hint="--ack")
-            found.acknowledged_by, found.acknowledged_at = getpass.getuser(), _now()
             click.echo(f"alert {ack} acknowledged")
             return
-        query = select(Alert).order_by(Alert.raised_at)
-        if campaign_name:
-            query = query.where(Alert.campaign_id == queue.campaign_named(session, campaign_name).id)
-        if not show_all:
-            query = query.where(Alert.acknowledged_at.is_(None))
-        shown = list(session.scalars(query))
+        shown = schedule.alerts(session, campaign_name, acknowledged=show_all)
         for alert in shown:
             click.echo(f"[{alert.id}] {alert.raised_at:%Y-%m-%d %H:%M}Z {alert.kind}: {alert.message}")
         if not shown:
@@ -1034,14 +1009,12 @@ def qa_proposals(action: str, proposal_id: int | None, case_id, by, note, appoin
 def qa_sample(team: str, extensions: str, seed: str, week: str | None) -> None:
     """Draw (once per week and team) the weekly QA sample: at least 3 checks of 4 recordings,
     flagged and random calls mixed."""
-    from sqlalchemy import select
-
+    from campaigns import admin
     from campaigns.db import transaction
-    from campaigns.models import Agent
     from recordings import qa
     wanted = [e.strip() for e in extensions.split(",") if e.strip()]
     with transaction(_database(_site())) as session:
-        ids = list(session.scalars(select(Agent.id).where(Agent.extension.in_(wanted))))
+        ids = admin.agent_ids(session, wanted)
         sample = qa.weekly_sample(session, team=team, agent_ids=ids, now=_now(), seed=seed, week=week)
     click.echo(f"team {team}, {sample.week}: {len(sample.checks)} check(s) from {sample.pool} recordings "
                f"({sample.flagged_pool} flagged){'' if sample.new else ' (drawn before)'}")
@@ -1222,7 +1195,7 @@ def transcribe(model: Path | None, workers: int | None) -> None:
     site = _site()
     factory = _database(site)
     path = _model_path(model)
-    started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    started = _now() - dt.timedelta(seconds=1)
     with transaction(factory) as session:
         added = transcripts.enqueue_backlog(session, _now())
         queued = transcripts.queued_count(session)

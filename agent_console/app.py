@@ -47,6 +47,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from campaigns.admin import DISPOSITION_CODES
+from campaigns.clock import utc_now
 from campaigns.db import transaction
 from campaigns.models import Agent
 from campaigns.queue import CampaignError
@@ -112,10 +113,6 @@ class Who:
 
 
 WHO = _request_key("who", Who)
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 class Database:

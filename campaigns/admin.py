@@ -156,6 +156,11 @@ def agents(session: Session) -> list[Agent]:
     return list(session.scalars(select(Agent).order_by(Agent.extension)))
 
 
+def agent_ids(session: Session, extensions) -> list[int]:
+    """The ids of the agents at these extensions (unknown extensions left out)."""
+    return list(session.scalars(select(Agent.id).where(Agent.extension.in_(list(extensions)))))
+
+
 def record_disposition(session: Session, attempt_ref: str, code: str, now: dt.datetime, *, note: str | None = None,
                        promise_amount: str | None = None, promise_due: dt.date | None = None,
                        callback_at: dt.datetime | None = None, requested_by: str = "debtor",

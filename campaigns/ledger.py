@@ -19,7 +19,7 @@ from .policy import AppointmentView
 #: phone is marked invalid and is not dialled again.
 INVALID_CAUSES = frozenset({1, 28})
 __all__ = ["ABANDONED", "INVALID_CAUSES", "NotDialled", "Planned", "attach_recording", "finish", "in_flight",
-           "keep_appointment", "mark_dialing", "set_agent"]
+           "keep_appointment", "latest_dials", "mark_dialing", "set_agent"]
 
 
 class NotDialled(str, enum.Enum):
@@ -99,3 +99,12 @@ def in_flight(session: Session, campaign: Campaign) -> list[Attempt]:
     """Attempts an earlier run planned or dialled and never finished (after a crash)."""
     return list(session.scalars(select(Attempt).where(
         Attempt.campaign_id == campaign.id, Attempt.state != AttemptState.ENDED.value).order_by(Attempt.id)))
+
+
+def latest_dials(session: Session, campaign_id: int, limit: int):
+    """The times (dialed_at, answered_at, bridged_at, ended_at) of the campaign's latest
+    `limit` dials, newest first: what the simulator learns from, without loading a large
+    campaign's whole history."""
+    return session.execute(select(Attempt.dialed_at, Attempt.answered_at, Attempt.bridged_at, Attempt.ended_at)
+                           .where(Attempt.campaign_id == campaign_id, Attempt.dialed_at.is_not(None))
+                           .order_by(Attempt.planned_at.desc()).limit(limit))

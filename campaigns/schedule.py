@@ -20,17 +20,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .models import Agent, Alert, Campaign, CampaignStatus
+from .models import Agent, Alert, Campaign, CampaignCase, CampaignStatus
 from .policy import Rules, local_now
 from . import hopper
+from .clock import utc_now
 from .jobs import keep_or_add
 from .lifecycle import CAMPAIGN_TRANSITIONS, campaign_named, rules_for
 from .report import daily
-from .targets import targets_status
+from .targets import TargetStatus, effective_rate, queue_size_needed, targets_status
 
 KINDS = ("open", "close", "targets", "sweep")
 #: How many cases one sweep asks the policy about again, at most.
@@ -111,6 +112,24 @@ def raise_alert(session: Session, key: str, kind: str, message: str, now: dt.dat
     return True
 
 
+def alerts(session: Session, campaign: str | None = None, *, acknowledged: bool = False) -> list[Alert]:
+    """The alerts raised, oldest first: of one campaign, or all; the acknowledged ones too if asked."""
+    query = select(Alert).order_by(Alert.raised_at)
+    if campaign:
+        query = query.where(Alert.campaign_id == campaign_named(session, campaign).id)
+    if not acknowledged:
+        query = query.where(Alert.acknowledged_at.is_(None))
+    return list(session.scalars(query))
+
+
+def acknowledge_alert(session: Session, alert_id: int, by: str, now: dt.datetime) -> Alert | None:
+    """Mark an alert seen by `by`; None when there is no such alert."""
+    found = session.get(Alert, alert_id)
+    if found is not None:
+        found.acknowledged_by, found.acknowledged_at = by, now
+    return found
+
+
 def _effective_s(campaign: Campaign) -> float:
     return float((campaign.settings or {}).get("effective_seconds", 30))
 
@@ -124,6 +143,47 @@ def agent_counts(session: Session, campaign: Campaign, now: dt.datetime) -> Iter
     for agent in session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.extension)):
         row = rows.get(agent.extension)
         yield agent, row.dials if row else 0, row.effective if row else 0
+
+
+@dataclass(frozen=True)
+class AgentTargets:
+    extension: str
+    name: str
+    dials: int
+    effective: int
+    status: TargetStatus
+
+
+@dataclass(frozen=True)
+class TargetsToday:
+    """`dunning targets`: each active agent against the day's targets at `local` (the
+    campaign's clock), and the queue's size against what the agents need."""
+
+    campaign: str
+    timezone: str
+    local: dt.datetime
+    agents: tuple[AgentTargets, ...]
+    cases: int
+    working: int        # the agents the queue must feed: every active one
+    rate: float         # effective calls per dial
+    rate_measured: bool  # today's rate (True) or the assumed one (too few dials today)
+    needed: int         # cases the queue needs for the targets to be reachable
+
+
+def targets_today(session: Session, name: str, now: dt.datetime) -> TargetsToday:
+    campaign = campaign_named(session, name)
+    rules = rules_for(campaign)
+    local = local_now(now, campaign.timezone)
+    rows = tuple(AgentTargets(agent.extension, agent.name, dials, effective,
+                              targets_status(dials, effective, local, rules.window_start, rules.window_end,
+                                             alert_from=MIDDAY_SHARE))
+                 for agent, dials, effective in agent_counts(session, campaign, now))
+    rate, measured = effective_rate(sum(r.dials for r in rows), sum(r.effective for r in rows))
+    working = len(rows)
+    cases = session.scalar(select(func.count()).select_from(CampaignCase)
+                           .where(CampaignCase.campaign_id == campaign.id)) or 0
+    return TargetsToday(campaign.name, campaign.timezone, local, rows, cases, working, rate, measured,
+                        queue_size_needed(working, rate, dials_per_case=rules.max_attempts_per_number_per_day))
 
 
 def check_targets(session: Session, name: str, now: dt.datetime) -> list[str]:
@@ -176,7 +236,7 @@ def run_job(kind: str, database_url: str, campaign: str) -> list[str] | str:
     """What the scheduler calls (by reference, so that the job store can keep it)."""
     from .db import job_transaction
     with job_transaction(database_url) as session:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = utc_now()
         return {"open": open_campaign, "close": close_campaign, "targets": check_targets,
                 "sweep": sweep_queue}[kind](session, campaign, now)
 

@@ -11,6 +11,10 @@ from datetime import datetime, time
 DIALS_TARGET = 200       # ≥ 200 dials per agent per day
 EFFECTIVE_TARGET = 50    # ≥ 50 effective calls (有效通话) per agent per day
 CASES_PER_AGENT = 80     # ≥ 80 cases followed per agent per day
+#: Fewer dials than this today say too little about the effective-call rate: the queue's size
+#: is then judged on ASSUMED_RATE (a typical day's) instead.
+RATE_FROM_DIALS = 50
+ASSUMED_RATE = 0.25
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,14 @@ def targets_status(dials: int, effective: int, now_local: datetime | time, shift
             f"{dials} dials of {expected[0]} expected by now (target {targets[0]}), {effective} effective calls of "
             f"{expected[1]} (target {targets[1]}); the rest of the day needs {rates}")
     return TargetStatus(False, expected, behind, text)
+
+
+def effective_rate(dials: int, effective: int) -> tuple[float, bool]:
+    """The share of today's dials that became effective calls, and whether it was measured
+    (True) or assumed (ASSUMED_RATE: fewer than RATE_FROM_DIALS dials so far)."""
+    if dials >= RATE_FROM_DIALS:
+        return effective / dials, True
+    return ASSUMED_RATE, False
 
 
 def queue_size_needed(agents: int, answer_rate: float, targets: tuple[int, int] = (DIALS_TARGET, EFFECTIVE_TARGET),

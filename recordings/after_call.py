@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from campaigns.clock import utc_now
 from campaigns.models import Recording
 
 from . import qa, transcripts
@@ -55,11 +56,11 @@ class Transcriber:
     def __init__(self, factory: sessionmaker[Session], recordings_root: Path, model_path: Path, *,
                  processes: int = 1, clock: Callable[[], dt.datetime] | None = None) -> None:
         self.factory, self.root, self.model_path, self.processes = factory, recordings_root, model_path, processes
-        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.clock = clock or utc_now
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
         self.checked: set[int] = set()
-        self.since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)
+        self.since = utc_now() - dt.timedelta(seconds=5)
         self.error: BaseException | None = None
 
     def _check(self, _progress=None) -> None:

@@ -38,6 +38,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns.clock import utc_now
 from campaigns.models import (
     Attempt,
     Case,
@@ -315,10 +316,6 @@ def purge_lock(root: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def scheduled_purge(database_url: str, root: str, actor: str = "scheduled purge") -> PurgeReport | None:
