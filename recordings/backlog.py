@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import wave
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -41,6 +41,7 @@ from .store import RecordingConflict, RecordingMissing, store_call, wav_seconds
 
 INTERRUPTED = queue.NotDialled.INTERRUPTED.value
 ESTIMATED = "answer time estimated from the recording's files (the engine stopped before writing it)"
+FROM_ASTERISK = "answer time from Asterisk's record (CEL)"
 #: How many days after its dial a call's legs are looked for in the recordings dir.
 SEARCH_DAYS = 31
 #: What can stop one call's ingest without stopping the others.
@@ -123,16 +124,21 @@ class Ingested:
         return f"stored call {self.call_id} (attempt {self.attempt_id}, {when}) in the vault: {self.path}"
 
 
-def _keep_answer_time(attempt: Attempt, at: dt.datetime, estimated: bool) -> None:
+#: Asterisk's own record of a call's answer time (dialer/cel.py, read by the caller): call id
+#: -> the answer time, or None when Asterisk has no record of the call's answer.
+AnswerTimes = Callable[[str], "dt.datetime | None"]
+
+
+def _keep_answer_time(attempt: Attempt, at: dt.datetime, estimated: bool, note: str = ESTIMATED) -> None:
     if attempt.answered_at is not None:
         return
     attempt.answered_at = at
     if estimated:
-        attempt.note = f"{attempt.note}; {ESTIMATED}" if attempt.note else ESTIMATED
+        attempt.note = f"{attempt.note}; {note}" if attempt.note else note
 
 
 def ingest_call(session: Session, spool: Path | None, root: Path, attempt_id: int, now: dt.datetime,
-                codec: Codec | str = DEFAULT_CODEC) -> Ingested:
+                codec: Codec | str = DEFAULT_CODEC, answer_times: AnswerTimes | None = None) -> Ingested:
     """Do for one ended attempt what the engine does after an answered call: store its legs
     (out of the spool), link them, store the vault's stereo file, queue it for
     speech-to-text, and give the attempt its answer time if it has none. Nothing is written
@@ -155,7 +161,8 @@ def ingest_call(session: Session, spool: Path | None, root: Path, attempt_id: in
                          "nothing was stored")
     recording = session.scalar(select(Recording).where(Recording.attempt_id == attempt_id))
     known = attempt.answered_at or (recording.recorded_at if recording is not None else None)
-    answered = known or _within_filed_day(estimated_answer(attempt, legs), legs, root)
+    asterisk = answer_times(attempt.call_id) if known is None and answer_times is not None else None
+    answered = known or asterisk or _within_filed_day(estimated_answer(attempt, legs), legs, root)
     files = None
     if recording is None:  # the legs as the engine keeps them: out of the spool, read-only, hashed
         files = store_call(spool or root, root, attempt.call_id, answered)
@@ -165,9 +172,9 @@ def ingest_call(session: Session, spool: Path | None, root: Path, attempt_id: in
     if files is not None:
         queue.attach_recording(session, attempt_id, answered, files)
     stored = vault.register(session, meta, written, now)
-    _keep_answer_time(attempt, answered, known is None)
+    _keep_answer_time(attempt, answered, known is None, FROM_ASTERISK if asterisk is not None else ESTIMATED)
     after_call.queue_call(session, attempt_id, now)
-    return Ingested(attempt_id, attempt.call_id, stored.path, answered, estimated=known is None)
+    return Ingested(attempt_id, attempt.call_id, stored.path, answered, estimated=known is None and asterisk is None)
 
 
 def has_recording(session: Session, spool: Path | None, root: Path, attempt: Attempt,
@@ -272,7 +279,7 @@ class BacklogReport:
 
 
 def ingest_backlog(factory: sessionmaker[Session], spool: Path | None, root: Path, now: dt.datetime,
-                   codec: Codec | str = DEFAULT_CODEC) -> BacklogReport:
+                   codec: Codec | str = DEFAULT_CODEC, answer_times: AnswerTimes | None = None) -> BacklogReport:
     """Store in the vault every call whose recording is on disk but not in the vault (one
     transaction per call), then remove the temporary files left by a crash after their file
     was stored. Running it again changes nothing."""
@@ -287,7 +294,7 @@ def ingest_backlog(factory: sessionmaker[Session], spool: Path | None, root: Pat
                     if answered:
                         report.lost.append(f"call {call_id} (attempt {attempt_id})")
                     continue
-                done = ingest_call(session, spool, root, attempt_id, now, codec)
+                done = ingest_call(session, spool, root, attempt_id, now, codec, answer_times)
         except FAILURES as exc:
             report.failures.append(f"call {call_id} (attempt {attempt_id}): {exc}")
             continue

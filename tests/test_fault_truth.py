@@ -291,3 +291,25 @@ def test_the_cel_log_is_read_as_it_grows(tmp_path):
     early = CelLog(path)
     path.write_text(answered_call("c2", DIALED, 0.5))  # rotated: read again from the start
     assert early.call("c2").outcome().value == "debtor_hung_up"
+
+
+def test_ingest_takes_a_lost_answer_time_from_asterisks_record_not_file_times(crashed_call, tmp_path):
+    """An interrupted call with no answer time kept: `dunning recordings ingest` gives it the
+    answer Asterisk recorded (the fault run: estimated 20 s late from the files' times)."""
+    url, factory, attempt_id = crashed_call
+    with factory() as s, s.begin():
+        attempt = s.get(Attempt, attempt_id)
+        attempt.state, attempt.outcome, attempt.ended_at = "ended", "interrupted", ANSWERED + dt.timedelta(minutes=5)
+    spool_call(tmp_path / "spool", CALL)  # written now: their times say nothing of the answer
+    cel = tmp_path / "cel.csv"
+    cel.write_text(answered_call(CALL, ANSWERED, 24.0))
+    from click.testing import CliRunner
+
+    from cli import main
+    result = CliRunner().invoke(main, ["recordings", "ingest"], env={
+        "DUNNING_DATABASE_URL": url, "DUNNING_SPOOL": str(tmp_path / "spool"),
+        "DUNNING_RECORDINGS": str(tmp_path / "recordings"), "DUNNING_CEL_LOG": str(cel)})
+    assert result.exit_code == 0, result.output
+    attempt = the_attempt(factory, attempt_id)
+    assert attempt.answered_at == ANSWERED
+    assert "Asterisk's record" in attempt.note and "estimated" not in attempt.note
