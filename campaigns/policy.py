@@ -14,8 +14,8 @@ change skips (02:30 on the spring-forward day in New York) happens when the cloc
 it; a wall time that a DST change repeats happens at each of its occurrences.
 
 Rules come in presets (`campaigns/presets/*.toml`, read by `campaigns.presets.load_preset`);
-`Rules()` keeps the first version's client rules (no contacts, no tracing, no hardship rule),
-which the `client` preset extends. Every rule has a stable id (`RULE_IDS`). The only exception
+`Rules()` is the client's base rule set (no contacts, no tracing, no hardship rule), which the
+`client` preset extends. Every rule has a stable id (`RULE_IDS`). The only exception
 to the rules is an appointment the debtor asked for (`AppointmentView`): within a few minutes of
 it the rules its preset names (`Rules.appointment_lifts`, at most the calling window and the
 time-of-day rules, never a status, a do-not-call number or a cap the preset keeps) are lifted
@@ -241,7 +241,7 @@ class FollowUpRules:
 
 @dataclass(frozen=True)
 class Rules:
-    """The dialling rules. The defaults are the first version's client rules; the presets
+    """The dialling rules. The defaults are the client's base rules; the presets
     (`campaigns.presets.load_preset`) set them all. The slots, when given, must cover the
     calling window exactly, in order (a window across midnight is not supported)."""
 

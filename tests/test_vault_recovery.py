@@ -158,8 +158,8 @@ def test_ingest_stores_what_crashes_left_and_running_it_again_changes_nothing(cr
     root, spool = tmp_path / "recordings", tmp_path / "spool"
     env = {"DUNNING_HOME": str(tmp_path), "DUNNING_DATABASE_URL": url, "DUNNING_RECORDINGS": str(root),
            "DUNNING_SPOOL": str(spool)}
-    # 1. closed as interrupted by an engine restart, its legs still in the spool (what the
-    #    engine did before this change: nothing stored, nothing reported);
+    # 1. closed as interrupted by an engine restart, its legs still in the spool (no other
+    #    step would store it or report it);
     legs = spool_call(spool, CALL)
     set_written_at(legs.values(), ANSWERED + dt.timedelta(seconds=wav_seconds(DEBTOR_CLIP)))
     with transaction(factory) as s:
