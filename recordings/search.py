@@ -15,7 +15,7 @@ How it is found: ``transcript_postings`` holds, for each transcript, its distinc
 legs that hold them, keyed (gram, call time, transcript). The search counts (up to `DENSE`)
 the postings of each of the query's grams in the date range (one statement), then reads the
 rarest gram's postings **newest first**, straight from the key, in rounds (all of a rare
-gram's at once; 200, 800, 3,200 … of a common one), and keeps the calls of each round whose
+gram's at once; 50, 200, 800 … of a common one), and keeps the calls of each round whose
 text contains the query (LIKE on those rows only, by primary key) and that pass the filters,
 until it has `limit`. A rare word costs its few postings; a common one stops after the first
 matches; a date range is a range of the key. Two plain statements per round, so neither
@@ -274,8 +274,9 @@ def plan(session: Session, p: Pattern, filters: Filters = Filters()) -> tuple[Pl
 
 
 #: Postings read per round: the first round reads a rare gram whole; each next round reads
-#: four times more, so a common gram whose calls rarely hold the whole query costs few rounds.
-FIRST_BATCH = 200
+#: four times more (50, 200, 800 …), so a common gram whose calls rarely hold the whole query
+#: costs few rounds, and one whose calls mostly do reads few rows.
+FIRST_BATCH = 50
 
 
 def matching_ids(session: Session, p: Pattern, rarest: str, filters: Filters, has_findings: bool, limit: int,
