@@ -23,11 +23,6 @@ BELOW_THE_CONSOLE = ("campaigns", "dialer", "ami_bridge")
 #: The one module under campaigns/ that imports the console: it gathers every table for
 #: Alembic (campaigns/migrations/env.py), and nothing in the packages imports it.
 TABLE_REGISTRY = "campaigns.tables"
-#: Circles known and left for now, with the issue that cuts them. Each is allowed only while
-#: it is exactly this circle; any other circle fails.
-KNOWN_CIRCLES: dict[frozenset[str], str] = {
-    frozenset({"recordings.search", "recordings.transcripts"}): "#14: being cut (the search index's own module)",
-}
 
 
 def module_files() -> dict[str, Path]:
@@ -163,10 +158,7 @@ def test_the_graph_sees_every_kind_of_import():
 
 def test_no_import_circles():
     found = circles(import_graph())
-    unknown = [c for c in found if frozenset(c) not in KNOWN_CIRCLES]
-    assert not unknown, "import circles:\n" + "\n".join(" -> ".join(c) for c in unknown)
-    for c in found:
-        print(f"known circle ({KNOWN_CIRCLES[frozenset(c)]}): {' -> '.join(c)}")
+    assert not found, "import circles:\n" + "\n".join(" -> ".join(c) for c in found)
 
 
 def test_campaigns_dialer_and_ami_bridge_do_not_reach_the_console():
