@@ -1,6 +1,6 @@
 """The QA tables: findings of the rule sets on each recording, reviewers' verdicts, status
-changes proposed from what debtors said, and the weekly samples. Registered on
-``campaigns.models.Base`` (the last line of campaigns/models.py imports this module);
+changes proposed from what debtors said, and the weekly samples. Declared on
+``campaigns.schema.Base`` (campaigns/tables.py imports this module for Alembic);
 created by migration 0006. The workflow itself is ``recordings.qa``."""
 from __future__ import annotations
 
