@@ -568,6 +568,8 @@ class Engine:
             cut = self._cut_by_fault(record, dialled_at)
             if cut:
                 notes.append(cut)
+                if outcome is CallOutcome.DEBTOR_HUNG_UP:  # Asterisk hung up, not the debtor
+                    outcome = CallOutcome.ANSWERED
         elif call.answered_at is not None:
             # Asterisk answers "shutting down" (or no longer answers) right after the call's
             # end: the call was cut by Asterisk going down (a restart), not by a party.
@@ -577,6 +579,8 @@ class Engine:
                 going_down = True  # no answer at all from the Asterisk that just ended the call
             if going_down:
                 notes.append("cut by an Asterisk restart (Asterisk hung the call up as it shut down)")
+                if outcome is CallOutcome.DEBTOR_HUNG_UP:  # Asterisk hung up, not the debtor
+                    outcome = CallOutcome.ANSWERED
         value = queue.NotDialled.INTERRUPTED.value if outcome is CallOutcome.LOST else outcome.value
         if (outcome is CallOutcome.ANSWERED and bridged_at is None
                 and call.request.variables.get("DUNNING_AGENT", "") == "" and extension is None):
