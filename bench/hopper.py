@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, insert, text
+from sqlalchemy import create_engine, event, text
 
 from campaigns import admin, evaluation, hopper, queue
 from campaigns.db import make_engine, migrate, sessions, transaction

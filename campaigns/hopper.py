@@ -22,18 +22,20 @@ import datetime as dt
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, case, event, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, event, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import case_views
 from .dial_state import Verdict, verdict
-from .follow_up import coverage_deadline
+from .follow_up import Coverage, coverage_deadline
 from .ledger import Planned, keep_appointment
 from .lifecycle import rules_for
 from .models import (
     Appointment,
+    CaseStatus,
     Attempt,
     AttemptState,
     Campaign,
@@ -488,17 +490,12 @@ def overdue_follow_ups(session: Session, campaign: Campaign, now: dt.datetime, l
 def coverage(session: Session, campaign: Campaign, now: dt.datetime, rules: Rules):
     """The new-queue coverage (follow_up.coverage_deadline) from the stored states: the cases
     not dialled within the follow-up history and not stopped, by time zone."""
-    from .dial_state import zone_of  # noqa: F401  (the zone rule is the same)
-    from .follow_up import Coverage
     since = now - FOLLOW_UP_HISTORY
     groups = session.execute(select(DialState.zone, func.min(DialState.assigned_at), func.count()).where(
         DialState.campaign_id == campaign.id, or_(DialState.last_dialled_at.is_(None), DialState.last_dialled_at < since),
         or_(DialState.blocked_rule.is_(None), DialState.blocked_rule != "case_status")).group_by(DialState.zone)).all()
     if not groups:
         return Coverage(None, (), 0, 0), 0
-    from decimal import Decimal
-
-    from .models import CaseStatus
     views = [CaseView(id=index, status=CaseStatus.ACTIVE, amount_due=Decimal(0), days_past_due=0, phones=(),
                       timezone=zone, assigned_at=assigned) for index, (zone, assigned, _) in enumerate(groups)]
     found = coverage_deadline(views, now, (), rules, campaign.timezone)
