@@ -104,6 +104,13 @@ def mark_due(session: Session, case_ids: Iterable[int]) -> None:
                         execution_options={"synchronize_session": False})
 
 
+def mark_campaign_due(session: Session, campaign_id: int) -> None:
+    """Every case of the campaign is to be asked again (its rules changed, a clock was set
+    back, or the hopper is rebuilt)."""
+    session.execute(update(DialState).where(DialState.campaign_id == campaign_id)
+                    .values(phase=int(HopperPhase.DUE)), execution_options={"synchronize_session": False})
+
+
 def _rules_changed(campaign: Campaign) -> bool:
     from sqlalchemy import inspect
     state = inspect(campaign)
@@ -153,8 +160,7 @@ def _after_flush(session: Session, _context) -> None:
     if changed:
         mark_due(session, changed)
     for campaign_id in campaigns:
-        session.execute(update(DialState).where(DialState.campaign_id == campaign_id)
-                        .values(phase=int(HopperPhase.DUE)), execution_options={"synchronize_session": False})
+        mark_campaign_due(session, campaign_id)
     for campaign_id, ids in enrolled.items():
         enroll(session, session.get(Campaign, campaign_id), ids)
 
@@ -228,8 +234,7 @@ def _clock(session: Session, campaign_id: int, now: dt.datetime) -> None:
         session.add(HopperClock(campaign_id=campaign_id, clock=now))
         session.flush()
     elif now < row.clock - CLOCK_SLACK:
-        session.execute(update(DialState).where(DialState.campaign_id == campaign_id)
-                        .values(phase=int(HopperPhase.DUE)), execution_options={"synchronize_session": False})
+        mark_campaign_due(session, campaign_id)
         row.clock = now
     elif now > row.clock:
         row.clock = now
@@ -326,8 +331,7 @@ def rebuild(session: Session, campaign: Campaign, now: dt.datetime, rules: Rules
             progress: Callable[[int], None] | None = None) -> int:
     """Make the campaign's hopper anew from the cases and the policy (a missing row is added)."""
     enroll(session, campaign)
-    session.execute(update(DialState).where(DialState.campaign_id == campaign.id)
-                    .values(phase=int(HopperPhase.DUE)), execution_options={"synchronize_session": False})
+    mark_campaign_due(session, campaign.id)
     return refresh(session, campaign, now, rules, progress=progress)
 
 
