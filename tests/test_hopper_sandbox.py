@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections import Counter
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,6 +20,7 @@ from campaigns.models import Attempt, Case, DialState, Recording
 from campaigns.report import daily, render
 from dialer.demo import daytime_zone
 from dialer.runner import run_campaign
+from helpers import dial_lines
 
 pytestmark = pytest.mark.asterisk
 CASES = 70_000
@@ -37,12 +37,6 @@ def batch(path, zone: str):
         lines.append(f"P{i:06d},债务人{i},{amount}.00,{30 + i % 300},139{i:07d}{ending},{zone}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def dial_lines(site) -> Counter:
-    log = (site.sandbox_root / "var/log/asterisk/messages.log").read_text(errors="replace")
-    return Counter(line.split("dunning-dial ", 1)[1].split()[0].removesuffix("-2")
-                   for line in log.splitlines() if "dunning-dial " in line)
 
 
 async def test_a_70000_case_campaign_on_postgresql_through_the_sandbox(database, sandbox_up, creds, agent_speech,
