@@ -174,6 +174,7 @@ def decisions(factory, name: str, count: int, clock: dt.datetime, ends: list[flo
     engine does; the ends' times go to `ends` (an end asks the policy about the case again),
     the number of SQL statements of each decision (its commit included) to `statements`."""
     times = []
+    run = f"{os.getpid()}{int(time.time()) % 100000}"  # call ids unique across runs of a kept campaign
     bind = factory.kw["bind"]
     counted = [0]
 
@@ -188,7 +189,7 @@ def decisions(factory, name: str, count: int, clock: dt.datetime, ends: list[flo
             counted[0] = 0
             start = time.perf_counter()
             with transaction(factory) as s:
-                planned = hopper.take(s, queue.campaign_named(s, name), agent_id, f"{name}-t{clock:%H%M}-{i}", now)
+                planned = hopper.take(s, queue.campaign_named(s, name), agent_id, f"{name}-t{clock:%H%M}-{run}-{i}", now)
             times.append(time.perf_counter() - start)
             if statements is not None:
                 statements.append(counted[0])
@@ -233,12 +234,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def engine_memory(url: str, options: str | None, name: str, dials: int) -> float:
+def engine_memory(url: str, options: str | None, name: str, dials: int, clock: dt.datetime) -> float:
     """Peak resident MB of a fresh process making `dials` dial decisions (the database URL
     goes in its environment, never on a command line: it may hold a password)."""
     env = {**os.environ, "DUNNING_BENCH_URL": url, "DUNNING_BENCH_PG_OPTIONS": options or ""}
     out = subprocess.run([sys.executable, "-m", "bench.hopper", "--engine-memory", "--campaign", name,
-                          "--dials", str(dials)], env=env, capture_output=True, text=True)
+                          "--dials", str(dials), "--clock", clock.isoformat()], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"the engine memory probe failed: {out.stderr.strip().splitlines()[-1:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])["rss_mb"]
@@ -271,30 +272,51 @@ def measure(url: str, options: str | None, size: int, dials: int, budget_s: floa
             projected: float | None) -> dict:
     engine = _engine(url, options)
     factory = sessions(engine)
-    start = time.perf_counter()
-    name = populate(factory, size)
-    populated = time.perf_counter() - start
-    built = build(factory, name)
+    name = f"bench-{size}"
+    clock = NOW + dt.timedelta(minutes=5)
+    if _built(factory, name):
+        # Later than anything the earlier run did: a clock set back would send the whole
+        # campaign to be asked again, which is not what is measured here.
+        with factory() as s:
+            latest = s.execute(text("SELECT MAX(planned_at) FROM attempts a JOIN campaigns c ON c.id = a.campaign_id "
+                                    "WHERE c.name = :n"), {"n": name}).scalar()
+        latest = latest if isinstance(latest, dt.datetime) else dt.datetime.fromisoformat(str(latest))
+        clock = max(clock, latest.replace(tzinfo=UTC, second=0, microsecond=0) + dt.timedelta(minutes=40))
+        _say(f"  {name}: kept from an earlier run (--keep), measured again at {clock:%H:%M} UTC")
+        populated = built = None
+    else:
+        start = time.perf_counter()
+        name = populate(factory, size)
+        populated = time.perf_counter() - start
+        built = build(factory, name)
     ends: list[float] = []
     statements: list[int] = []
-    takes = decisions(factory, name, dials, NOW + dt.timedelta(minutes=5), ends, statements)
+    takes = decisions(factory, name, dials, clock, ends, statements)
     base = baseline(factory, name, budget_s, projected)
 
     def status():
         with transaction(factory) as s:
-            admin.campaign_figures(s, name, NOW + dt.timedelta(minutes=30))
+            admin.campaign_figures(s, name, clock + dt.timedelta(minutes=25))
 
     def why():
         with transaction(factory) as s:
-            admin.why(s, f"{name}-{size // 2}", NOW + dt.timedelta(minutes=30))
+            admin.why(s, f"{name}-{size // 2}", clock + dt.timedelta(minutes=25))
     found = {"size": size, "populate_s": populated, "build_s": built, "take_p50": pct(takes, 0.5),
              "take_p99": pct(takes, 0.99), "takes": len(takes),
              "end_p50": pct(ends, 0.5) if ends else None, "statements_p50": pct(statements, 0.5),
              "statements_max": max(statements), "baseline": base,
              "status": statistics.median(timed(status, 3)), "why": statistics.median(timed(why, 5)),
-             "memory_mb": engine_memory(url, options, name, min(dials, 300))}
+             "memory_mb": engine_memory(url, options, name, min(dials, 300), clock + dt.timedelta(minutes=30))}
     engine.dispose()
     return found
+
+
+def _built(factory, name: str) -> bool:
+    """Whether an earlier `--keep` run left this campaign populated and its hopper built."""
+    with factory() as s:
+        campaign = s.execute(text("SELECT id FROM campaigns WHERE name = :n"), {"n": name}).scalar()
+        return campaign is not None and s.execute(
+            text("SELECT 1 FROM dial_states WHERE campaign_id = :c LIMIT 1"), {"c": campaign}).first() is not None
 
 
 def run(url: str, options: str | None, label: str, sizes: list[int], dials: int, budget_s: float) -> list[dict]:
@@ -317,7 +339,8 @@ def table(label: str, results: list[dict], budget_s: float) -> str:
     for r in results:
         base = statistics.median(r["baseline"]) if r["baseline"] else None
         ratio = f"{base / r['take_p50']:.0f}x" if base else "-"
-        lines.append(f"{r['size']:>10,}  {r['build_s']:>7.0f}s  {1000 * r['take_p50']:>7.1f}ms  "
+        built = f"{r['build_s']:>7.0f}s" if r["build_s"] is not None else f"{'kept':>8}"
+        lines.append(f"{r['size']:>10,}  {built}  {1000 * r['take_p50']:>7.1f}ms  "
                      f"{1000 * r['take_p99']:>7.1f}ms  "
                      + (f"{base:>9.2f}s" if base else f"{'> ' + str(int(budget_s)) + 's':>10}")
                      + f"  {ratio:>7}  {r['statements_p50']:>3}/{r['statements_max']:<3}"
@@ -332,37 +355,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dials", type=int, default=500, help="dial decisions measured per size")
     parser.add_argument("--baseline-budget", type=float, default=120.0,
                         help="seconds the whole-campaign evaluation may take per size (skipped beyond)")
+    parser.add_argument("--databases", default="sqlite,postgres",
+                        help="which to run, of sqlite,postgres (postgres only with --postgres)")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="keep the populated campaigns (SQLite in DIR, PostgreSQL's schema bench_hopper) and "
+                             "measure them again on the next run with the same DIR, skipping populate and build")
     parser.add_argument("--engine-memory", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--campaign", help=argparse.SUPPRESS)
+    parser.add_argument("--clock", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     _prioritise()
     if args.engine_memory:
         factory = sessions(_engine(os.environ["DUNNING_BENCH_URL"], os.environ.get("DUNNING_BENCH_PG_OPTIONS") or None))
-        decisions(factory, args.campaign, args.dials, NOW + dt.timedelta(hours=2))
+        decisions(factory, args.campaign, args.dials, dt.datetime.fromisoformat(args.clock))
         # VmHWM: this process's own peak (ru_maxrss would carry the parent's across exec).
         peak = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
         print(json.dumps({"rss_mb": int(peak.split()[1]) / 1024}))
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]
+    databases = set(args.databases.split(","))
     outputs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        migrate(make_engine(url))
-        outputs.append(table("SQLite", run(url, None, "SQLite", sizes, args.dials, args.baseline_budget),
-                             args.baseline_budget))
-    if args.postgres:
+    if "sqlite" in databases:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(args.keep) if args.keep else Path(tmp)
+            folder.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{folder / 'bench.db'}"
+            migrate(make_engine(url))
+            outputs.append(table("SQLite", run(url, None, "SQLite", sizes, args.dials, args.baseline_budget),
+                                 args.baseline_budget))
+    if args.postgres and "postgres" in databases:
         admin_engine = create_engine(args.postgres)
         with admin_engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS bench_hopper CASCADE"))
-            conn.execute(text("CREATE SCHEMA bench_hopper"))
+            if not args.keep:
+                conn.execute(text("DROP SCHEMA IF EXISTS bench_hopper CASCADE"))
+            conn.execute(text("CREATE SCHEMA IF NOT EXISTS bench_hopper"))
         options = "-csearch_path=bench_hopper"
         try:
             migrate(create_engine(args.postgres, connect_args={"options": options}))
             outputs.append(table("PostgreSQL", run(args.postgres, options, "PostgreSQL", sizes, args.dials,
                                                    args.baseline_budget), args.baseline_budget))
         finally:
-            with admin_engine.begin() as conn:
-                conn.execute(text("DROP SCHEMA IF EXISTS bench_hopper CASCADE"))
+            if not args.keep:
+                with admin_engine.begin() as conn:
+                    conn.execute(text("DROP SCHEMA IF EXISTS bench_hopper CASCADE"))
     print("SQL: statements per dial decision, median/most (its commit included; the same at every size)")
     print("dial decision: hopper.take, one transaction each; whole eval: the policy over every case per "
           "decision (before the hopper); ratio: whole eval / hopper p50; end: the attempt's end, which asks "
