@@ -1,8 +1,8 @@
 """Other rules for how many calls to launch, against ours, on the same simulated days.
 
 Run from the repository root: ``python -m bench.pacing_alternatives`` (about 12 minutes on
-2 cores; ``--seeds N``, ``--agents N``). The README's claim that these rules land on the
-same occupancy-for-abandonment curve as ours rests on this script.
+2 cores; ``--seeds N``, ``--agents N``). The claim in docs/benchmarks.md that these rules land
+on the same occupancy-for-abandonment curve as ours rests on this script.
 
 Each rule runs inside our `Predictive` (same learner, same warm-up, same line cap), with the
 abandonment feedback off and its parameter held fixed, on a new campaign's 8-hour day

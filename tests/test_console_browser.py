@@ -3,8 +3,8 @@ through agent_console/browser/driver.mjs; `scripts/browser` installs both).
 
 The engine's side is played by writing the rows the engine writes (agent_presence, the
 attempt bridged to the agent, its end), so these tests need no Asterisk; the end-to-end test
-with the engine, the sandbox and a softphone uses the same element ids (agent_console/README
-section in the main README). Screenshots of each page go to docs/screenshots/.
+with the engine, the sandbox and a softphone uses the same element ids (the browser console
+in docs/agent.md). Screenshots of each page go to docs/screenshots/.
 """
 from __future__ import annotations
 
