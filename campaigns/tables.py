@@ -13,6 +13,7 @@ from recordings import qa_schema as qa_tables  # noqa: F401  findings, QA verdic
 from recordings import transcripts as transcript_tables  # noqa: F401  transcripts, their queue and search index
 
 from . import models as campaign_tables  # noqa: F401  cases, campaigns, attempts, the vault, the hopper
+from . import server_leases as lease_tables  # noqa: F401  which engine drives which Asterisk server
 from .schema import Base
 
 metadata = Base.metadata
