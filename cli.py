@@ -750,12 +750,22 @@ def report_daily(day, timezone: str, effective_seconds: float, plot_to: Path | N
 @click.option("--console", is_flag=True,
               help="Agents log in, go ready and pause in the browser console; a wrap-up lasts until the disposition is saved.")
 @click.option("--until-idle", is_flag=True, help="Return once nothing may be dialled now and no call is in progress.")
+@click.option("--server", envvar="DUNNING_SERVER", default=None,
+              help="The Asterisk server this engine drives, by name (env DUNNING_SERVER): the engine holds its "
+                   "lease in the database, so that no two engines ever drive one server.")
+@click.option("--standby", is_flag=True,
+              help="With --server: wait while another engine drives the server, and take it over when that "
+                   "engine stops or its lease runs out.")
 @campaign_errors
-def run(campaign_name: str, extensions: str | None, console: bool, until_idle: bool) -> None:
+def run(campaign_name: str, extensions: str | None, console: bool, until_idle: bool, server: str | None,
+        standby: bool) -> None:
     """Run the engine on CAMPAIGN_NAME in the campaign's mode (progressive or predictive).
     SIGTERM or Ctrl-C stops dialling, lets the calls in progress end, and exits."""
     from campaigns import admin
     from dialer.runner import run_campaign
+    from dialer.server_lease import LeaseTerms, ServerBusy, holding
+    if standby and not server:
+        raise click.UsageError("--standby needs --server (the server to take over)")
     site = _site()
     factory = _database(site)
     if extensions is None and not console:
@@ -765,8 +775,23 @@ def run(campaign_name: str, extensions: str | None, console: bool, until_idle: b
             seats = [a.extension for a in admin.agents(session) if a.active]
     else:
         seats = [e.strip() for e in extensions.split(",") if e.strip()]
-    summary = asyncio.run(run_campaign(site, factory, campaign_name, seats, until_idle=until_idle,
-                                       echo=click.echo, console=console))
+
+    def work(stop=None):
+        return run_campaign(site, factory, campaign_name, seats, until_idle=until_idle, echo=click.echo,
+                            console=console, stop=stop)
+    if server is None:
+        summary = asyncio.run(work())
+    else:
+        try:
+            held = asyncio.run(holding(factory, server, LeaseTerms(), work, standby=standby, say=click.echo))
+        except ServerBusy as exc:
+            raise click.ClickException(f"{exc}; start with --standby to take it over when that engine stops")
+        if held is None:
+            click.echo(f"stopped before this engine held server {server}")
+            return
+        summary, lost = held
+        if lost:
+            summary.problems.append(f"the lease on server {server} was lost: dialling stopped")
     click.echo(f"{summary.dials} dials: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items()))
                + f"; {summary.recordings} recordings stored")
     for problem in summary.problems:

@@ -167,3 +167,35 @@ async def give_up(factory: sessionmaker[Session], lease: Lease) -> None:
         await asyncio.to_thread(release)
     except SQLAlchemyError:
         pass  # it runs out by itself within its ttl
+
+
+async def holding(factory: sessionmaker[Session], server: str, terms: LeaseTerms, work, *, standby: bool,
+                  say: Callable[[str], None] = print):
+    """Run `work(stop)` while this engine holds `server`: take the lease first (or wait for it,
+    as a standby; SIGTERM or Ctrl-C ends the wait), keep it renewed meanwhile, and set `stop`
+    the moment it is lost. Returns (what `work` returned, whether the lease was lost), or
+    None if the engine was stopped before it held the server."""
+    import signal
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    lease = await take(factory, server, this_holder(), terms, standby=standby, stop=stop, say=say)
+    if lease is None:
+        return None
+    fenced, done = asyncio.Event(), asyncio.Event()
+    keeper = asyncio.create_task(keep(factory, lease, terms, fenced, done, say))
+
+    async def relay() -> None:
+        await fenced.wait()
+        stop.set()
+    relaying = asyncio.create_task(relay())
+    try:
+        result = await work(stop)
+    finally:
+        done.set()
+        lease = await keeper
+        relaying.cancel()
+        if not fenced.is_set():
+            await give_up(factory, lease)
+    return result, fenced.is_set()

@@ -265,3 +265,22 @@ def test_an_engine_killed_on_this_machine_is_taken_over_at_once(database):
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+def test_dunning_run_refuses_a_server_another_engine_drives(database, tmp_path):
+    """As a user runs it: a second `dunning run --server A` is refused in one line naming the
+    holder and the way out; `--standby` needs `--server`."""
+    url = database.url.render_as_string(hide_password=False)
+    with transaction(sessions(database)) as s:
+        server_leases.acquire(s, "A", "otherbox:1:ff", server_leases.database_now(s), dt.timedelta(minutes=5))
+    env = {**os.environ, "DUNNING_DATABASE_URL": url, "DUNNING_HOME": str(tmp_path)}
+    dunning = str(REPO / ".venv/bin/dunning")
+    busy = subprocess.run([dunning, "run", "any", "--agents", "6001", "--server", "A"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert busy.returncode == 1
+    assert busy.stderr.startswith("Error: server A is driven by another engine (otherbox:1:ff, term 1, ")
+    assert busy.stderr.rstrip().endswith("start with --standby to take it over when that engine stops")
+    assert len(busy.stderr.strip().splitlines()) == 1 and "Traceback" not in busy.stderr
+    lonely = subprocess.run([dunning, "run", "any", "--agents", "6001", "--standby"], capture_output=True,
+                            text=True, env=env, timeout=60)
+    assert lonely.returncode == 2 and "--standby needs --server" in lonely.stderr
