@@ -1,13 +1,15 @@
 """The browser console: agents, the supervisor's wallboard, QA pages (aiohttp).
 
 Modules: ``app`` (make_app, serve, the route table with each route's roles, the security
-middleware), ``accounts`` (accounts, teams, sign-in, lockout, sessions, audit; what
-``dunning console accounts`` calls), ``throttle`` (growing sign-in delays per address and per
-name), ``passwords`` (the client's password rules, zxcvbn and scrypt, pure), ``cases`` (the case card, who may see it,
-presence, the disposition), ``live`` (the one task that pushes presence, the case pop-up and
-counters over the agents' WebSockets), ``wallboard``, ``qa_pages`` (the adapter to
-recordings.search / recordings.qa), ``i18n`` (Chinese and English text), ``schema`` (tables),
-``settings``.
+middleware), ``pages`` (what every handler shares: the app's keys, who is signed in,
+rendering, errors, the security headers), the handlers by audience: ``qa`` (search, the week's
+sample, a recording and its findings, verdicts) and ``playback`` (logged plays, the audio);
+``accounts`` (accounts, teams, sign-in, lockout, sessions, audit; what ``dunning console
+accounts`` calls), ``throttle`` (growing sign-in delays per address and per name),
+``passwords`` (the client's password rules, zxcvbn and scrypt, pure), ``cases`` (the case
+card, who may see it, presence, the disposition), ``live`` (the one task that pushes
+presence, the case pop-up and counters over the agents' WebSockets), ``wallboard``, ``i18n``
+(Chinese and English text), ``schema`` (tables), ``settings``.
 
 Stable element ids for browser tests (``data-testid``; state in ``data-*`` attributes):
 
@@ -38,7 +40,7 @@ Stable element ids for browser tests (``data-testid``; state in ``data-*`` attri
   ``qa-hit-link`` ``qa-sample-team`` ``qa-sample`` ``qa-sample-item`` ``qa-sample-unavailable``
   ``qa-recent`` ``qa-recording-link``; the recording page: ``recording-page``
   (``data-recording-id``, ``data-offset``) ``play-reason`` ``btn-play`` ``qa-player``
-  ``play-message`` ``findings`` ``findings-unavailable`` ``finding-row`` (``data-finding-id``,
+  ``play-message`` ``findings`` ``finding-row`` (``data-finding-id``,
   ``data-status``) ``finding-status`` ``jump-offset`` (``data-offset``)
   ``btn-verdict-confirmed`` ``btn-verdict-false_positive`` ``verdict-message``.
 - case page (supervisors, QA, administrators): ``case-page`` (``data-case-id``)

@@ -25,25 +25,18 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import hmac
-import ipaddress
-import json
 import logging
 import math
-import mimetypes
 import os
 import secrets
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import WSMsgType, web
-from markupsafe import Markup
 from sqlalchemy import select
 
 from campaigns.admin import DISPOSITION_CODES
@@ -52,18 +45,18 @@ from campaigns.db import transaction
 from campaigns.models import Agent
 from campaigns.queue import CampaignError
 
-from . import accounts, cases, i18n, qa_pages, throttle, wallboard
+from . import accounts, cases, i18n, playback, qa, throttle, wallboard
 from .live import Hub
+from .pages import (ACCESS, CLOCK, DB, FORM, GATE, HUB, LANG, LANG_COOKIE, PRELOGIN_COOKIE, SESSION_COOKIE,
+                    SETTINGS, WHO, Who, csrf_ok, error, language, read_form, remote, render, safe_next, secure,
+                    set_cookie, strings, wants_json)
+from .playback import close_plays
 from .schema import ROLES, Account, Team
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
-SESSION_COOKIE = "dunning_session"
-PRELOGIN_COOKIE = "dunning_prelogin"
-LANG_COOKIE = "dunning_lang"
 HOME = {"agent": "/agent", "supervisor": "/wallboard", "qa": "/qa", "administrator": "/wallboard"}
-PLAY_REASONS = ("qa_review", "complaint", "dispute")
 
 #: Who may use a route. ANONYMOUS in a declaration makes the route public (no session).
 ANONYMOUS = "anonymous"
@@ -74,45 +67,7 @@ STAFF = frozenset({"supervisor", "qa", "administrator"})  # read cases, recordin
 WALLBOARD = frozenset({"supervisor", "administrator"})
 ADMINISTRATORS = frozenset({"administrator"})
 
-SETTINGS = web.AppKey("settings", Settings)
-CLOCK = web.AppKey("clock", Callable)
-HUB = web.AppKey("hub", Hub)
-DB = web.AppKey("db", object)
 CACHE = web.AppKey("figures", wallboard.FiguresCache)
-TOKENS = web.AppKey("playback_tokens", dict)
-ACCESS = web.AppKey("access", dict)
-GATE = web.AppKey("sign_in_gate", object)
-SWEEPER = web.AppKey("sweeper", object)
-
-
-def _request_key(name: str, kind: type):
-    maker = getattr(web, "RequestKey", None)  # aiohttp >= 3.12
-    return maker(name, kind) if maker else name
-
-
-LANG = _request_key("lang", str)
-FORM = _request_key("form", dict)
-
-
-@dataclass(frozen=True)
-class Who:
-    """The signed-in person, as the handlers see them (no database object leaves its thread)."""
-
-    account_id: int
-    session_id: int
-    username: str
-    display_name: str
-    role: str
-    agent_id: int | None
-    extension: str | None
-    team_id: int | None
-    team: str | None
-    language: str | None
-    csrf: str
-    must_change_password: bool
-
-
-WHO = _request_key("who", Who)
 
 
 class Database:
@@ -130,17 +85,6 @@ class Database:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
-
-
-class Gate:
-    """The sign-in throttles: one per source address, one per typed user name."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.by_address = throttle.Throttle(settings.throttle_free_address, settings.throttle_base,
-                                            settings.throttle_max, settings.failure_window)
-        self.by_name = throttle.Throttle(settings.throttle_free_name, settings.throttle_base,
-                                         settings.throttle_max, settings.failure_window)
-        self.name_key = throttle.NameKeys()
 
 
 def route_table() -> tuple[tuple[str, str, Callable, frozenset[str]], ...]:
@@ -170,11 +114,11 @@ def route_table() -> tuple[tuple[str, str, Callable, frozenset[str]], ...]:
         ("GET", "/wallboard", wallboard_page, WALLBOARD),
         ("GET", "/wallboard/data", wallboard_data, WALLBOARD),
         ("POST", "/wallboard/campaigns/{name}/{command}", campaign_command, WALLBOARD),
-        ("GET", "/qa", qa_page, STAFF),
-        ("GET", "/qa/recordings/{recording_id:\\d+}", recording_page, STAFF),
-        ("POST", "/qa/recordings/{recording_id:\\d+}/play", play, STAFF),
-        ("GET", "/qa/audio/{token}", audio, STAFF),
-        ("POST", "/qa/findings/{finding_id}/verdict", verdict, STAFF),
+        ("GET", "/qa", qa.qa_page, STAFF),
+        ("GET", "/qa/recordings/{recording_id:\\d+}", qa.recording_page, STAFF),
+        ("POST", "/qa/recordings/{recording_id:\\d+}/play", playback.play, STAFF),
+        ("GET", "/qa/audio/{token}", playback.audio, STAFF),
+        ("POST", "/qa/findings/{finding_id}/verdict", qa.verdict, STAFF),
         ("GET", "/accounts", accounts_page, ADMINISTRATORS),
         ("POST", "/accounts/{username}/{command}", account_command, ADMINISTRATORS),
     )
@@ -191,11 +135,11 @@ def make_app(factory, settings: Settings | None = None, now: Callable[[], dt.dat
     app[DB] = database
     app[HUB] = Hub(database, settings, now)
     app[CACHE] = wallboard.FiguresCache(settings.figures_cache_s)
-    app[TOKENS] = {}
-    app[GATE] = Gate(settings)
+    app[playback.TOKENS] = {}
+    app[GATE] = throttle.Gate(settings)
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                undefined=jinja2.StrictUndefined)
-    env.globals["qa_offset"] = qa_pages.offset_label
+    env.globals["qa_offset"] = qa.offset_label
     access: dict = {}
     static = app.router.add_static("/static/", HERE / "static", name="static")
     for route in static:
@@ -216,57 +160,21 @@ async def _start(app: web.Application) -> None:
     app[HUB].start()
     # the hash an unknown name is compared with, made now, not in the first such sign-in
     asyncio.get_running_loop().run_in_executor(None, accounts.passwords.dummy_hash, app[SETTINGS].passwords.scrypt_n)
-    app[SWEEPER] = asyncio.get_running_loop().create_task(_sweep_plays(app), name="console-plays")
+    app[playback.SWEEPER] = asyncio.get_running_loop().create_task(playback.sweep_plays(app), name="console-plays")
 
 
 async def _shutdown(app: web.Application) -> None:
-    task = app.get(SWEEPER)
+    task = app.get(playback.SWEEPER)
     if task is not None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    await _close_plays(app, app[CLOCK](), lambda play: True)
+    await close_plays(app, app[CLOCK](), lambda play: True)
     await app[HUB].stop()
 
 
 async def _cleanup(app: web.Application) -> None:
     await asyncio.get_running_loop().run_in_executor(None, app[DB].close)
-
-
-# ---------------------------------------------------------------- plumbing
-
-def language(request: web.Request, who: Who | None = None) -> str:
-    settings = request.app[SETTINGS]
-    if who is not None and who.language in i18n.LANGUAGES:
-        return who.language
-    cookie = request.cookies.get(LANG_COOKIE)
-    if cookie in i18n.LANGUAGES:
-        return cookie
-    return i18n.from_accept_language(request.headers.get("Accept-Language"), settings.default_language)
-
-
-def _an_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def remote(request: web.Request) -> str | None:
-    """The client's address: the peer's, or behind a trusted proxy (settings.trusted_proxies)
-    the last X-Forwarded-For hop that is not one of the trusted proxies."""
-    address = request.remote or ""
-    proxies = request.app[SETTINGS].trusted_proxies
-    if proxies and address in proxies:
-        hops = [hop.strip() for line in request.headers.getall("X-Forwarded-For", ()) for hop in line.split(",")]
-        for hop in reversed([h for h in hops if h]):
-            if not _an_address(hop):
-                break
-            address = hop
-            if hop not in proxies:
-                break
-    return address[:64] or None
 
 
 def _load_who(session, token: str | None, now: dt.datetime, settings: Settings) -> Who | None:
@@ -281,77 +189,6 @@ def _load_who(session, token: str | None, now: dt.datetime, settings: Settings) 
                row.csrf_token, accounts.must_change_password(account, now, settings))
 
 
-def may_get(role: str, path: str) -> bool:
-    """Whether `role` may open the page at `path` (GET), by the route table (for the menu)."""
-    return any(method == "GET" and route_path == path and role in roles
-               for method, route_path, _handler, roles in route_table())
-
-
-JSON_PATHS = ("/api/", "/agent/", "/wallboard/", "/qa/findings/", "/qa/audio/")
-
-
-def _wants_json(request: web.Request) -> bool:
-    path = request.path
-    return (path.startswith(JSON_PATHS) or (path.startswith("/qa/recordings/") and path.endswith("/play"))
-            or "application/json" in request.headers.get("Accept", ""))
-
-
-def _error(request: web.Request, status: int, key: str, lang: str | None = None, **values) -> web.Response:
-    lang = lang or request.get(LANG) or language(request)
-    text = i18n.t(key, lang, **{k: (i18n.t(v, lang) if isinstance(v, str) and v in i18n.CATALOGUE else v)
-                                for k, v in values.items()})
-    if _wants_json(request):
-        return web.json_response({"ok": False, "error": key, "message": text}, status=status)
-    return render(request, "error.html", {"message": text, "status": status}, status=status)
-
-
-async def _form(request: web.Request) -> dict[str, str]:
-    """The POST's fields (a form or a JSON object); a body that is neither is a 400."""
-    try:
-        if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            data = await request.post()
-            return {k: v for k, v in data.items() if isinstance(v, str)}
-        if request.content_type == "application/json":
-            data = await request.json()
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
-    except (ValueError, UnicodeDecodeError, AssertionError):  # json.JSONDecodeError is a ValueError
-        raise web.HTTPBadRequest() from None
-    return {}
-
-
-def _csrf_ok(expected: str | None, request: web.Request, form: dict[str, str]) -> bool:
-    given = form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
-
-
-def safe_next(value: str | None, default: str = "/") -> str:
-    """`value` when it is a path on this console, else `default`: never another site, whatever
-    browsers make of tabs, newlines, backslashes or percent signs in it (/%09/evil.example is
-    //evil.example to a browser)."""
-    if not value or not value.startswith("/") or len(value) > 2000:
-        return default
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F or ch == "\\" for ch in value):
-        return default
-    if value.startswith("//") or "%" in value.split("?", 1)[0]:
-        return default
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
-        return default
-    return value
-
-
-SECURITY_HEADERS = {
-    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                                "media-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
-                                "base-uri 'none'; object-src 'none'"),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
-
-
 @web.middleware
 async def guard(request: web.Request, handler):
     settings = request.app[SETTINGS]
@@ -359,13 +196,13 @@ async def guard(request: web.Request, handler):
         response = await _guarded(request, handler)
     except web.HTTPException as exc:
         if exc.status < 400:  # a redirect: the handler's own answer
-            raise _secure(exc, settings)
+            raise secure(exc, settings)
         # aiohttp's own errors (no such route, method not allowed, a static file that is not
         # there, a body that is not a form): our page, with the security headers.
-        response = _error(request, exc.status, "not_found" if exc.status == 404 else "bad_request")
+        response = error(request, exc.status, "not_found" if exc.status == 404 else "bad_request")
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
-    return _secure(response, settings)
+    return secure(response, settings)
 
 
 async def _guarded(request: web.Request, handler) -> web.StreamResponse:
@@ -383,64 +220,29 @@ async def _guarded(request: web.Request, handler) -> web.StreamResponse:
     lang = language(request, who)
     request[LANG] = lang
     if who is None:
-        if request.method == "GET" and not _wants_json(request) and path != "/ws/agent":
+        if request.method == "GET" and not wants_json(request) and path != "/ws/agent":
             raise web.HTTPFound("/login" + ("?expired=1" if token else ""))
-        return _error(request, 401, "login.expired", lang)
+        return error(request, 401, "login.expired", lang)
     request[WHO] = who
     if request.method == "POST":
-        form = await _form(request)
-        if not _csrf_ok(who.csrf, request, form):
+        form = await read_form(request)
+        if not csrf_ok(who.csrf, request, form):
             log.warning("refused a POST to %s without a valid CSRF token (account %s)", path, who.username)
-            return _error(request, 403, "csrf.refused", lang)
+            return error(request, 403, "csrf.refused", lang)
         request[FORM] = form
     if who.must_change_password and path not in ("/password", "/logout", "/lang"):
-        if request.method == "GET" and not _wants_json(request) and path != "/ws/agent":
+        if request.method == "GET" and not wants_json(request) and path != "/ws/agent":
             raise web.HTTPFound("/password")
-        return _error(request, 403, "password.must_change", lang)
+        return error(request, 403, "password.must_change", lang)
     if roles is None or who.role not in roles:  # not declared: nobody; declared: those roles only
         await app[DB](_audit_refusal, who, now, path, remote(request))
-        return _error(request, 403, "forbidden.role", lang)
+        return error(request, 403, "forbidden.role", lang)
     return await handler(request)
 
 
 def _audit_refusal(session, who: Who, now: dt.datetime, path: str, address: str | None) -> None:
     account = session.get(Account, who.account_id)
     accounts.audit(session, now, "page", "refused", account=account, subject=path[:100], remote=address)
-
-
-def _secure(response: web.StreamResponse, settings: Settings) -> web.StreamResponse:
-    if response.prepared:  # a WebSocket or a file already sent its headers
-        return response
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    if settings.cookie_secure:
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-    if response.content_type in ("text/html", "application/json", "text/plain"):
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
-
-
-def _set_cookie(response: web.StreamResponse, name: str, value: str, settings: Settings,
-                max_age: int | None = None) -> None:
-    response.set_cookie(name, value, httponly=True, samesite="Strict", secure=settings.cookie_secure, path="/",
-                        max_age=max_age)
-
-
-def render(request: web.Request, template: str, context: dict, status: int = 200) -> web.Response:
-    lang = request.get(LANG) or language(request)
-    who: Who | None = request.get(WHO)
-    base = {"t": lambda key, **values: i18n.t(key, lang, **values), "lang": lang, "who": who,
-            "csrf": who.csrf if who else context.get("csrf", ""), "path": request.path_qs,
-            "nav": _nav(who)}
-    return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
-
-
-def _nav(who: Who | None) -> list[tuple[str, str, str]]:
-    if who is None or who.must_change_password:
-        return []
-    items = [("/agent", "nav.agent", "nav-agent"), ("/wallboard", "nav.wallboard", "nav-wallboard"),
-             ("/qa", "nav.qa", "nav-qa"), ("/accounts", "nav.accounts", "nav-accounts")]
-    return [item for item in items if may_get(who.role, item[0])] + [("/password", "nav.password", "nav-password")]
 
 
 # ---------------------------------------------------------------- signing in and out
@@ -466,9 +268,9 @@ async def login_page(request: web.Request, message: str | None = None, status: i
     if request.query.get("expired") and message is None:
         message = i18n.t("login.expired", language(request))
     response = render(request, "login.html", {"csrf": token, "message": message}, status=status)
-    _set_cookie(response, PRELOGIN_COOKIE, token, settings)
+    set_cookie(response, PRELOGIN_COOKIE, token, settings)
     if chosen in i18n.LANGUAGES:
-        _set_cookie(response, LANG_COOKIE, chosen, settings, max_age=365 * 86400)
+        set_cookie(response, LANG_COOKIE, chosen, settings, max_age=365 * 86400)
     return response
 
 
@@ -481,31 +283,20 @@ async def _throttled(request: web.Request, seconds: float, page=None) -> web.Res
     return response
 
 
-@contextlib.asynccontextmanager
-async def _one_at_a_time(gate: Gate, *keys: str):
-    """Attempts on the same address or name are checked one after the other, so that parallel
-    requests cannot all slip in before the first failure is counted."""
-    async with contextlib.AsyncExitStack() as stack:
-        for key in keys:
-            await stack.enter_async_context(gate.by_address.hold(key) if key.startswith("address:")
-                                            else gate.by_name.hold(key))
-        yield
-
-
 async def login(request: web.Request) -> web.StreamResponse:
     app, settings = request.app, request.app[SETTINGS]
     lang = language(request)
     request[LANG] = lang
-    form = await _form(request)
-    if not _csrf_ok(request.cookies.get(PRELOGIN_COOKIE), request, form):
+    form = await read_form(request)
+    if not csrf_ok(request.cookies.get(PRELOGIN_COOKIE), request, form):
         return await login_page(request, i18n.t("csrf.refused", lang), 403)
     username, password = form.get("username", ""), form.get("password", "")
     typed = username.strip().lower()[:64]
     address = remote(request)
-    gate: Gate = app[GATE]
+    gate: throttle.Gate = app[GATE]
     address_key, name_key = throttle.address_key(address), gate.name_key(username)
     old_token = request.cookies.get(SESSION_COOKIE)
-    async with _one_at_a_time(gate, address_key, name_key):
+    async with gate.one_at_a_time(address_key, name_key):
         now = app[CLOCK]()
         waiting = gate.by_address.wait(address_key, now)
         if waiting > 0:
@@ -535,12 +326,12 @@ async def login(request: web.Request) -> web.StreamResponse:
         gate.by_name.clear(name_key)
     token, role = value
     response = web.HTTPFound(HOME.get(role, "/"))
-    _set_cookie(response, SESSION_COOKIE, token, settings, max_age=int(settings.session_max_age.total_seconds()))
+    set_cookie(response, SESSION_COOKIE, token, settings, max_age=int(settings.session_max_age.total_seconds()))
     response.del_cookie(PRELOGIN_COOKIE, path="/")
     raise response
 
 
-async def _count_failure(app: web.Application, gate: Gate, address_key: str, name_key: str, typed: str,
+async def _count_failure(app: web.Application, gate: throttle.Gate, address_key: str, name_key: str, typed: str,
                          address: str | None, now: dt.datetime) -> None:
     """Count a refused attempt against the address and the name; when either has just reached
     its free failures (delays start), say so in the audit log (once, not per attempt)."""
@@ -576,7 +367,7 @@ async def _count_failure(app: web.Application, gate: Gate, address_key: str, nam
 async def logout(request: web.Request) -> web.StreamResponse:
     app, now, who = request.app, request.app[CLOCK](), request[WHO]
     token = request.cookies.get(SESSION_COOKIE)
-    await _close_plays(app, now, lambda p: p.session_id == who.session_id)
+    await close_plays(app, now, lambda p: p.session_id == who.session_id)
     await app[DB](accounts.end_session, token, now)
     response = web.HTTPFound("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
@@ -592,7 +383,7 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
         session.get(Account, who.account_id).language = to
     await request.app[DB](save)
     response = web.HTTPFound(safe_next(form.get("next")))
-    _set_cookie(response, LANG_COOKIE, to, request.app[SETTINGS], max_age=365 * 86400)
+    set_cookie(response, LANG_COOKIE, to, request.app[SETTINGS], max_age=365 * 86400)
     raise response
 
 
@@ -615,10 +406,10 @@ async def change_password(request: web.Request) -> web.Response:
     form = request[FORM]
     if form.get("new_password", "") != form.get("repeat_password", ""):
         return await password_page(request, i18n.t("password.mismatch", lang), status=400)
-    gate: Gate = app[GATE]
+    gate: throttle.Gate = app[GATE]
     address = remote(request)
     address_key, name_key = throttle.address_key(address), gate.name_key(who.username)
-    async with _one_at_a_time(gate, address_key, name_key):
+    async with gate.one_at_a_time(address_key, name_key):
         now = app[CLOCK]()
         waiting = max(gate.by_address.wait(address_key, now), gate.by_name.wait(name_key, now))
         if waiting > 0:
@@ -646,20 +437,14 @@ async def agent_page(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     codes = [(code, f"code.{code}") for code in DISPOSITION_CODES]
     return render(request, "agent.html", {"pause_reasons": cases.PAUSE_REASONS, "codes": codes,
-                                          "strings": _strings(request, "state.", "phone.", "code.", "case.",
+                                          "strings": strings(request, "state.", "phone.", "code.", "case.",
                                                               "agent.", "dispo.", "pause.", "promise."),
                                           "wrap_up_limit_s": int(settings.wrap_up_limit.total_seconds()),
                                           "requesters": ("debtor", "third_party", "agent")})
 
 
-def _strings(request: web.Request, *prefixes: str) -> dict[str, str]:
-    """The catalogue entries a page's script needs, in the page's language."""
-    lang = request[LANG]
-    return {key: i18n.t(key, lang) for key in i18n.CATALOGUE if key.startswith(prefixes)}
-
-
 def _refused(request: web.Request, refused: cases.Refused) -> web.Response:
-    return _error(request, refused.status, refused.key, request[LANG], **refused.values)
+    return error(request, refused.status, refused.key, request[LANG], **refused.values)
 
 
 async def presence(request: web.Request) -> web.Response:
@@ -709,9 +494,9 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     origin = request.headers.get("Origin")
     if origin is not None and origin.split("://", 1)[-1] != request.host:
         # A page of another site cannot open an agent's socket (cross-site WebSocket hijacking).
-        return _error(request, 403, "forbidden", request[LANG])
+        return error(request, 403, "forbidden", request[LANG])
     if who.agent_id is None:
-        return _error(request, 403, "forbidden", request[LANG])
+        return error(request, 403, "forbidden", request[LANG])
     ws = web.WebSocketResponse(heartbeat=20)
     await ws.prepare(request)
     hub = request.app[HUB]
@@ -769,7 +554,7 @@ async def _open_case(request: web.Request, unmask: str | None = None):
 # ---------------------------------------------------------------- the wallboard
 
 async def wallboard_page(request: web.Request) -> web.Response:
-    return render(request, "wallboard.html", {"strings": _strings(request, "state.", "wall.", "pause.")})
+    return render(request, "wallboard.html", {"strings": strings(request, "state.", "wall.", "pause.")})
 
 
 async def wallboard_data(request: web.Request) -> web.Response:
@@ -785,7 +570,7 @@ async def campaign_command(request: web.Request) -> web.Response:
     name, command = request.match_info["name"], request.match_info["command"]
     command = {"pause": "pause", "resume": "start"}.get(command)
     if command is None:
-        return _error(request, 404, "not_found", request[LANG])
+        return error(request, 404, "not_found", request[LANG])
 
     def change(session):
         campaign = wallboard.pause_or_resume(session, session.get(Account, who.account_id), name, command, now,
@@ -796,320 +581,6 @@ async def campaign_command(request: web.Request) -> web.Response:
     except CampaignError as exc:
         return web.json_response({"ok": False, "message": str(exc)}, status=409)
     return web.json_response({"ok": True, "status": status})
-
-
-# ---------------------------------------------------------------- QA
-
-async def qa_page(request: web.Request) -> web.Response:
-    """Recent recordings, the transcript search and the week's sample, all of the reader's
-    team's campaigns (every campaign for administrators); each search is audited with its
-    query and the number of hits."""
-    app, now, who = request.app, request.app[CLOCK](), request[WHO]
-    query = request.query.get("q", "").strip()[:200]
-    address = remote(request)
-
-    def load(session):
-        account = session.get(Account, who.account_id)
-        campaigns = cases.visible_campaigns(session, account)
-        out = {"recent": qa_pages.recent_recordings(session, campaigns=campaigns), "hits": None,
-               "search_error": None, "samples": [], "sample_error": None}
-        if query:
-            try:
-                hits = qa_pages.search(session, query, campaigns=campaigns)
-                out["hits"] = [(hit, Markup(qa_pages.highlight(hit.snippet, hit.matched, query, hit.span)))
-                               for hit in hits]
-                result, subject = "ok", f"{len(hits)} hit(s) in {len({h.recording_id for h in hits})} call(s)"
-            except qa_pages.NotAvailable as exc:
-                out["search_error"] = str(exc)
-                result, subject = "unavailable", None
-            accounts.audit(session, now, "transcript_search", result, account=account, subject=subject,
-                           detail=query, remote=address)
-        if campaigns is None:
-            teams = session.scalars(select(Team).order_by(Team.name)).all()
-        else:
-            teams = [session.get(Team, who.team_id)] if who.team_id is not None else []
-        try:
-            for team in teams:
-                agent_ids = session.scalars(select(Account.agent_id).where(
-                    Account.team_id == team.id, Account.agent_id.is_not(None))).all()
-                out["samples"].append(qa_pages.weekly_sample(session, team.name, list(agent_ids), now,
-                                                             app[SETTINGS].qa_sample_seed))
-        except qa_pages.NotAvailable as exc:
-            out["sample_error"] = str(exc)
-        except ValueError as exc:  # recordings.qa.QaError
-            out["sample_error"] = str(exc)
-        return out
-    return render(request, "qa.html", {"query": query, **await app[DB](load)})
-
-
-async def recording_page(request: web.Request) -> web.Response:
-    """A recording of the reader's team's campaigns, with its findings; every view is audited."""
-    app, now, who = request.app, request.app[CLOCK](), request[WHO]
-    recording_id = int(request.match_info["recording_id"])
-    try:
-        offset = max(0.0, float(request.query.get("t", "0")))
-    except ValueError:
-        offset = 0.0
-    if not math.isfinite(offset):
-        offset = 0.0
-    address = remote(request)
-
-    def load(session):
-        from campaigns.models import Attempt, Case, Recording, VaultFile
-        account = session.get(Account, who.account_id)
-        row = session.execute(select(VaultFile, Attempt, Case).join(Recording, Recording.id == VaultFile.recording_id)
-                              .join(Attempt, Attempt.id == Recording.attempt_id).join(Case, Case.id == Attempt.case_id)
-                              .where(VaultFile.recording_id == recording_id)).first()
-        subject = f"recording {recording_id}"
-        if row is None:
-            accounts.audit(session, now, "recording_view", "not_found", account=account, subject=subject,
-                           remote=address)
-            return None
-        stored, attempt, case = row
-        if not cases.may_see_campaign(session, account, attempt.campaign_id):
-            accounts.audit(session, now, "recording_view", "refused", account=account, subject=subject,
-                           remote=address)
-            return "refused"
-        try:
-            found, error = qa_pages.findings(session, recording_id), None
-        except qa_pages.NotAvailable as exc:
-            found, error = [], str(exc)
-        accounts.audit(session, now, "recording_view", "ok", account=account, subject=subject,
-                       detail=f"case {case.id}, call {attempt.call_id}, {len(found)} finding(s)", remote=address)
-        return {"recording_id": recording_id, "call_id": attempt.call_id, "case_id": case.id,
-                "reference": case.reference, "seconds": float(stored.seconds), "recorded_at": stored.recorded_at,
-                "purged": stored.purged_at is not None, "findings": found, "findings_error": error}
-    info = await app[DB](load)
-    if info is None:
-        return _error(request, 404, "not_found", request[LANG])
-    if info == "refused":
-        return _error(request, 403, "forbidden.recording", request[LANG])
-    return render(request, "recording.html", {"rec": info, "offset": offset, "reasons": PLAY_REASONS,
-                                              "verdicts": qa_pages.VERDICTS, "who": who})
-
-
-@dataclass
-class Play:
-    """One logged playback: what its token lets its session fetch, and what it has fetched."""
-
-    play_id: str
-    session_id: int
-    account_id: int
-    recording_id: int
-    reason: str
-    path: Path
-    size: int
-    expires: dt.datetime
-    remote: str | None
-    served: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of the bytes sent
-    requests: int = 0
-    sent: int = 0
-    opened: bool = False   # its first bytes were audited
-    spent: bool = False    # its byte budget ran out (audited once)
-
-    def ranges(self) -> str:
-        merged: list[list[int]] = []
-        for start, end in sorted(r for r in self.served if r[1] > r[0]):
-            if merged and start <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], end)
-            else:
-                merged.append([start, end])
-        return ", ".join(f"{a}-{b - 1}" for a, b in merged) or "none"
-
-
-async def play(request: web.Request) -> web.Response:
-    """Log one playback (recordings.access.playback: checksum checked, RecordingAccess row)
-    of a recording of the reader's team, and hand out a short-lived token for the audio URL;
-    the audio is served only with it (and `audio` audits what it sends)."""
-    from recordings import access
-    from recordings.errors import AccessRefused, IntegrityError, NotFound
-    app, now, who, form, lang = request.app, request.app[CLOCK](), request[WHO], request[FORM], request[LANG]
-    settings = app[SETTINGS]
-    recording_id = int(request.match_info["recording_id"])
-    reason = form.get("reason", "")
-    if reason not in PLAY_REASONS:
-        return _error(request, 400, "qa.refused", lang, error=i18n.t("qa.play_reason", lang))
-    reason_text = f"console: {i18n.t(f'qa.reason.{reason}', 'en')}"
-    play_id = secrets.token_hex(4)
-    address = remote(request)
-
-    def log_playback(session):
-        account = session.get(Account, who.account_id)
-        if not cases.may_see_campaign(session, account, qa_pages.recording_campaign(session, recording_id)):
-            accounts.audit(session, now, "recording_play", "refused", account=account,
-                           subject=f"recording {recording_id}", detail=reason, remote=address)
-            return None
-        path = access.playback(session, settings.recordings_root, recording_id, who.username, reason_text, now)
-        accounts.audit(session, now, "recording_play", "ok", account=account, subject=f"recording {recording_id}",
-                       detail=f"play {play_id}: {reason}", remote=address)
-        return path
-    try:
-        path = await app[DB](log_playback)
-    except (AccessRefused, IntegrityError, NotFound) as exc:
-        return _error(request, 409, "qa.refused", lang, error=str(exc))
-    if path is None:
-        return _error(request, 403, "forbidden.recording", lang)
-    # Expired plays end, and so do this session's earlier plays of the same recording.
-    await _close_plays(app, now, lambda p: p.expires <= now or (p.session_id == who.session_id
-                                                                  and p.recording_id == recording_id))
-    token = secrets.token_urlsafe(24)
-    app[TOKENS][token] = Play(play_id, who.session_id, who.account_id, recording_id, reason, Path(path),
-                              Path(path).stat().st_size, now + settings.playback_token_life, address)
-    return web.json_response({"ok": True, "url": f"/qa/audio/{quote(token)}"})
-
-
-def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """[start, end) of a single-range Range header over `size` bytes; the whole file without
-    one; None when it cannot be satisfied (several ranges, or past the end)."""
-    if not header:
-        return 0, size
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash:
-        return None
-    try:
-        if first == "":
-            length = int(last)
-            return (max(0, size - length), size) if length > 0 and size > 0 else None
-        start = int(first)
-        end = size if last == "" else min(size, int(last) + 1)
-    except ValueError:
-        return None
-    if start < 0 or start >= size or end <= start:
-        return None
-    return start, end
-
-
-async def audio(request: web.Request) -> web.StreamResponse:
-    """The recording's file, with HTTP range requests (seeking), for a logged playback only.
-
-    Audited once per play, not per range request: an entry when the play's first bytes are
-    sent, and one when the play ends (`_close_plays`) with every byte range it sent. A play
-    that has sent settings.playback_bytes_factor times the file sends no more: fetching it
-    again takes a new, logged, playback."""
-    app, who, now = request.app, request[WHO], request.app[CLOCK]()
-    play_ = app[TOKENS].get(request.match_info["token"])
-    if play_ is None or play_.session_id != who.session_id or play_.expires <= now:
-        return _error(request, 403, "qa.token", request[LANG])
-    size = play_.size
-    wanted = _byte_range(request.headers.get("Range"), size)
-    if wanted is None:
-        return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
-    start, end = wanted
-    if play_.sent >= app[SETTINGS].playback_bytes_factor * size:
-        if not play_.spent:
-            play_.spent = True
-            await app[DB](_audit_play, play_, who, now, "refused",
-                          f"play {play_.play_id}: the play's bytes are spent ({play_.sent} sent of a "
-                          f"{size}-byte file); a new playback is needed")
-        return _error(request, 403, "qa.play_again", request[LANG])
-    if not play_.opened:
-        play_.opened = True
-        await app[DB](_audit_play, play_, who, now, "ok",
-                      f"play {play_.play_id}: first bytes {start}-{end - 1} of {size}")
-    play_.requests += 1
-    headers = {"Content-Type": mimetypes.guess_type(play_.path.name)[0] or "application/octet-stream",
-               "Accept-Ranges": "bytes", "Content-Length": str(end - start), "Cache-Control": "no-store",
-               "Content-Disposition": "inline"}
-    partial = "Range" in request.headers
-    if partial:
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    response = web.StreamResponse(status=206 if partial else 200, headers=headers)
-    _secure(response, app[SETTINGS])
-    await response.prepare(request)
-    if request.method == "HEAD":
-        return response
-    sent = 0
-    try:
-        with play_.path.open("rb") as source:
-            source.seek(start)
-            while sent < end - start:
-                chunk = await asyncio.to_thread(source.read, min(256 * 1024, end - start - sent))
-                if not chunk:
-                    break
-                await response.write(chunk)
-                sent += len(chunk)
-                play_.sent += len(chunk)
-        await response.write_eof()
-    except ConnectionResetError:  # the browser stopped reading (it seeks elsewhere, or went away)
-        pass
-    finally:
-        play_.served.append((start, start + sent))
-    return response
-
-
-def _audit_play(session, play_: Play, who: Who | None, now: dt.datetime, result: str, detail: str) -> None:
-    account = session.get(Account, play_.account_id)
-    accounts.audit(session, now, "recording_audio", result, account=account,
-                   subject=f"recording {play_.recording_id}", detail=detail, remote=play_.remote)
-
-
-async def _close_plays(app: web.Application, now: dt.datetime, which: Callable[[Play], bool]) -> None:
-    """End the plays `which` picks: each gets one audit entry with what it sent (requests,
-    bytes, the byte ranges merged)."""
-    tokens = app[TOKENS]
-    ending = [(token, p) for token, p in tokens.items() if which(p)]
-    for token, _ in ending:
-        tokens.pop(token, None)
-    if not ending:
-        return
-
-    def note(session):
-        for _token, p in ending:
-            _audit_play(session, p, None, now, "closed",
-                        f"play {p.play_id}: {p.requests} request(s), {p.sent} bytes sent of {p.size}; "
-                        f"bytes {p.ranges()}")
-    await app[DB](note)
-
-
-async def _sweep_plays(app: web.Application) -> None:
-    """Every 30 s, the plays whose token has expired end (and are audited)."""
-    while True:
-        await asyncio.sleep(30)
-        try:
-            now = app[CLOCK]()
-            await _close_plays(app, now, lambda p: p.expires <= now)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("closing expired plays failed; trying again")
-
-
-async def verdict(request: web.Request) -> web.Response:
-    app, now, who, form = request.app, request.app[CLOCK](), request[WHO], request[FORM]
-    finding_id = request.match_info["finding_id"]
-    value = form.get("verdict", "")
-    if value not in qa_pages.VERDICTS:
-        return _error(request, 400, "not_found", request[LANG])
-    key = int(finding_id) if finding_id.isdigit() else finding_id
-
-    def save(session):
-        account = session.get(Account, who.account_id)
-        recording_id = qa_pages.finding_recording(session, key)
-        if recording_id is not None and not cases.may_see_campaign(
-                session, account, qa_pages.recording_campaign(session, recording_id)):
-            accounts.audit(session, now, "qa_verdict", "refused", account=account, subject=f"finding {finding_id}",
-                           detail=value, remote=remote(request))
-            return False
-        qa_pages.record_verdict(session, key, value, who.username, now, form.get("note", ""))
-        accounts.audit(session, now, "qa_verdict", "ok", account=account,
-                       subject=f"finding {finding_id}", detail=value, remote=remote(request))
-        return True
-    try:
-        allowed = await app[DB](save)
-    except qa_pages.NotAvailable as exc:
-        return web.json_response({"ok": False, "message": i18n.t("qa.not_available", request[LANG], what=str(exc))},
-                                 status=501)
-    except ValueError as exc:  # recordings.qa.QaError / NotFound
-        return web.json_response({"ok": False, "message": str(exc)}, status=400)
-    if not allowed:
-        return _error(request, 403, "forbidden.recording", request[LANG])
-    back = safe_next(form.get("next"), "")
-    if back.startswith("/qa/") and "application/json" not in request.headers.get("Accept", ""):
-        raise web.HTTPFound(back)
-    return web.json_response({"ok": True, "message": i18n.t("qa.verdict_saved", request[LANG])})
 
 
 # ---------------------------------------------------------------- accounts (administrators)
@@ -1128,7 +599,7 @@ async def account_command(request: web.Request) -> web.StreamResponse:
     username, command = request.match_info["username"], request.match_info["command"]
     actions = {"disable": accounts.disable, "unlock": accounts.unlock, "enable": accounts.enable}
     if command not in actions:
-        return _error(request, 404, "not_found", request[LANG])
+        return error(request, 404, "not_found", request[LANG])
     try:
         await app[DB](actions[command], username, now, by=who.username)
     except accounts.AccountError as exc:

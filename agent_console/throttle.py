@@ -7,7 +7,7 @@ checked at all (its password is not even compared), so guessing faster gains not
 attempts on one key are checked one at a time (`hold`), so parallel requests gain nothing
 either.
 
-Two throttles run side by side (app.py): one keyed by the source address (an IPv6 address by
+Two throttles run side by side (`Gate`): one keyed by the source address (an IPv6 address by
 its /64, which one machine usually holds whole), one by the user name as typed. The name key
 is a keyed hash (HMAC with a secret of this process) of the name, so that a password typed
 into the name field is never kept in clear, and it is the same for names with and without an
@@ -27,6 +27,8 @@ import hmac
 import ipaddress
 import secrets
 from collections import deque
+
+from .settings import Settings
 
 
 def address_key(address: str | None) -> str:
@@ -122,3 +124,24 @@ class Throttle:
             oldest = sorted(self._failures, key=lambda k: self._failures[k][-1])
             for key in oldest[: max(1, len(oldest) // 4)]:
                 del self._failures[key]
+
+
+class Gate:
+    """The sign-in throttles: one per source address, one per typed user name."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.by_address = Throttle(settings.throttle_free_address, settings.throttle_base,
+                                   settings.throttle_max, settings.failure_window)
+        self.by_name = Throttle(settings.throttle_free_name, settings.throttle_base,
+                                settings.throttle_max, settings.failure_window)
+        self.name_key = NameKeys()
+
+    @contextlib.asynccontextmanager
+    async def one_at_a_time(self, *keys: str):
+        """Attempts on the same address or name are checked one after the other, so that
+        parallel requests cannot all slip in before the first failure is counted."""
+        async with contextlib.AsyncExitStack() as stack:
+            for key in keys:
+                await stack.enter_async_context(self.by_address.hold(key) if key.startswith("address:")
+                                                else self.by_name.hold(key))
+            yield

@@ -305,8 +305,8 @@ async def test_an_expired_play_is_closed_and_audited(console):
     later(console, minutes=31)
     assert (await quinn.http.get(url, headers={"Range": "bytes=10-19"})).status == 403
     await quinn.http.get("/qa")  # still signed in
-    from agent_console.app import _close_plays
-    await _close_plays(console["app"], console["clock"](), lambda p: p.expires <= console["clock"]())
+    from agent_console.playback import close_plays
+    await close_plays(console["app"], console["clock"](), lambda p: p.expires <= console["clock"]())
     closed = [e for e in audit(console, "recording_audio") if e.result == "closed"]
     assert len(closed) == 1 and "1 request(s), 10 bytes" in closed[0].detail and "bytes 10-19" in closed[0].detail
 

@@ -210,3 +210,21 @@ def test_no_test_module_imports_another():
              for name in imported_names(path.stem, path)
              if name.split(".")[0] in modules and name.split(".")[0].startswith("test_")}
     assert found - KNOWN_TEST_IMPORTS.keys() == set()
+
+
+def test_the_console_calls_the_project_by_its_names():
+    """The console's pages import what they call (no module loaded by a name in a string,
+    whose results would be read under guessed attribute names), and only app.py, which puts
+    the audiences' handlers together, is imported by nothing in the console."""
+    files = {m: p for m, p in module_files().items() if m.split(".")[0] == "agent_console"}
+    by_name = []
+    for module, path in files.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            called = node.func if isinstance(node, ast.Call) else None
+            name = (called.attr if isinstance(called, ast.Attribute) else called.id if isinstance(called, ast.Name)
+                    else None)
+            if name in ("import_module", "__import__"):
+                by_name.append(f"{module}, line {node.lineno}")
+    assert by_name == [], "modules loaded by name:\n" + "\n".join(by_name)
+    graph = import_graph()
+    assert [m for m in files if "agent_console.app" in graph[m]] == []
