@@ -126,14 +126,31 @@ def sandbox_group() -> None:
     """The local Asterisk 22 sandbox (a Debian sid chroot; needs root)."""
 
 
+_SANDBOX_NAME = click.option(
+    "--name", "name", default=None, metavar="LETTER",
+    help="Another sandbox than the default one (B to Z; env DUNNING_SANDBOX): a second Asterisk server on "
+         "this machine, with its own chroot (a hard-linked copy), AMI port 5038+n, SIP port 5060+2n and logs.")
+
+
+def _sandbox_site(name: str | None) -> Site:
+    site = _site()
+    if name is None:
+        return site
+    try:
+        return site.in_sandbox(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--name") from None
+
+
 @sandbox_group.command("up")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for FullyBooted.")
+@_SANDBOX_NAME
 @user_errors
-def sandbox_up(timeout: float) -> None:
+def sandbox_up(timeout: float, name: str | None) -> None:
     """Build the sandbox if needed, configure it, start Asterisk, and wait until AMI
     reports FullyBooted. Idempotent: a running sandbox is reused (and reloaded if its
     configuration changed)."""
-    site = _site()
+    site = _sandbox_site(name)
     sandbox.require_root()
     creds = credentials.load_or_create(site.home)
     status = sandbox.up(site, creds, say=click.echo, timeout=timeout)
@@ -144,19 +161,21 @@ def sandbox_up(timeout: float) -> None:
 
 
 @sandbox_group.command("down")
+@_SANDBOX_NAME
 @user_errors
-def sandbox_down() -> None:
+def sandbox_down(name: str | None) -> None:
     """Stop the sandbox's Asterisk and unmount everything `up` mounted."""
-    sandbox.down(_site(), say=click.echo)
+    sandbox.down(_sandbox_site(name), say=click.echo)
     click.echo("sandbox down")
 
 
 @sandbox_group.command("status")
+@_SANDBOX_NAME
 @user_errors
-def sandbox_status() -> None:
+def sandbox_status(name: str | None) -> None:
     """Say whether the sandbox is built and running, its version and mounts.
     Exit status 0 when running, 3 when not."""
-    status = sandbox.status(_site())
+    status = sandbox.status(_sandbox_site(name))
     click.echo(f"root:    {status.root} ({'built' if status.built else 'not built'})")
     click.echo(f"running: {'yes, pid %d' % status.pid if status.running else 'no'}")
     if status.version:
@@ -166,13 +185,14 @@ def sandbox_status() -> None:
 
 
 @sandbox_group.command("cli", context_settings={"ignore_unknown_options": True})
+@_SANDBOX_NAME
 @click.argument("command", nargs=-1)
 @user_errors
-def sandbox_cli(command: tuple[str, ...]) -> None:
+def sandbox_cli(command: tuple[str, ...], name: str | None) -> None:
     """Run an Asterisk CLI COMMAND in the sandbox (no COMMAND: an interactive console).
 
     Example: dunning asterisk sandbox cli pjsip show contacts"""
-    sys.exit(sandbox.cli(_site(), " ".join(command) or None))
+    sys.exit(sandbox.cli(_sandbox_site(name), " ".join(command) or None))
 
 
 @asterisk.command("config")

@@ -8,6 +8,8 @@ idempotent, and ``down`` unmounts everything ``up`` mounted.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import errno
 import os
 import re
@@ -124,11 +126,14 @@ def require_free_ports(site: Site) -> None:
 # -- build ---------------------------------------------------------------------
 
 def build(site: Site, say: Say = print) -> Path:
-    """Debootstrap the chroot once; later calls return the cached one at once."""
+    """Debootstrap the chroot once; later calls return the cached one at once. A named
+    sandbox (a second server on this machine) is a copy of the default one's chroot."""
     root = site.sandbox_root
     if (root / READY_MARK).exists():
         return root
     require_root()
+    if site.sandbox_name is not None:
+        return _clone(build(dataclasses.replace(site, sandbox_name=None), say), root, say)
     if not shutil.which("debootstrap"):
         raise SandboxError("debootstrap is not installed: `apt-get install debootstrap`")
     mirror = debian_mirror(site)
@@ -154,6 +159,32 @@ def build(site: Site, say: Say = print) -> Path:
     return root
 
 
+#: What a sandbox writes while it runs: copied for a named sandbox, not shared with the default
+#: one's (the rest, the system and Asterisk's binaries and sounds, is hard-linked: seconds, no space).
+OWN_DIRS = ("etc", "var", "run", "tmp", "root")
+
+
+def _clone(base: Path, root: Path, say: Say) -> Path:
+    partial = root.with_name(root.name + ".partial")
+    _unmount_under(partial)
+    shutil.rmtree(partial, ignore_errors=True)
+    say(f"making the sandbox {root.name} from {base.name} (hard links; its own configuration and logs)")
+    # -x: not into the default sandbox's mounted /proc and /dev.
+    subprocess.run(["cp", "-alx", str(base), str(partial)], check=True, capture_output=True)
+    for name in OWN_DIRS:
+        own = partial / name
+        if not (base / name).is_dir() or (base / name).is_symlink():
+            continue
+        shutil.rmtree(own, ignore_errors=True)
+        subprocess.run(["cp", "-ax", str(base / name), str(own)], check=True, capture_output=True)
+    # Nothing of the default sandbox's calls: its logs, CEL record, spool and run files.
+    for name in ("var/log/asterisk", SPOOL.lstrip("/"), "run/asterisk"):  # var/run is a link to /run
+        shutil.rmtree(partial / name, ignore_errors=True)
+        (partial / name).mkdir(parents=True, exist_ok=True)
+    os.replace(partial, root)
+    return root
+
+
 # -- configuration -------------------------------------------------------------
 
 def config_spec(site: Site, credentials: Credentials) -> ConfigSpec:
@@ -163,6 +194,8 @@ def config_spec(site: Site, credentials: Credentials) -> ConfigSpec:
         agents=credentials.agents(),
         ami_port=site.ami_port,
         sip_port=site.sip_port,
+        rtp_start=site.rtp_ports[0],
+        rtp_end=site.rtp_ports[1],
         recordings_dir=SPOOL,
     )
 
@@ -286,13 +319,21 @@ def up(site: Site, credentials: Credentials, say: Say = print, timeout: float = 
     require_free_ports(site)
     _mount(root)
     (root / "var/run/asterisk").mkdir(parents=True, exist_ok=True)
-    log = open(site.cache / "asterisk-console.log", "ab")
+    log = open(console_log(site), "ab")
     say("starting Asterisk in the sandbox")
     subprocess.Popen(["chroot", str(root), "/usr/sbin/asterisk", "-f"],
                      stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     log.close()
     _wait_fully_booted(root, timeout)
     return status(site)
+
+
+def console_log(site: Site) -> Path:
+    return site.cache / console_log_name(site.sandbox_root)
+
+
+def console_log_name(root: Path) -> str:
+    return root.name.replace("sid-asterisk", "asterisk-console") + ".log"
 
 
 def _wait_fully_booted(root: Path, timeout: float) -> None:
@@ -308,7 +349,7 @@ def _wait_fully_booted(root: Path, timeout: float) -> None:
             break
         time.sleep(0.2)
     raise SandboxError(f"Asterisk did not finish booting within {timeout:.0f} s ({last}); "
-                       f"see {root.parent / 'asterisk-console.log'} and "
+                       f"see {root.parent / console_log_name(root)} and "
                        f"{root / 'var/log/asterisk/messages.log'}")
 
 

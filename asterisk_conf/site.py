@@ -7,7 +7,7 @@ state directory with mode 0600 (see ``credentials``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
@@ -36,16 +36,22 @@ class Site:
     cel: Path | None = None
     #: The least free space the recordings directory and the spool must have for a dial.
     min_free_mb: int = 200
+    #: Another local sandbox than the default one (a letter B-Z: a second Asterisk server on
+    #: this machine, with its own chroot, ports and logs); None: the default sandbox.
+    sandbox_name: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Site":
         env = dict(os.environ if env is None else env)
+        name = sandbox_name(env.get("DUNNING_SANDBOX") or None)
+        offset = sandbox_offset(name)
         return cls(
             home=Path(env.get("DUNNING_HOME", cls.home)),
             cache=Path(env.get("DUNNING_CACHE", cls.cache)),
             ami_host=env.get("DUNNING_AMI_HOST", cls.ami_host),
-            ami_port=_port(env, "DUNNING_AMI_PORT", cls.ami_port),
-            sip_port=_port(env, "DUNNING_SIP_PORT", cls.sip_port),
+            ami_port=_port(env, "DUNNING_AMI_PORT", cls.ami_port + offset),
+            sip_port=_port(env, "DUNNING_SIP_PORT", cls.sip_port + 2 * offset),
+            sandbox_name=name,
             ami_username=env.get("DUNNING_AMI_USERNAME") or None,
             ami_secret=env.get("DUNNING_AMI_SECRET") or None,
             debian_mirror=env.get("DUNNING_DEBIAN_MIRROR") or None,
@@ -62,9 +68,23 @@ class Site:
         """True when the user pointed the engine at their own Asterisk."""
         return self.ami_secret is not None
 
+    def in_sandbox(self, name: str | None) -> "Site":
+        """This site driving the local sandbox `name` (None or A: the default one), on that
+        sandbox's own ports."""
+        name = sandbox_name(name)
+        offset = sandbox_offset(name)
+        return replace(self, sandbox_name=name, ami_port=Site.ami_port + offset,
+                       sip_port=Site.sip_port + 2 * offset)
+
     @property
     def sandbox_root(self) -> Path:
-        return self.cache / "sid-asterisk"
+        return self.cache / ("sid-asterisk" if self.sandbox_name is None else f"sid-asterisk-{self.sandbox_name}")
+
+    @property
+    def rtp_ports(self) -> tuple[int, int]:
+        """The sandbox's RTP port range (each sandbox its own thousand)."""
+        start = 10000 + 1000 * sandbox_offset(self.sandbox_name)
+        return start, start + 999
 
     @property
     def recordings_spool(self) -> Path:
@@ -83,6 +103,21 @@ class Site:
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'dunning.db'}"
+
+
+def sandbox_name(name: str | None) -> str | None:
+    """A local sandbox's name: None (or A) is the default sandbox; others are one letter B-Z."""
+    if name is None or name.upper() == "A":
+        return None
+    if len(name) != 1 or not "B" <= name.upper() <= "Z":
+        raise ValueError(f"sandbox name {name!r}: one letter, B to Z (A is the default sandbox)")
+    return name.upper()
+
+
+def sandbox_offset(name: str | None) -> int:
+    """How far a sandbox's ports are from the default one's: AMI 5038 + n, SIP 5060 + 2n,
+    RTP 10000 + 1000n (B is 1, C is 2, ...)."""
+    return 0 if name is None else ord(name) - ord("A")
 
 
 def _port(env: dict[str, str], name: str, default: int) -> int:

@@ -355,12 +355,13 @@ _DUE = select(_T.c.case_id, _T.c.amount_cents, _T.c.days_past_due).where(_MINE, 
 
 
 def take(session: Session, campaign: Campaign, agent_id: int | None, call_id: str, now: dt.datetime,
-         rules: Rules | None = None, *, only_abandoned: bool = False) -> Planned | None:
+         rules: Rules | None = None, *, only_abandoned: bool = False, server: str | None = None) -> Planned | None:
     """The highest-priority case the policy allows now, its attempt row written PLANNED; None
     when nothing may be dialled now. With no agent reserved (`agent_id` None: a dial ahead of
     agents) a case whose last call was abandoned, or whose allowed number is a contact's, is
     not taken; `only_abandoned` takes among the abandoned only. The case is asked again at
-    `now` before it is taken, together with the DUE cases that come before it in the queue."""
+    `now` before it is taken, together with the DUE cases that come before it in the queue.
+    `server`: the Asterisk server the engine dials it on (written on the attempt)."""
     rules = rules or rules_for(campaign)
     _clock(session, campaign.id, now)
     advance(session, campaign, now)
@@ -400,7 +401,7 @@ def take(session: Session, campaign: Campaign, agent_id: int | None, call_id: st
             break
         _store(session, campaign, answers, now, but=chosen[0].view.id if chosen else None)
         if chosen is not None:
-            return _plan(session, campaign, chosen[0].view, chosen[1], agent_id, call_id, now, rules)
+            return _plan(session, campaign, chosen[0].view, chosen[1], agent_id, call_id, now, rules, server)
 
 
 def _key(case: CaseView) -> tuple[int, int, int]:
@@ -409,13 +410,13 @@ def _key(case: CaseView) -> tuple[int, int, int]:
 
 
 def _plan(session: Session, campaign: Campaign, case: CaseView, answer: Verdict, agent_id: int | None,
-          call_id: str, now: dt.datetime, rules: Rules) -> Planned:
+          call_id: str, now: dt.datetime, rules: Rules, server: str | None) -> Planned:
     decision = answer.decision
     follow_up = answer.follow_up
     why = "; ".join(decision.instructions) or (follow_up.reason if follow_up else None)
     attempt = Attempt(call_id=call_id, campaign_id=campaign.id, case_id=case.id, phone_id=decision.phone.id,
                       agent_id=agent_id, number=decision.phone.dial, state=AttemptState.PLANNED.value,
-                      planned_at=now, note=why)
+                      planned_at=now, note=why, server=server)
     session.add(attempt)
     session.info[CLAIMED] = case.id  # its state is written next: the flush need not mark it
     try:

@@ -95,10 +95,14 @@ def attach_recording(session: Session, attempt_id: int, recorded_at: dt.datetime
     return recording
 
 
-def in_flight(session: Session, campaign: Campaign) -> list[Attempt]:
-    """Attempts an earlier run planned or dialled and never finished (after a crash)."""
+def in_flight(session: Session, campaign: Campaign, server: str | None = None) -> list[Attempt]:
+    """Attempts an earlier run planned or dialled on `server` and never finished (after a
+    crash). Each server's engine takes up its own: another server's calls are not its to
+    follow (None: the attempts of engines that named no server)."""
+    on_server = Attempt.server.is_(None) if server is None else Attempt.server == server
     return list(session.scalars(select(Attempt).where(
-        Attempt.campaign_id == campaign.id, Attempt.state != AttemptState.ENDED.value).order_by(Attempt.id)))
+        Attempt.campaign_id == campaign.id, Attempt.state != AttemptState.ENDED.value, on_server)
+        .order_by(Attempt.id)))
 
 
 def latest_dials(session: Session, campaign_id: int, limit: int):

@@ -148,6 +148,8 @@ class Attempt(Base):
     outcome: Mapped[str | None] = mapped_column(String(20))
     hangup_cause: Mapped[int | None] = mapped_column(Integer)
     note: Mapped[str | None] = mapped_column(Text)
+    #: The Asterisk server it was dialled on (`dunning run --server`); None: the only one.
+    server: Mapped[str | None] = mapped_column(String(64))
     __table_args__ = (
         Index("ix_attempts_phone_planned", "phone_id", "planned_at"),
         Index("ix_attempts_case_planned", "case_id", "planned_at"),

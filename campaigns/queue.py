@@ -43,10 +43,12 @@ __all__ = ["ABANDONED", "CAMPAIGN_TRANSITIONS", "FOLLOW_UP_HISTORY", "INVALID_CA
 
 
 def plan_next(session: Session, campaign: Campaign, agent: Agent | None, call_id: str,
-              now: dt.datetime, rules: Rules | None = None, *, only_abandoned: bool = False) -> Planned | None:
-    """The next dial (hopper.take): for `agent`, or ahead of agents when `agent` is None."""
+              now: dt.datetime, rules: Rules | None = None, *, only_abandoned: bool = False,
+              server: str | None = None) -> Planned | None:
+    """The next dial (hopper.take): for `agent`, or ahead of agents when `agent` is None, on
+    the Asterisk `server` the engine drives (None: the only one)."""
     return hopper.take(session, campaign, agent.id if agent is not None else None, call_id, now, rules,
-                       only_abandoned=only_abandoned)
+                       only_abandoned=only_abandoned, server=server)
 
 
 def finish(session: Session, attempt_id: int, outcome: str, *, ended_at: dt.datetime, **facts) -> None:

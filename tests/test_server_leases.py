@@ -17,11 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaigns import server_leases
+from campaigns import queue, server_leases
+from campaigns.models import Attempt
 from campaigns.db import sessions, transaction
 from campaigns.server_leases import Holding
 from dialer import server_lease
 from dialer.server_lease import LeaseTerms, ServerBusy
+from helpers import NOW, seed
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = dt.datetime(2026, 12, 7, 6, 0, tzinfo=dt.timezone.utc)
@@ -284,3 +286,20 @@ def test_dunning_run_refuses_a_server_another_engine_drives(database, tmp_path):
     lonely = subprocess.run([dunning, "run", "any", "--agents", "6001", "--standby"], capture_output=True,
                             text=True, env=env, timeout=60)
     assert lonely.returncode == 2 and "--standby needs --server" in lonely.stderr
+
+
+def test_each_servers_engine_takes_up_only_its_own_calls_after_a_crash(database):
+    """An attempt remembers the server it was dialled on; after a crash, the engine of that
+    server finds it in flight, the engine of another server does not."""
+    factory = sessions(database)
+    ids = seed(factory)
+    with transaction(factory) as s:
+        east = queue.campaign_named(s, "east")
+        planned = queue.plan_next(s, east, None, "on-b-1", NOW + dt.timedelta(hours=1), server="B")
+    assert planned is not None
+    with transaction(factory) as s:
+        east = queue.campaign_named(s, "east")
+        assert [a.call_id for a in queue.in_flight(s, east, "B")] == ["on-b-1"]
+        assert queue.in_flight(s, east, "A") == [] and queue.in_flight(s, east) == []
+        assert s.get(Attempt, planned.attempt_id).server == "B"
+    assert ids["east"] == east.id

@@ -1,5 +1,7 @@
 """Which engine drives which Asterisk server (campaigns/server_leases.py): one lease per
-server, taken over by a standby engine only once it has run out.
+server, taken over by a standby engine only once it has run out; and on which server each
+attempt was dialled (``attempts.server``), so that each server's engine takes up only its own
+calls after a crash.
 
 Revision ID: 0011
 Revises: 0001
@@ -26,7 +28,10 @@ def upgrade() -> None:
     sa.Column('expires_at', campaigns.models.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('server', name=op.f('pk_server_leases'))
     )
+    # A plain ADD COLUMN (no table rebuild: millions of attempts, and their triggers, stay).
+    op.add_column('attempts', sa.Column('server', sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column('attempts', 'server')
     op.drop_table('server_leases')
