@@ -796,9 +796,13 @@ def run(campaign_name: str, extensions: str | None, console: bool, until_idle: b
     else:
         seats = [e.strip() for e in extensions.split(",") if e.strip()]
 
+    if server is not None:
+        site = sandbox.site_for_server(site, server)
+        click.echo(f"server {server}: AMI {site.ami_host}:{site.ami_port}")
+
     def work(stop=None):
         return run_campaign(site, factory, campaign_name, seats, until_idle=until_idle, echo=click.echo,
-                            console=console, stop=stop)
+                            console=console, stop=stop, server=server)
     if server is None:
         summary = asyncio.run(work())
     else:

@@ -185,6 +185,19 @@ def _clone(base: Path, root: Path, say: Say) -> Path:
     return root
 
 
+def site_for_server(site: Site, server: str) -> Site:
+    """The site an engine of `server` drives: the local sandbox of that name (A, B, ...) when
+    the site drives sandboxes and that one is built; otherwise the site as configured (your
+    own Asterisk: its AMI address in the engine's environment, one engine process per server)."""
+    if site.external_asterisk or site.sandbox_name is not None:
+        return site
+    try:
+        named = site.in_sandbox(server)
+    except ValueError:
+        return site
+    return named if (named.sandbox_root / READY_MARK).exists() else site
+
+
 # -- configuration -------------------------------------------------------------
 
 def config_spec(site: Site, credentials: Credentials) -> ConfigSpec:

@@ -72,6 +72,8 @@ class Site:
         """This site driving the local sandbox `name` (None or A: the default one), on that
         sandbox's own ports."""
         name = sandbox_name(name)
+        if name == self.sandbox_name:
+            return self  # its ports as configured
         offset = sandbox_offset(name)
         return replace(self, sandbox_name=name, ami_port=Site.ami_port + offset,
                        sip_port=Site.sip_port + 2 * offset)

@@ -145,6 +145,9 @@ class EngineSettings:
     min_free_bytes: int = 200 * 1024 * 1024
     #: How often the calls in flight are compared with Asterisk's channels.
     audit_every_s: float = AUDIT_EVERY_S
+    #: The Asterisk server this engine drives, by name (`dunning run --server`), written on
+    #: each attempt; after a crash, the engine takes up that server's calls only.
+    server: str | None = None
 
 
 @dataclass
@@ -477,7 +480,7 @@ class Engine:
         campaign = queue.campaign_named(session, self.campaign)
         agent = session.get(Agent, agent_id) if agent_id is not None else None
         return queue.plan_next(session, campaign, agent, call_id, now, self.rules,
-                               only_abandoned=only_abandoned)
+                               only_abandoned=only_abandoned, server=self.settings.server)
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -692,7 +695,8 @@ class Engine:
         """Attempts an earlier run left unfinished: follow those Asterisk still has, close
         the others. Nothing is dialled again."""
         leftovers = await self._db(lambda s: [(a.id, a.call_id, a.number, a.agent_id, a.dialed_at) for a in
-                                              queue.in_flight(s, queue.campaign_named(s, self.campaign))])
+                                              queue.in_flight(s, queue.campaign_named(s, self.campaign),
+                                                              self.settings.server)])
         if not leftovers:
             return
         by_agent = {seat.agent_id: seat for seat in self.pool.seats.values()}

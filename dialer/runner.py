@@ -54,13 +54,16 @@ def check_agents(factory: sessionmaker[Session], extensions: Sequence[str]) -> N
 async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str, extensions: Sequence[str], *,
                        until_idle: bool = False, echo: Callable[[str], None] = print,
                        clock: Clock | None = None, stop: asyncio.Event | None = None,
-                       console: bool = False, stt_model: Path | None = None) -> RunSummary:
+                       console: bool = False, stt_model: Path | None = None,
+                       server: str | None = None) -> RunSummary:
     """Run the engine on `campaign` with the agents at these softphones. With `console`, the
     agents log in, go ready and pause in the browser console, and their wrap-up lasts until
     the disposition is saved (dialer/presence.py); otherwise they are ready at once and a
     wrap-up lasts the campaign's `wrap_up_seconds`. Each stored call is queued for
     speech-to-text; with a speech model (`stt_model`, else the installed one if any) worker
-    processes transcribe it in the background and the QA rules run on each transcript."""
+    processes transcribe it in the background and the QA rules run on each transcript.
+    `server`: the name of the Asterisk server this engine drives (`dunning run --server`),
+    written on each attempt; after a crash the engine takes up only that server's calls."""
     clock = clock or SystemClock()
     settings, pacing = settings_for(factory, campaign, clock.now())
     if console:
@@ -71,7 +74,7 @@ async def run_campaign(site: Site, factory: sessionmaker[Session], campaign: str
         settings = dataclasses.replace(settings, codec=codec_named(site.codec).name)
     except VaultError as exc:
         raise CampaignError(f"DUNNING_RECORDING_CODEC: {exc}") from None
-    settings = dataclasses.replace(settings, min_free_bytes=site.min_free_mb * 1024 * 1024)
+    settings = dataclasses.replace(settings, min_free_bytes=site.min_free_mb * 1024 * 1024, server=server)
     check_agents(factory, extensions)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
