@@ -2,14 +2,18 @@
 
 Modules: ``app`` (make_app, serve, the route table with each route's roles, the security
 middleware), ``pages`` (what every handler shares: the app's keys, who is signed in,
-rendering, errors, the security headers), the handlers by audience: ``qa`` (search, the week's
-sample, a recording and its findings, verdicts) and ``playback`` (logged plays, the audio);
-``accounts`` (accounts, teams, sign-in, lockout, sessions, audit; what ``dunning console
-accounts`` calls), ``throttle`` (growing sign-in delays per address and per name),
-``passwords`` (the client's password rules, zxcvbn and scrypt, pure), ``cases`` (the case
-card, who may see it, presence, the disposition), ``live`` (the one task that pushes
-presence, the case pop-up and counters over the agents' WebSockets), ``wallboard``, ``i18n``
-(Chinese and English text), ``schema`` (tables), ``settings``.
+rendering, errors, the security headers), the handlers by audience, each with its database
+work below them: ``sign_in`` (signing in and out, the language, one's password),
+``agent_desk`` (the agent page, presence, disposition, counters, the socket; the case card),
+``wallboard`` (the supervisor's wallboard and what it reads), ``qa`` (search, the week's
+sample, a recording and its findings, verdicts) and ``playback`` (logged plays, the audio),
+``account_admin`` (the administrator's account list); and below them ``accounts``
+(accounts, teams, sign-in, lockout, sessions, audit; what ``dunning console accounts``
+calls), ``throttle`` (growing sign-in delays per address and per name), ``passwords`` (the
+client's password rules, zxcvbn and scrypt, pure), ``cases`` (the case card, who may see it,
+presence, the disposition), ``live`` (the one task that pushes presence, the case pop-up and
+counters over the agents' WebSockets), ``i18n`` (Chinese and English text), ``schema``
+(tables), ``settings``.
 
 Stable element ids for browser tests (``data-testid``; state in ``data-*`` attributes):
 

@@ -1,7 +1,9 @@
 """The supervisor's wallboard: live agent states, calls in progress, each campaign's dial
 level, abandon rate, connects in the last hour and progress (campaigns.admin.campaign_figures).
 
-`wallboard` reads the database at `now` and returns JSON-ready data; the page polls it.
+The handlers (supervisors and administrators) come first: the page, the data it polls, and
+pausing or resuming a campaign of the reader's team. `wallboard` reads the database at `now`
+and returns JSON-ready data.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import datetime as dt
 import time
 from zoneinfo import ZoneInfo
 
+from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,8 +20,34 @@ from campaigns.models import Agent, AgentPresence, Attempt, AttemptState, Campai
 from campaigns.queue import ABANDONED, CampaignError, change_campaign
 
 from .accounts import audit, team_campaign_ids
+from .pages import CLOCK, DB, LANG, SETTINGS, WHO, error, render, strings
 from .schema import Account
 from .settings import Settings
+
+
+async def wallboard_page(request: web.Request) -> web.Response:
+    return render(request, "wallboard.html", {"strings": strings(request, "state.", "wall.", "pause.")})
+
+
+async def wallboard_data(request: web.Request) -> web.Response:
+    app, now, who = request.app, request.app[CLOCK](), request[WHO]
+    return web.json_response(await app[DB](wallboard, who.account_id, now, app[SETTINGS], app[CACHE]))
+
+
+async def campaign_command(request: web.Request) -> web.Response:
+    app, now, who = request.app, request.app[CLOCK](), request[WHO]
+    name, command = request.match_info["name"], request.match_info["command"]
+    command = {"pause": "pause", "resume": "start"}.get(command)
+    if command is None:
+        return error(request, 404, "not_found", request[LANG])
+    try:
+        status = await app[DB](pause_or_resume, who.account_id, name, command, now, app[CACHE])
+    except CampaignError as exc:
+        return web.json_response({"ok": False, "message": str(exc)}, status=409)
+    return web.json_response({"ok": True, "status": status})
+
+
+# ---------------------------------------------------------------- the database work
 
 
 class FiguresCache:
@@ -47,6 +76,9 @@ class FiguresCache:
         self._cache.pop(name, None)
 
 
+CACHE = web.AppKey("figures", FiguresCache)
+
+
 def visible_campaigns(session: Session, account: Account) -> list[Campaign]:
     """A supervisor with a team sees the campaigns assigned to it; administrators (and a
     supervisor without a team) see all."""
@@ -56,8 +88,9 @@ def visible_campaigns(session: Session, account: Account) -> list[Campaign]:
     return list(session.scalars(query))
 
 
-def wallboard(session: Session, account: Account, now: dt.datetime, settings: Settings,
+def wallboard(session: Session, account_id: int, now: dt.datetime, settings: Settings,
               cache: FiguresCache) -> dict:
+    account = session.get(Account, account_id)
     campaigns = visible_campaigns(session, account)
     ids = {c.id for c in campaigns}
     zone = ZoneInfo(settings.report_timezone)
@@ -123,9 +156,11 @@ def _masked_number(number: str) -> str:
     return number if len(number) <= 7 else number[:3] + "****" + number[-4:]
 
 
-def pause_or_resume(session: Session, account: Account, name: str, command: str, now: dt.datetime,
-                    cache: FiguresCache) -> Campaign:
-    """Pause a running campaign or start (resume) a paused one, as `dunning campaign pause|start`."""
+def pause_or_resume(session: Session, account_id: int, name: str, command: str, now: dt.datetime,
+                    cache: FiguresCache) -> str:
+    """Pause a running campaign or start (resume) a paused one, as `dunning campaign pause|start`,
+    for the account (audited); returns the campaign's status."""
+    account = session.get(Account, account_id)
     if command not in ("pause", "start"):
         raise CampaignError(f"unknown command {command!r}")
     if name not in {c.name for c in visible_campaigns(session, account)}:
@@ -133,4 +168,4 @@ def pause_or_resume(session: Session, account: Account, name: str, command: str,
     campaign = change_campaign(session, name, command, now)
     cache.forget(name)
     audit(session, now, f"campaign_{command}", "ok", account=account, subject=f"campaign {name}")
-    return campaign
+    return campaign.status
