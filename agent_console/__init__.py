@@ -46,7 +46,18 @@ Stable element ids for browser tests (``data-testid``; state in ``data-*`` attri
   (``data-recording-id``, ``data-offset``) ``play-reason`` ``btn-play`` ``qa-player``
   ``play-message`` ``findings`` ``finding-row`` (``data-finding-id``,
   ``data-status``) ``finding-status`` ``jump-offset`` (``data-offset``)
-  ``btn-verdict-confirmed`` ``btn-verdict-false_positive`` ``verdict-message``.
+  ``btn-verdict-confirmed`` ``btn-verdict-false_positive`` ``verdict-message``; the call:
+  ``conversation`` with ``conv-line`` (``data-leg``, ``data-start``, ``data-finding-ids``,
+  ``data-severity``) ``conv-time`` ``conv-mark``, or ``no-transcript``.
+- QA workspace: ``link-review`` ``link-precision``; the review queue: ``review-filters``
+  ``filter-rule`` ``filter-severity`` ``filter-team`` ``filter-status`` ``filter-since``
+  ``filter-until`` ``filter-apply`` ``review-count`` ``review-message`` ``review-queue`` with
+  ``queue-row`` (``data-finding-id``, ``data-status``, ``data-rule``, ``data-severity``,
+  ``data-selected``) ``queue-open`` ``queue-status`` ``queue-verdict-confirmed``
+  ``queue-verdict-false_positive``, or ``queue-empty``; precision: ``precision-plot`` with
+  ``precision-bar`` (``data-rule``, ``data-precision``) ``precision-table`` with
+  ``precision-row`` (``data-rule``, ``data-precision``) ``precision-value``
+  ``precision-confirmed`` ``precision-false-positive``.
 - case page (supervisors, QA, administrators): ``case-page`` (``data-case-id``)
   ``phones-masked`` ``unmask-form`` ``unmask-reason`` ``btn-unmask``.
 - accounts (administrators): ``accounts`` ``account-row`` (``data-username``, ``data-state``)

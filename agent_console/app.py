@@ -114,6 +114,8 @@ def route_table() -> tuple[tuple[str, str, Callable, frozenset[str]], ...]:
         ("POST", "/qa/recordings/{recording_id:\\d+}/play", playback.play, STAFF),
         ("GET", "/qa/audio/{token}", playback.audio, STAFF),
         ("POST", "/qa/findings/{finding_id}/verdict", qa.verdict, STAFF),
+        ("GET", "/qa/review", qa.review_page, STAFF),
+        ("GET", "/qa/precision", qa.precision_page, STAFF),
         ("GET", "/accounts", account_admin.accounts_page, ADMINISTRATORS),
         ("POST", "/accounts/{username}/{command}", account_admin.account_command, ADMINISTRATORS),
     )

@@ -1,6 +1,8 @@
 """The QA pages (QA staff, supervisors, administrators): recent recordings, the transcript
-search, the week's sample per team, a recording with its findings, and the verdict on a
-finding. Playing a recording is playback.py.
+search, the week's sample per team, a recording with its findings and the call as a
+conversation, the review queue (filters, keyboard verdicts), each rule's precision with a
+plot, and the verdict on a finding. Playing a recording is playback.py; the workspace's pure
+parts (the conversation, the filters, the plot) are qa_workspace.py.
 
 The pages call the QA workflow directly (recordings.search.search, recordings.qa's
 findings_for_recording, record_verdict, weekly_sample). Everything a reader gets is of
@@ -17,6 +19,7 @@ import datetime as dt
 import html
 import math
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from markupsafe import Markup
@@ -24,13 +27,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.models import Attempt, Campaign, Case, Recording, VaultFile
-from recordings.qa import FINDING_VERDICTS, QaError, findings_for_recording, record_verdict, weekly_sample
+from recordings.findings import SEVERITIES
+from recordings.qa import (
+    FINDING_VERDICTS,
+    QaError,
+    findings_for_recording,
+    precision_report,
+    record_verdict,
+    weekly_sample,
+)
 from recordings.qa_schema import FindingRow
 from recordings.search import Filters, SearchError, search
+from recordings.transcripts import transcript_for
 
 from . import accounts, cases, i18n
 from .pages import CLOCK, DB, FORM, LANG, SETTINGS, WHO, error, remote, render, safe_next
-from .schema import Account, Team
+from .qa_workspace import QUEUE_STATUSES, Flag, Line, PrecisionBar, QueueFilters, conversation, precision_plot, queue_filters
+from .schema import Account, CampaignTeam, Team
 
 #: Why a recording is played (the form's choice; it goes to the access log).
 PLAY_REASONS = ("qa_review", "complaint", "dispute")
@@ -90,6 +103,31 @@ async def verdict(request: web.Request) -> web.Response:
     if back.startswith("/qa/") and "application/json" not in request.headers.get("Accept", ""):
         raise web.HTTPFound(back)
     return web.json_response({"ok": True, "message": i18n.t("qa.verdict_saved", request[LANG])})
+
+
+async def review_page(request: web.Request) -> web.Response:
+    """The review queue: findings of the reader's team's calls, filtered by rule, severity,
+    team, status and the call's day; verdicts from the keyboard (review.js). Audited with
+    the filters and the number of findings shown."""
+    app, now, who, lang = request.app, request.app[CLOCK](), request[WHO], request[LANG]
+    try:
+        filters = queue_filters(request.query)
+    except ValueError as exc:
+        return error(request, 400, "qa.bad_filter", lang, what=str(exc))
+    queue = await app[DB](review_queue_for, who.account_id, filters, ZoneInfo(app[SETTINGS].report_timezone), now,
+                          remote(request))
+    return render(request, "review.html", {"queue": queue, "filters": filters, "severities": SEVERITIES,
+                                           "statuses": QUEUE_STATUSES, "verdicts": FINDING_VERDICTS})
+
+
+async def precision_page(request: web.Request) -> web.Response:
+    """Each rule's precision from the reviewers' verdicts on the reader's team's calls, as a
+    table and a plot."""
+    app, now, who, lang = request.app, request.app[CLOCK](), request[WHO], request[LANG]
+    rows = await app[DB](precision_for, who.account_id, now, remote(request))
+    bars = [PrecisionBar(r.rule_id, r.confirmed, r.false_positive) for r in rows]
+    plot = Markup(precision_plot(bars, i18n.t("qa.no_verdicts", lang)))
+    return render(request, "precision.html", {"rows": rows, "plot": plot})
 
 
 def highlight(text: str, span: tuple[int, int] | None) -> str:
@@ -187,6 +225,7 @@ class RecordingView:
     recorded_at: dt.datetime
     purged: bool
     findings: list[FindingLine]
+    conversation: list[Line] | None  # None: not transcribed (yet)
 
 
 def overview(session: Session, account_id: int, query: str, now: dt.datetime, seed: str,
@@ -241,11 +280,14 @@ def recording_campaign(session: Session, recording_id: int) -> int | None:
                           .where(Recording.id == recording_id))
 
 
+def finding_line(f: FindingRow) -> FindingLine:
+    return FindingLine(f.id, f.rule_id, f.category, f.severity, f.leg, float(f.offset_s), f.matched_text,
+                       f.match_type, None if f.confidence is None else float(f.confidence), f.status or "")
+
+
 def findings(session: Session, recording_id: int) -> list[FindingLine]:
     """A recording's findings in order of time."""
-    return [FindingLine(f.id, f.rule_id, f.category, f.severity, f.leg, float(f.offset_s), f.matched_text,
-                        f.match_type, None if f.confidence is None else float(f.confidence), f.status or "")
-            for f in findings_for_recording(session, recording_id)]
+    return [finding_line(f) for f in findings_for_recording(session, recording_id)]
 
 
 def open_recording(session: Session, account_id: int, recording_id: int, now: dt.datetime,
@@ -265,10 +307,13 @@ def open_recording(session: Session, account_id: int, recording_id: int, now: dt
         accounts.audit(session, now, "recording_view", "refused", account=account, subject=subject, remote=address)
         return cases.Refused("forbidden.recording", 403)
     found = findings(session, recording_id)
+    transcript = transcript_for(session, recording_id)
+    lines = None if transcript is None else conversation(
+        transcript, [Flag(f.id, f.leg, f.offset, f.matched_text, f.severity) for f in found])
     accounts.audit(session, now, "recording_view", "ok", account=account, subject=subject,
                    detail=f"case {case.id}, call {attempt.call_id}, {len(found)} finding(s)", remote=address)
     return RecordingView(recording_id, attempt.call_id, case.id, case.reference, float(stored.seconds),
-                         stored.recorded_at, stored.purged_at is not None, found)
+                         stored.recorded_at, stored.purged_at is not None, found, lines)
 
 
 def judge_finding(session: Session, account_id: int, finding_id: int, value: str, note: str, now: dt.datetime,
@@ -313,3 +358,74 @@ def recent_recordings(session: Session, limit: int = 30, campaigns: set[int] | N
         query = query.where(Attempt.campaign_id.in_(campaigns))
     rows = session.execute(query.order_by(VaultFile.recorded_at.desc()).limit(limit)).all()
     return [RecentRecording(r, at, float(s), c, ref) for r, at, s, c, ref in rows]
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A finding in the review queue, with the call it is on."""
+
+    finding: FindingLine
+    recording_id: int
+    call_id: str
+    campaign: str
+    recorded_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ReviewQueue:
+    items: list[QueueItem]
+    rules: list[str]  # the rules with findings the reader may see (the rule filter's choices)
+    teams: list[str]  # the teams the reader may pick
+    limit: int
+
+
+def review_queue_for(session: Session, account_id: int, filters: QueueFilters, zone: ZoneInfo, now: dt.datetime,
+                     address: str | None, limit: int = 200) -> ReviewQueue:
+    """The findings of the account's team's calls that pass `filters` (days in `zone`): the
+    most severe first, then the oldest call; audited with the filters."""
+    account = session.get(Account, account_id)
+    campaigns = cases.visible_campaigns(session, account)
+    if campaigns is None:
+        teams = list(session.scalars(select(Team.name).order_by(Team.name)))
+    else:
+        teams = [session.get(Team, account.team_id).name] if account.team_id is not None else []
+    scope = (select(FindingRow, Recording, Attempt.call_id, Campaign.name)
+             .join(Recording, Recording.id == FindingRow.recording_id).join(Attempt, Attempt.id == Recording.attempt_id)
+             .join(Campaign, Campaign.id == Attempt.campaign_id))
+    if campaigns is not None:
+        scope = scope.where(Attempt.campaign_id.in_(campaigns))
+    rules = sorted(set(session.scalars(scope.with_only_columns(FindingRow.rule_id).distinct())))
+    query = scope
+    if filters.rule:
+        query = query.where(FindingRow.rule_id == filters.rule)
+    if filters.severity:
+        query = query.where(FindingRow.severity == filters.severity)
+    if filters.status != "all":
+        query = query.where(FindingRow.status == filters.status)
+    if filters.team:
+        team_campaigns = select(CampaignTeam.campaign_id).join(Team, Team.id == CampaignTeam.team_id).where(
+            Team.name == filters.team)
+        query = query.where(Attempt.campaign_id.in_(team_campaigns))
+    if filters.since:
+        query = query.where(Recording.recorded_at >= dt.datetime.combine(filters.since, dt.time(), zone))
+    if filters.until:
+        query = query.where(Recording.recorded_at < dt.datetime.combine(filters.until + dt.timedelta(days=1),
+                                                                        dt.time(), zone))
+    rows = session.execute(query.order_by(Recording.recorded_at, FindingRow.offset_s, FindingRow.id))
+    items = [QueueItem(finding_line(f), recording.id, call_id, campaign, recording.recorded_at)
+             for f, recording, call_id, campaign in rows]
+    rank = {s: i for i, s in enumerate(reversed(SEVERITIES))}
+    items.sort(key=lambda item: rank.get(item.finding.severity, len(SEVERITIES)))  # stable: the oldest call first
+    items = items[:limit]
+    accounts.audit(session, now, "qa_queue", "ok", account=account, subject=f"{len(items)} finding(s)",
+                   detail=filters.describe() or None, remote=address)
+    return ReviewQueue(items, rules, teams, limit)
+
+
+def precision_for(session: Session, account_id: int, now: dt.datetime, address: str | None) -> list:
+    """recordings.qa.precision_report over the account's team's calls; audited."""
+    account = session.get(Account, account_id)
+    rows = precision_report(session, campaign_ids=cases.visible_campaigns(session, account))
+    accounts.audit(session, now, "qa_precision", "ok", account=account, subject=f"{len(rows)} rule(s)",
+                   remote=address)
+    return rows

@@ -466,12 +466,16 @@ class RulePrecision:
 
 
 def precision_report(session: Session, *, since: dt.datetime | None = None,
-                     by_version: bool = False) -> list[RulePrecision]:
+                     by_version: bool = False, campaign_ids: set[int] | None = None) -> list[RulePrecision]:
     """Per rule: reviewers' confirmed / (confirmed + false positive), from each finding's
-    latest verdict; with the findings still waiting and those never reviewed."""
+    latest verdict; with the findings still waiting and those never reviewed. Only findings
+    on calls of `campaign_ids` when given (a team's view)."""
     q = select(FindingRow.id, FindingRow.rule_id, FindingRow.rule_version, FindingRow.status)
     if since is not None:
         q = q.where(FindingRow.found_at >= since)
+    if campaign_ids is not None:
+        q = (q.join(Recording, Recording.id == FindingRow.recording_id).join(Attempt, Attempt.id == Recording.attempt_id)
+             .where(Attempt.campaign_id.in_(campaign_ids)))
     findings = session.execute(q).all()
     latest: dict[int, str] = {}
     for fid, verdict in session.execute(select(QaVerdict.finding_id, QaVerdict.verdict)

@@ -213,3 +213,59 @@ async def test_qa_searches_plays_from_an_offset_and_records_a_verdict(served):
     await d("screenshot", "qa", path=str(SHOTS / "recording.png"), fullPage=True)
     if not have_qa:
         pytest.skip("recordings.search / recordings.qa (issue 7) are not there: search and verdicts not exercised")
+
+
+async def test_the_qa_workspace_conversation_review_queue_and_precision(served):
+    """The call as a conversation (both legs in time order, the finding's words marked, a line
+    plays the call from where it was said), the review queue (a filter, a verdict from the
+    keyboard) and the rule's precision from that verdict."""
+    d, base, factory, ids = served["driver"], served["base"], served["factory"], served["ids"]
+    assert _store_transcript(factory, ids["recording"])
+    await sign_in(d, "ws", base, "quinn")
+    await d("goto", "ws", url=f"{base}/qa/recordings/{ids['recording']}")
+    await d("wait", "ws", sel=tid("conversation"))
+    lines = await d("eval", "ws", js="return [...document.querySelectorAll('[data-testid=conv-line]')]"
+                                     ".map(l => [l.dataset.leg, parseFloat(l.dataset.start), l.dataset.severity || null])")
+    assert [leg for leg, _, _ in lines] == ["agent", "debtor", "agent"]
+    assert [start for _, start, _ in lines] == sorted(start for _, start, _ in lines)
+    assert lines[2][2] == "critical"  # 不还钱就起诉你家人: a threat to the family
+    assert await d("text", "ws", sel=tid("conv-line", "[data-severity] ") + tid("conv-mark")) == "不还钱就起诉你家人"
+    await d("screenshot", "ws", path=str(SHOTS / "qa-conversation.png"), fullPage=True)
+    # a click on the debtor's line logs a playback and seeks to where the line starts
+    await d("select", "ws", sel=tid("play-reason"), value="qa_review")
+    await d("click", "ws", sel=tid("conv-line", '[data-leg="debtor"]'))
+    await d("waitFor", "ws", js="const a = document.querySelector('[data-testid=qa-player]'); "
+                                "return a.readyState >= 1 && Math.abs(a.currentTime - arg) < 0.3", arg=lines[1][1])
+    with transaction(factory) as s:
+        assert [(a.accessed_by, a.action) for a in s.scalars(select(RecordingAccess))] == [("quinn", "play")]
+    # the review queue: only the critical finding under that filter; c confirms it from the keyboard
+    await d("goto", "ws", url=f"{base}/qa/review?status=all")
+    await d("wait", "ws", sel=tid("review-queue"))
+    assert await d("eval", "ws", js="return document.querySelectorAll('[data-testid=queue-row]').length") == 2
+    await d("select", "ws", sel=tid("filter-severity"), value="critical")
+    await d("click", "ws", sel=tid("filter-apply"))
+    await d("waitFor", "ws", js="return location.search.includes('severity=critical')")
+    rows = await d("eval", "ws", js="return [...document.querySelectorAll('[data-testid=queue-row]')]"
+                                    ".map(r => [r.dataset.findingId, r.dataset.severity, r.dataset.selected])")
+    assert [(severity, selected) for _, severity, selected in rows] == [("critical", "true")]
+    await d("screenshot", "ws", path=str(SHOTS / "qa-review.png"), fullPage=True)
+    await d("press", "ws", key="f")
+    finding = rows[0][0]
+    await d("waitFor", "ws", js=f"return document.querySelector('[data-finding-id=\"{finding}\"]').dataset.status"
+                                " === 'false_positive'")
+    from recordings.qa_schema import FindingRow, QaVerdict
+    with transaction(factory) as s:
+        assert [(v.reviewer, v.verdict, v.finding_id) for v in s.scalars(select(QaVerdict))] == [
+            ("quinn", "false_positive", int(finding))]
+        rule = s.get(FindingRow, int(finding)).rule_id
+    # the precision page: that rule at 0 % (one false positive), the other without verdicts
+    await d("goto", "ws", url=f"{base}/qa/precision")
+    await d("wait", "ws", sel=tid("precision-plot"))
+    assert await d("attr", "ws", sel=tid("precision-row", f'[data-rule="{rule}"]'),
+                   name="data-precision") == "0.000"
+    bars = await d("eval", "ws", js="return [...document.querySelectorAll('[data-testid=precision-bar]')]"
+                                    ".map(b => [b.dataset.rule, b.dataset.precision])")
+    assert bars == [[rule, "0.000"]]
+    await d("screenshot", "ws", path=str(SHOTS / "qa-precision.png"), fullPage=True)
+    errors = [line for line in await d("console", "ws") if line.startswith(("error", "pageerror"))]
+    assert errors == []

@@ -403,6 +403,7 @@ EXPECTED = {
     ("POST", "/qa/recordings/{recording_id}/play"): "supervisor qa administrator",
     ("GET", "/qa/audio/{token}"): "supervisor qa administrator",
     ("POST", "/qa/findings/{finding_id}/verdict"): "supervisor qa administrator",
+    ("GET", "/qa/review"): "supervisor qa administrator", ("GET", "/qa/precision"): "supervisor qa administrator",
     ("GET", "/accounts"): "administrator", ("POST", "/accounts/{username}/{command}"): "administrator",
 }
 ROLE_OF = {"alice": "agent", "sue": "supervisor", "quinn": "qa", "root": "administrator"}
@@ -463,3 +464,32 @@ async def test_every_route_declares_its_roles_and_no_role_reaches_another(consol
                 assert not signed_out, (method, path, name)
             seen.append((method, template, name))
     assert len(seen) == len(EXPECTED) * 5
+
+
+async def test_the_qa_workspace_is_scoped_by_team_and_audited(console):
+    """The review queue, the precision page and the conversation show only the reader's
+    team's calls; a filter that cannot be read is a one-line 400; listing the queue and the
+    precision are audited."""
+    ids = console["ids"]
+    _store_transcript(console["factory"], ids["recording"])  # the west case's call
+    sue, quinn, root = (await signed_in(console, "sue"), await signed_in(console, "quinn"),
+                        await signed_in(console, "root"))
+    west = await (await quinn.http.get("/qa/review?status=all")).text()
+    east = await (await sue.http.get("/qa/review?status=all")).text()
+    assert 'data-testid="queue-row"' in west and "old-west-1" in west
+    assert 'data-testid="queue-row"' not in east and "old-west-1" not in east
+    everyone = await (await root.http.get("/qa/review?status=all&team=team-east")).text()
+    assert 'data-testid="queue-row"' not in everyone  # the call is of the west team's campaign
+    assert 'data-testid="queue-row"' in await (await root.http.get("/qa/review?status=all&team=team-west")).text()
+    assert 'data-testid="precision-row"' in await (await quinn.http.get("/qa/precision")).text()
+    assert 'data-testid="precision-row"' not in await (await sue.http.get("/qa/precision")).text()
+    bad = await quinn.http.get("/qa/review?since=yesterday")
+    assert bad.status == 400 and "filter &#39;since&#39;: &#39;yesterday&#39; is not a date" in await bad.text()
+    page = await (await quinn.http.get(f"/qa/recordings/{ids['recording']}")).text()
+    assert page.count('data-testid="conv-line"') == 3 and 'data-testid="conv-mark"' in page
+    assert [(e.username, e.detail) for e in audit(console, "qa_queue")] == [
+        ("quinn", "status=all"), ("sue", "status=all"), ("root", "team=team-east status=all"),
+        ("root", "team=team-west status=all")]
+    assert [e.username for e in audit(console, "qa_precision")] == ["quinn", "sue"]
+    alice = await signed_in(console, "alice")
+    assert (await alice.http.get("/qa/review")).status == 403

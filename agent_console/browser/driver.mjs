@@ -43,6 +43,7 @@ async function run(c) {
     case "fill": await p.fill(c.sel, c.value); return null;
     case "select": await p.selectOption(c.sel, c.value); return null;
     case "click": await p.click(c.sel); return null;
+    case "press": await p.keyboard.press(c.key); return null;
     case "wait": await p.waitForSelector(c.sel, { state: c.state || "visible" }); return null;
     case "waitFor": {
       const fn = new Function("arg", c.js);

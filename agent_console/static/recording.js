@@ -51,4 +51,9 @@
   for (const button of document.querySelectorAll("[data-testid=jump-offset]")) {
     button.addEventListener("click", () => start(parseFloat(button.dataset.offset)));
   }
+  // A line of the conversation plays the call from where it was said (Enter does too).
+  for (const line of document.querySelectorAll("[data-testid=conv-line]")) {
+    line.addEventListener("click", () => start(parseFloat(line.dataset.start)));
+    line.addEventListener("keydown", (e) => { if (e.key === "Enter") start(parseFloat(line.dataset.start)); });
+  }
 })();
