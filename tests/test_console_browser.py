@@ -137,14 +137,10 @@ async def test_agent_takes_a_call_the_case_pops_up_and_the_disposition_frees_the
     assert errors == []
 
 
-def _store_transcript(factory, recording_id: int) -> bool:
-    """A real transcript and the real rule set's findings for the seeded recording, when the
-    QA modules (issue 7) are there; False when they are not."""
-    try:
-        from recordings import qa, transcripts
-        from recordings.transcript import Transcript, Utterance, Word
-    except ImportError:
-        return False
+def _store_transcript(factory, recording_id: int) -> None:
+    """A real transcript and the real rule set's findings for the seeded recording."""
+    from recordings import qa, transcripts
+    from recordings.transcript import Transcript, Utterance, Word
 
     def said(leg: str, start: float, text: str) -> Utterance:
         step = 0.18
@@ -156,26 +152,19 @@ def _store_transcript(factory, recording_id: int) -> bool:
     with transaction(factory) as s:
         transcripts.store(s, recording_id, transcript, "test-transcript", NOW)
         qa.check_recording(s, recording_id, transcript, now=NOW)
-    return True
 
 
 async def test_qa_searches_plays_from_an_offset_and_records_a_verdict(served):
     d, base, factory, ids = served["driver"], served["base"], served["factory"], served["ids"]
-    have_qa = _store_transcript(factory, ids["recording"])
+    _store_transcript(factory, ids["recording"])
     await sign_in(d, "qa", base, "quinn")
     await d("goto", "qa", url=f"{base}/qa?q=起诉")
-    if have_qa:
-        await d("wait", "qa", sel=tid("qa-hit"))
-        assert await d("text", "qa", sel=tid("qa-hit") + " mark") == "起诉"
-        offset = float(await d("attr", "qa", sel=tid("qa-hit"), name="data-offset"))
-        assert 2.5 < offset < 6
-        await d("screenshot", "qa", path=str(SHOTS / "qa.png"), fullPage=True)
-        await d("click", "qa", sel=tid("qa-hit-link"))
-    else:
-        assert "recordings.search" in await d("text", "qa", sel=tid("qa-search-unavailable"))
-        await d("screenshot", "qa", path=str(SHOTS / "qa.png"), fullPage=True)
-        offset = 2.5
-        await d("goto", "qa", url=f"{base}/qa/recordings/{ids['recording']}?t={offset}")
+    await d("wait", "qa", sel=tid("qa-hit"))
+    assert await d("text", "qa", sel=tid("qa-hit") + " mark") == "起诉"
+    offset = float(await d("attr", "qa", sel=tid("qa-hit"), name="data-offset"))
+    assert 2.5 < offset < 6
+    await d("screenshot", "qa", path=str(SHOTS / "qa.png"), fullPage=True)
+    await d("click", "qa", sel=tid("qa-hit-link"))
     await d("wait", "qa", sel=tid("recording-page"))
     assert float(await d("attr", "qa", sel=tid("recording-page"), name="data-offset")) == pytest.approx(offset)
     await d("select", "qa", sel=tid("play-reason"), value="qa_review")
@@ -188,31 +177,26 @@ async def test_qa_searches_plays_from_an_offset_and_records_a_verdict(served):
     with transaction(factory) as s:
         access = s.scalars(select(RecordingAccess)).all()
         assert [(a.accessed_by, a.action, a.recording_id) for a in access] == [("quinn", "play", ids["recording"])]
-    if have_qa:
-        await d("wait", "qa", sel=tid("finding-row"))
-        finding = await d("attr", "qa", sel=tid("finding-row"), name="data-finding-id")
-        before = await d("attr", "qa", sel=tid("finding-row"), name="data-status")
-        verdict = "false_positive" if before != "false_positive" else "confirmed"
-        await d("click", "qa", sel=tid("finding-row", f'[data-finding-id="{finding}"] ') + tid(f"btn-verdict-{verdict}"))
-        await d("waitFor", "qa", js=f"const r = document.querySelector('[data-testid=finding-row][data-finding-id=\"{finding}\"]'); "
-                                    f"return r && r.dataset.status === '{verdict}'")
-        from recordings.qa_schema import FindingRow, QaVerdict
-        with transaction(factory) as s:
-            verdicts = s.scalars(select(QaVerdict)).all()
-            assert [(v.reviewer, v.verdict, v.finding_id) for v in verdicts] == [("quinn", verdict, int(finding))]
-            assert s.get(FindingRow, int(finding)).status == verdict
-        # jump to the finding's offset in the same playback (the page stayed; no second log entry)
-        jump = float(await d("attr", "qa", sel=tid("jump-offset"), name="data-offset"))
-        await d("click", "qa", sel=tid("jump-offset"))
-        await d("waitFor", "qa", js="const a = document.querySelector('[data-testid=qa-player]'); "
-                                    "return Math.abs(a.currentTime - arg) < 0.6", arg=jump)
-        with transaction(factory) as s:
-            assert len(s.scalars(select(RecordingAccess)).all()) == 1
-    else:
-        assert "recordings.qa" in await d("text", "qa", sel=tid("findings-unavailable"))
+    await d("wait", "qa", sel=tid("finding-row"))
+    finding = await d("attr", "qa", sel=tid("finding-row"), name="data-finding-id")
+    before = await d("attr", "qa", sel=tid("finding-row"), name="data-status")
+    verdict = "false_positive" if before != "false_positive" else "confirmed"
+    await d("click", "qa", sel=tid("finding-row", f'[data-finding-id="{finding}"] ') + tid(f"btn-verdict-{verdict}"))
+    await d("waitFor", "qa", js=f"const r = document.querySelector('[data-testid=finding-row][data-finding-id=\"{finding}\"]'); "
+                                f"return r && r.dataset.status === '{verdict}'")
+    from recordings.qa_schema import FindingRow, QaVerdict
+    with transaction(factory) as s:
+        verdicts = s.scalars(select(QaVerdict)).all()
+        assert [(v.reviewer, v.verdict, v.finding_id) for v in verdicts] == [("quinn", verdict, int(finding))]
+        assert s.get(FindingRow, int(finding)).status == verdict
+    # jump to the finding's offset in the same playback (the page stayed; no second log entry)
+    jump = float(await d("attr", "qa", sel=tid("jump-offset"), name="data-offset"))
+    await d("click", "qa", sel=tid("jump-offset"))
+    await d("waitFor", "qa", js="const a = document.querySelector('[data-testid=qa-player]'); "
+                                "return Math.abs(a.currentTime - arg) < 0.6", arg=jump)
+    with transaction(factory) as s:
+        assert len(s.scalars(select(RecordingAccess)).all()) == 1
     await d("screenshot", "qa", path=str(SHOTS / "recording.png"), fullPage=True)
-    if not have_qa:
-        pytest.skip("recordings.search / recordings.qa (issue 7) are not there: search and verdicts not exercised")
 
 
 async def test_the_qa_workspace_conversation_review_queue_and_precision(served):
@@ -220,7 +204,7 @@ async def test_the_qa_workspace_conversation_review_queue_and_precision(served):
     plays the call from where it was said), the review queue (a filter, a verdict from the
     keyboard) and the rule's precision from that verdict."""
     d, base, factory, ids = served["driver"], served["base"], served["factory"], served["ids"]
-    assert _store_transcript(factory, ids["recording"])
+    _store_transcript(factory, ids["recording"])
     await sign_in(d, "ws", base, "quinn")
     await d("goto", "ws", url=f"{base}/qa/recordings/{ids['recording']}")
     await d("wait", "ws", sel=tid("conversation"))
