@@ -369,10 +369,14 @@ class Calls:
                 ended += 1
         return ended
 
-    async def asterisk_going_down(self) -> bool:
+    async def asterisk_going_down(self, call: Call) -> bool:
         """Whether Asterisk is shutting down or restarting (it answers actions with "Asterisk
-        is shutting down", or the link is gone): asked when an answered call has ended."""
-        if self.shutdown_at is not None and self._conn.now() - self.shutdown_at < 5:
+        is shutting down", or the link is gone): asked when an answered call has ended. A
+        call sent after Asterisk last said it shuts down was placed on the Asterisk that came
+        back: that shutdown did not cut it (a debtor who hangs up at once just after a
+        restart did)."""
+        if (self.shutdown_at is not None and call.sent_at <= self.shutdown_at
+                and self._conn.now() - self.shutdown_at < 5):
             return True
         try:
             await self._conn.send(actions.ping())

@@ -25,6 +25,7 @@ import datetime as dt
 import io
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,31 +139,62 @@ class CelCall:
 @dataclass
 class CelLog:
     """The CEL file, read incrementally (only what was appended since the last read) and
-    indexed by linkedid. A file that shrank (rotated) is read again from its start."""
+    indexed by linkedid; safe to share between threads (the engine settles calls on several).
+
+    Rotation (asterisk_conf/generate.py: cel_logrotate): cel_custom opens the file for every
+    line, so a rotation renames it and Asterisk starts a new one. The file is kept open, so
+    the lines written to it before the rename are still read; then the new file from its
+    start. The first read also reads the previous file (``<name>.1``), so that a call from
+    before the last rotation is still found. The calls of the current and the previous file
+    are kept in memory, no older ones. A file that shrank (truncated in place) is read again
+    from its start."""
 
     path: Path
     drop_window_s: float = 2.0
-    _offset: int = 0
+    _file: io.BufferedReader | None = None
     _inode: int | None = None
     _rows: dict[str, list[CelRow]] = field(default_factory=dict)
+    _older: dict[str, list[CelRow]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _rest: bytes = b""
+    _started: bool = False
 
     def refresh(self) -> None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return
-        if st.st_ino != self._inode or st.st_size < self._offset:
-            self._offset, self._inode = 0, st.st_ino
-        if st.st_size == self._offset:
-            return
-        with open(self.path, "rb") as f:
-            f.seek(self._offset)
-            data = f.read()
+        # One reader at a time, and the rows indexed before anyone sees the file as read: a
+        # second reader must not index only the end of a call while the first still parses
+        # its start (a record with its hang-up and no dial).
+        with self._lock:
+            if not self._started:
+                self._started = True
+                self._index(_read_previous(self.path), self._older)
+            if self._file is not None:
+                self._read_open_file()  # to its end, even if it was renamed away meanwhile
+            try:
+                st = os.stat(self.path)
+            except OSError:
+                return
+            if self._file is not None and st.st_ino == self._inode and st.st_size >= self._file.tell():
+                return
+            if self._file is not None:  # rotated (renamed away, or truncated in place)
+                self._file.close()
+                self._older, self._rows = self._rows, {}
+            try:
+                self._file = open(self.path, "rb")  # noqa: SIM115 - kept open to read across a rotation
+            except OSError:
+                self._file = None
+                return
+            self._inode, self._rest = os.fstat(self._file.fileno()).st_ino, b""
+            self._read_open_file()
+
+    def _read_open_file(self) -> None:
+        data = self._rest + self._file.read()
         end = data.rfind(b"\n") + 1  # only whole lines; a line being written is read next time
-        if end == 0:
-            return
-        self._offset += end
-        for fields in csv.reader(io.StringIO(data[:end].decode("utf-8", "replace"))):
+        self._rest = data[end:]
+        self._index(data[:end], self._rows)
+
+    @staticmethod
+    def _index(data: bytes, into: dict[str, list[CelRow]]) -> None:
+        for fields in csv.reader(io.StringIO(data.decode("utf-8", "replace"))):
             if len(fields) < 8:
                 continue
             try:
@@ -170,12 +202,21 @@ class CelLog:
             except ValueError:
                 continue
             row = CelRow(fields[0], at, fields[2], fields[3], fields[4], fields[5], fields[7])
-            self._rows.setdefault(row.linkedid, []).append(row)
+            into.setdefault(row.linkedid, []).append(row)
+
+    def close(self) -> None:
+        """Let the file go and forget what was read (a later read starts again)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+            self._file, self._inode, self._rest, self._started = None, None, b"", False
+            self._rows, self._older = {}, {}
 
     def call(self, call_id: str) -> CelCall | None:
         """The call as Asterisk recorded it, or None when Asterisk has no line of it."""
         self.refresh()
-        rows = self._rows.get(call_id)
+        with self._lock:
+            rows = self._older.get(call_id, []) + self._rows.get(call_id, [])
         if not rows:
             return None
         return CelCall(call_id, tuple(sorted(rows, key=lambda r: r.at)), self.drop_window_s)
@@ -183,9 +224,20 @@ class CelLog:
     def dials(self, prefix: str = "") -> dict[str, int]:
         """How many times Asterisk started dialling the debtor for each call id."""
         self.refresh()
+        with self._lock:
+            calls = list(self._older.values()) + list(self._rows.values())
         out: dict[str, int] = {}
-        for rows in self._rows.values():
+        for rows in calls:
             for r in rows:
                 if r.event == "CHAN_START" and r.uniqueid.endswith("-2") and r.uniqueid.startswith(prefix):
                     out[r.uniqueid[:-2]] = out.get(r.uniqueid[:-2], 0) + 1
         return out
+
+
+def _read_previous(path: Path) -> bytes:
+    """The previous CEL file's lines (``<name>.1``, as a rename rotation leaves it), if any."""
+    try:
+        data = path.with_name(path.name + ".1").read_bytes()
+    except OSError:
+        return b""
+    return data[:data.rfind(b"\n") + 1]

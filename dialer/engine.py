@@ -229,6 +229,8 @@ class Engine:
         for seat in self.pool.seats.values():
             seat.agent_id = agents.get(seat.extension)
         self._campaign_id = await self._db(lambda s: queue.campaign_named(s, self.campaign).id)
+        if self.cel is not None:  # Asterisk's record read once now, not by the first call to settle
+            await asyncio.get_running_loop().run_in_executor(None, self.cel.refresh)
         await self._recover()
         try:
             while not stop.is_set():
@@ -244,6 +246,8 @@ class Engine:
         finally:
             await self._stop()
             self._db_thread.shutdown(wait=True)
+            if self.cel is not None:
+                self.cel.close()
         return self.summary
 
     async def _stop(self) -> None:
@@ -577,7 +581,7 @@ class Engine:
             # Asterisk answers "shutting down" (or no longer answers) right after the call's
             # end: the call was cut by Asterisk going down (a restart), not by a party.
             try:
-                going_down = await asyncio.wait_for(self.calls.asterisk_going_down(), SHUTDOWN_WAIT_S)
+                going_down = await asyncio.wait_for(self.calls.asterisk_going_down(call), SHUTDOWN_WAIT_S)
             except asyncio.TimeoutError:
                 going_down = True  # no answer at all from the Asterisk that just ended the call
             if going_down:

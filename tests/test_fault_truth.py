@@ -313,3 +313,71 @@ def test_ingest_takes_a_lost_answer_time_from_asterisks_record_not_file_times(cr
     attempt = the_attempt(factory, attempt_id)
     assert attempt.answered_at == ANSWERED
     assert "Asterisk's record" in attempt.note and "estimated" not in attempt.note
+
+
+async def test_a_call_placed_after_a_restart_was_not_cut_by_it(calls):
+    """The chaos suite's core restart: a debtor who hung up at once on a call placed just after
+    Asterisk came back was stored as answered and "cut by an Asterisk restart", because the
+    restart's Shutdown had been seen less than 5 s before the call's end."""
+    from ami_bridge.calls import Call
+    from dialer.outbound import dial_request
+    now = calls.connection.now()
+    calls.shutdown_at = now - 2  # Asterisk said it shuts down 2 s ago
+    before = Call(dial_request("c-before", "13800138000", "6001", 15), now - 10)
+    after = Call(dial_request("c-after", "13800138010", "6001", 15), now - 1)
+    assert await calls.asterisk_going_down(before), "placed on the Asterisk that went down"
+    assert not await calls.asterisk_going_down(after), "placed on the Asterisk that came back (it answers)"
+
+
+# -- Asterisk's record read by several threads at once, and across a rotation -----------------------
+
+def test_a_second_reader_waits_for_the_first_instead_of_seeing_half_a_call(tmp_path, monkeypatch):
+    """The chaos suite's kill -9: three calls taken over ended at once, and their settlements
+    read the CEL file on three threads. The first read the whole file; the others, finding it
+    read, saw only rows indexed so far or the file's new end, i.e. a call with its hang-up and
+    no dial, and kept the takeover moment as the answer (and debtor_hung_up as the outcome)."""
+    import threading
+
+    from dialer import cel as cel_module
+    path = tmp_path / "cel.csv"
+    path.write_text(answered_call("c1", DIALED, 10.0, complete=False))
+    log = CelLog(path)
+    first_parsing, second_done = threading.Event(), threading.Event()
+    real_reader = cel_module.csv.reader
+
+    def slow_reader(text):  # the first parse stops after its first row until the second reader is done
+        for index, row in enumerate(real_reader(text)):
+            yield row
+            if index == 0 and not first_parsing.is_set():
+                first_parsing.set()
+                second_done.wait(2)
+
+    monkeypatch.setattr(cel_module.csv, "reader", slow_reader)
+    first = threading.Thread(target=log.refresh)
+    first.start()
+    assert first_parsing.wait(5)
+    with path.open("a") as f:  # the call's end, written while the first reader parses
+        f.write(answered_call("c1", DIALED, 10.0).removeprefix(answered_call("c1", DIALED, 10.0, complete=False)))
+    seen = log.call("c1")
+    second_done.set()
+    first.join(5)
+    assert seen is not None and seen.complete and seen.dialled and seen.answered == DIALED
+
+
+def test_the_cel_log_is_read_across_a_rotation(tmp_path):
+    """cel_custom opens the file for every line, so a rotation renames it: the lines written
+    to the old file after the last read are still read, then the new file; a reader started
+    after the rotation finds the calls of the previous file (``.1``) too."""
+    path = tmp_path / "cel.csv"
+    path.write_text(answered_call("c1", DIALED, 10.0, complete=False))
+    log = CelLog(path)
+    assert not log.call("c1").complete
+    with path.open("a") as f:  # the end, written just before the rotation
+        f.write(answered_call("c1", DIALED, 10.0).removeprefix(answered_call("c1", DIALED, 10.0, complete=False)))
+    path.rename(tmp_path / "cel.csv.1")
+    path.write_text(answered_call("c2", DIALED, 0.5))
+    assert log.call("c1").complete and log.call("c1").dialled
+    assert log.call("c2").outcome().value == "debtor_hung_up"
+    later = CelLog(path)
+    assert later.call("c1").complete and later.call("c2").complete
+    assert later.dials() == {"c1": 1, "c2": 1}
