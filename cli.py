@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from asterisk_conf import credentials, sandbox
-from asterisk_conf.generate import include_files
+from asterisk_conf.generate import cel_logrotate, include_files
 from asterisk_conf.site import Site
 from campaigns.clock import utc_now
 
@@ -202,7 +202,8 @@ def sandbox_cli(command: tuple[str, ...], name: str | None) -> None:
 def asterisk_config(out: Path) -> None:
     """Write the configuration files your own Asterisk #includes: the AMI user
     (dunning-manager.conf), the agents' endpoints (dunning-pjsip.conf) and the
-    dialer's contexts (dunning-extensions.conf). The files hold secrets: mode 0600.
+    dialer's contexts (dunning-extensions.conf), Asterisk's call record (dunning-cel*.conf)
+    and its rotation (dunning-cel.logrotate). The files hold secrets: mode 0600.
     Also the prompts the dialplan plays (sounds/*.wav), for Asterisk's sounds folder."""
     site = _site()
     creds = credentials.load_or_create(site.home)
@@ -211,6 +212,8 @@ def asterisk_config(out: Path) -> None:
     for name, text in include_files(spec).items():
         credentials.write_private(out / name, text)
         click.echo(f"wrote {out / name}")
+    credentials.write_private(out / "dunning-cel.logrotate", cel_logrotate())  # the CEL file's size cap
+    click.echo(f"wrote {out / 'dunning-cel.logrotate'}")
     for path in sandbox.install_sounds(out / "sounds"):
         click.echo(f"wrote {path}")
     click.echo("add to manager.conf:    #include dunning-manager.conf\n"
@@ -219,6 +222,8 @@ def asterisk_config(out: Path) -> None:
                "add to cel.conf:        #include dunning-cel.conf  (and load cel_custom.so)\n"
                "add to cel_custom.conf: #include dunning-cel_custom.conf  "
                "(the engine reads /var/log/asterisk/cel-custom/dunning-cel.csv: DUNNING_CEL_LOG)\n"
+               "rotate the CEL file:    cp dunning-cel.logrotate /etc/logrotate.d/dunning-cel  (by size; run "
+               "logrotate hourly)\n"
                f"copy the prompts:       mkdir -p {sandbox.SOUNDS} && cp {out / 'sounds'}/*.wav {sandbox.SOUNDS}/\n"
                "then `dunning asterisk check` with DUNNING_AMI_* pointing at it")
 

@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -381,3 +382,37 @@ def test_the_cel_log_is_read_across_a_rotation(tmp_path):
     later = CelLog(path)
     assert later.call("c1").complete and later.call("c2").complete
     assert later.dials() == {"c1": 1, "c2": 1}
+
+
+def test_the_generated_rotation_keeps_every_line_of_asterisks_record(tmp_path):
+    """logrotate(8) with the configuration `dunning asterisk config` writes (a smaller size,
+    so that the test writes little): the file is renamed, not copied and truncated; an engine
+    reading it still reads the lines written before the rename, then the new file Asterisk
+    starts; an engine started later finds the previous file's calls (``.1``, not compressed)."""
+    from asterisk_conf.generate import CEL_ROTATE_SIZE, cel_logrotate
+    path = tmp_path / "cel.csv"
+    conf = tmp_path / "dunning-cel"
+    conf.write_text(cel_logrotate(str(path)).replace(f"size {CEL_ROTATE_SIZE}", "size 1k"))
+
+    def rotate() -> None:
+        done = subprocess.run(["logrotate", "-s", str(tmp_path / "state"), str(conf)], capture_output=True,
+                              text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+
+    whole = answered_call("c1", DIALED, 10.0)
+    start = answered_call("c1", DIALED, 10.0, complete=False)
+    path.write_text(start)
+    log = CelLog(path)
+    assert not log.call("c1").complete
+    with path.open("a") as f:
+        f.write(whole.removeprefix(start))  # the call's end, written just before the rotation
+    rotate()
+    assert not path.exists() and (tmp_path / "cel.csv.1").read_text() == whole
+    path.write_text(answered_call("c2", DIALED, 0.5))  # Asterisk's next line starts a new file
+    assert log.call("c1").complete and log.call("c1").dialled
+    assert log.call("c2").outcome().value == "debtor_hung_up"
+    rotate()
+    assert (tmp_path / "cel.csv.2.gz").exists(), sorted(p.name for p in tmp_path.iterdir())
+    later = CelLog(path)
+    assert later.call("c2").complete, "the previous file's calls are found"
+    assert later.call("c1") is None, "older files are not read (compressed, out of the bound)"

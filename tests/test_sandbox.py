@@ -103,8 +103,9 @@ def test_config_out_writes_private_include_files(sandbox_up, tmp_path):
     result = run("asterisk", "config", "--out", str(out))
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in out.iterdir() if p.is_file())
-    assert names == ["dunning-cel.conf", "dunning-cel_custom.conf", "dunning-extensions.conf", "dunning-manager.conf",
-                     "dunning-pjsip.conf"]
+    assert names == ["dunning-cel.conf", "dunning-cel.logrotate", "dunning-cel_custom.conf", "dunning-extensions.conf",
+                     "dunning-manager.conf", "dunning-pjsip.conf"]
+    assert "size " in (out / "dunning-cel.logrotate").read_text()
     for path in out.glob("*.conf"):
         assert path.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in (out / "sounds").iterdir()) == ["debtor-voice.wav", "no-agent.wav"]
