@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from .credentials import Credentials
-from .generate import ConfigSpec, sandbox_files
+from .generate import CEL_FILE, ConfigSpec, sandbox_files
 from .site import Site
 from .speech import SpeechToolMissing, speak
 
@@ -229,8 +229,26 @@ def install_config(site: Site, spec: ConfigSpec) -> set[str]:
     spool = site.sandbox_root / SPOOL.lstrip("/")
     spool.mkdir(parents=True, exist_ok=True)
     (site.sandbox_root / "var/log/asterisk/cel-custom").mkdir(parents=True, exist_ok=True)
+    rotate_cel_log(site.sandbox_root / "var/log/asterisk/cel-custom" / CEL_FILE)
     install_sounds(site.sandbox_root / SOUNDS.lstrip("/"))
     return changed
+
+
+#: The sandbox has no logrotate: its CEL file is rotated as the generated dunning-cel.logrotate
+#: does (generate.cel_logrotate), at this size, each time the sandbox is brought up.
+SANDBOX_CEL_ROTATE_BYTES = 16 * 1024 * 1024
+
+
+def rotate_cel_log(path: Path, limit: int = SANDBOX_CEL_ROTATE_BYTES) -> bool:
+    """Rename the CEL file to ``<name>.1`` (replacing the older one) once past `limit`, as
+    logrotate does; Asterisk starts a new file with its next line. True if it was rotated."""
+    try:
+        if path.stat().st_size <= limit:
+            return False
+    except FileNotFoundError:
+        return False
+    os.replace(path, path.with_name(path.name + ".1"))
+    return True
 
 
 #: Spoken prompts, made with espeak-ng and sox on the host.

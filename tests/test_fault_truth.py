@@ -416,3 +416,15 @@ def test_the_generated_rotation_keeps_every_line_of_asterisks_record(tmp_path):
     later = CelLog(path)
     assert later.call("c2").complete, "the previous file's calls are found"
     assert later.call("c1") is None, "older files are not read (compressed, out of the bound)"
+
+
+def test_the_sandbox_rotates_its_cel_file_past_the_size_a_floor_rotates_at(tmp_path):
+    """The sandbox has no logrotate: `sandbox up` renames its CEL file past 16 MB, and the
+    engine finds the calls of the renamed file."""
+    from asterisk_conf.sandbox import rotate_cel_log
+    path = tmp_path / "dunning-cel.csv"
+    assert not rotate_cel_log(path), "no file yet"
+    path.write_text(answered_call("c1", DIALED, 10.0))
+    assert not rotate_cel_log(path, limit=path.stat().st_size) and path.exists()
+    assert rotate_cel_log(path, limit=100)
+    assert not path.exists() and CelLog(path).call("c1").complete
