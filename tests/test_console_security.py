@@ -483,13 +483,19 @@ async def test_the_qa_workspace_is_scoped_by_team_and_audited(console):
     assert 'data-testid="queue-row"' in await (await root.http.get("/qa/review?status=all&team=team-west")).text()
     assert 'data-testid="precision-row"' in await (await quinn.http.get("/qa/precision")).text()
     assert 'data-testid="precision-row"' not in await (await sue.http.get("/qa/precision")).text()
+    # the call was recorded at 2026-11-24 02:00 UTC, 10:00 in the report's zone (Asia/Shanghai)
+    for days, shown in (("since=2026-11-24&until=2026-11-24", True), ("since=2026-11-25", False),
+                        ("until=2026-11-23", False)):
+        page = await (await quinn.http.get(f"/qa/review?status=all&{days}")).text()
+        assert ('data-testid="queue-row"' in page) == shown, days
     bad = await quinn.http.get("/qa/review?since=yesterday")
     assert bad.status == 400 and "filter &#39;since&#39;: &#39;yesterday&#39; is not a date" in await bad.text()
     page = await (await quinn.http.get(f"/qa/recordings/{ids['recording']}")).text()
     assert page.count('data-testid="conv-line"') == 3 and 'data-testid="conv-mark"' in page
-    assert [(e.username, e.detail) for e in audit(console, "qa_queue")] == [
+    assert [(e.username, e.detail) for e in audit(console, "qa_queue")][:4] == [
         ("quinn", "status=all"), ("sue", "status=all"), ("root", "team=team-east status=all"),
         ("root", "team=team-west status=all")]
+    assert audit(console, "qa_queue")[4].detail == "status=all since=2026-11-24 until=2026-11-24"
     assert [e.username for e in audit(console, "qa_precision")] == ["quinn", "sue"]
     alice = await signed_in(console, "alice")
     assert (await alice.http.get("/qa/review")).status == 403
