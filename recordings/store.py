@@ -52,6 +52,48 @@ def wav_seconds(path: Path) -> float:
         return w.getnframes() / float(w.getframerate() or 1)
 
 
+def close_unclosed(path: Path) -> bool:
+    """Give a WAV file that Asterisk never closed its true sizes. MixMonitor writes the RIFF
+    and data sizes when it closes the file; an Asterisk killed (or its machine lost) during
+    the call leaves them 0, which no reader accepts, with the audio it wrote behind them. The
+    sizes are set from the file's length (whole sample frames only); the audio is untouched.
+    Returns whether the header was rewritten (a file that is not a WAV is left alone)."""
+    import struct
+    with open(path, "r+b") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return False
+        size = os.fstat(f.fileno()).st_size
+        offset, block_align, data_at = 12, 1, None
+        while offset + 8 <= size:
+            f.seek(offset)
+            chunk, length = struct.unpack("<4sI", f.read(8))
+            if chunk == b"fmt ":
+                fmt = f.read(16)
+                block_align = max(1, struct.unpack("<H", fmt[12:14])[0]) if len(fmt) == 16 else 1
+            if chunk == b"data":
+                data_at = offset
+                break
+            offset += 8 + length + (length & 1)
+        if data_at is None:
+            return False
+        data = size - data_at - 8
+        data -= data % block_align
+        riff = data_at + 8 + data - 8
+        f.seek(4)
+        if struct.unpack("<I", f.read(4))[0] == riff:
+            f.seek(data_at + 4)
+            if struct.unpack("<I", f.read(4))[0] == data:
+                return False
+        f.seek(4)
+        f.write(struct.pack("<I", riff))
+        f.seek(data_at + 4)
+        f.write(struct.pack("<I", data))
+        f.flush()
+        os.fsync(f.fileno())
+    return True
+
+
 def fsync_path(path: Path) -> None:
     """Make a file's data, or a directory's entries, durable."""
     fd = os.open(path, os.O_RDONLY)
@@ -108,6 +150,8 @@ def store_call(spool: Path, root: Path, attempt: str, recorded_at: dt.datetime) 
                 source = target
             else:
                 raise RecordingMissing(f"no {leg} recording for {attempt} in {spool}")
+        if source.parent == spool:
+            close_unclosed(source)  # left open by an Asterisk that went away during the call
         checksum = _store_one(source, target)
         stored.append(StoredFile(leg, relative, checksum, target.stat().st_size, wav_seconds(target)))
     for source in sources.values():

@@ -258,3 +258,27 @@ def test_an_interrupted_call_already_in_the_vault_gets_its_answer_time_back(cras
     with factory() as s:
         assert s.get(Attempt, attempt_id).answered_at == ANSWERED
         assert integrity.coverage(s, DAY, "Asia/Shanghai") == (1, 1)
+
+
+def test_a_recording_asterisk_never_closed_is_stored_with_its_audio(tmp_path):
+    """An Asterisk killed during a call leaves MixMonitor's files with their RIFF and data
+    sizes 0 (what it writes at close): the header is given the file's true sizes, the audio
+    behind it is kept whole; a file with no audio yet is stored as 0 s, not refused."""
+    import wave
+    spool, root = tmp_path / "spool", tmp_path / "recordings"
+    spool.mkdir()
+    for name, frames in (("cut-1.wav", 12000), ("cut-1-agent.wav", 12000), ("cut-1-debtor.wav", 0)):
+        with wave.open(str(spool / name), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(b"\x10\x00" * frames)
+        raw = bytearray((spool / name).read_bytes())
+        raw[4:8] = raw[40:44] = b"\0\0\0\0"  # as Asterisk left them
+        (spool / name).write_bytes(bytes(raw) + b"\x07")  # and half a sample frame
+    stored = {f.leg: f for f in store_call(spool, root, "cut-1", dt.datetime(2026, 12, 7, 6, 0, tzinfo=dt.timezone.utc))}
+    assert stored["mix"].seconds == stored["agent"].seconds == 1.5
+    assert stored["debtor"].seconds == 0.0
+    with wave.open(str(root / stored["agent"].relative_path)) as w:
+        assert w.readframes(w.getnframes()) == b"\x10\x00" * 12000
+    assert not any(spool.iterdir()), "the spool copies are removed once stored"
