@@ -386,6 +386,15 @@ class Calls:
             return True
         return False
 
+    def lose_all(self, reason: str, at: float) -> list[Call]:
+        """End every call in flight, unobserved, as of `at`: the Asterisk that carried them is
+        gone (unreachable past the engine's bound), so each is settled from Asterisk's record
+        with the moment the link went as its end at the latest."""
+        lost = list(self._active.values())
+        for call in lost:
+            self._end_unobserved(call, reason, at)
+        return lost
+
     def _settle_later(self, call: Call) -> None:
         task = asyncio.ensure_future(self._settle(call))
         self._settling.add(task)

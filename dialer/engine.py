@@ -31,6 +31,7 @@ import logging
 import os
 import secrets
 import time
+import wave
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -119,6 +120,11 @@ class SetClock:
         return self.at
 
 
+#: Seconds of an unreachable Asterisk after which its calls are settled as lost.
+SERVER_LOST_S = 60.0
+SERVER_LOST = "Asterisk server lost"
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     ring_timeout_s: float = 25.0
@@ -148,6 +154,10 @@ class EngineSettings:
     #: The Asterisk server this engine drives, by name (`dunning run --server`), written on
     #: each attempt; after a crash, the engine takes up that server's calls only.
     server: str | None = None
+    #: How long Asterisk may stay unreachable before the engine counts it lost: the calls it
+    #: carried are then settled (cut when the link went), its agents shown away, and a run
+    #: `--until-idle` may end. Longer than a freeze it should ride out.
+    server_lost_s: float = SERVER_LOST_S
 
 
 @dataclass
@@ -194,6 +204,8 @@ class Engine:
         self._space_checked_at: float | None = None
         self._space_problem: str | None = None
         self._space_alert: int | None = None
+        self._down_since: float | None = None  # when the AMI link was last seen gone
+        self._server_lost = False
         # Call ids must never repeat, across runs and engines: time plus randomness.
         self._stamp = time.strftime("%y%m%d%H%M%S") + secrets.token_hex(2)
         calls.add_listener(self._on_call_state)
@@ -234,10 +246,13 @@ class Engine:
         await self._recover()
         try:
             while not stop.is_set():
+                self._watch_server()
                 progressed = await self._tick()
                 if (until_idle and not progressed and not self._tasks and not self.pool.in_state(AgentState.WRAP_UP)
-                        # Not idle while dialling waits on a fault: Asterisk away, no room for recordings.
-                        and self.calls.connection.fully_booted and self._space_problem is None):
+                        # Not idle while dialling waits on a fault: Asterisk away (until it
+                        # counts as lost), no room for recordings.
+                        and (self.calls.connection.fully_booted or self._server_lost)
+                        and self._space_problem is None):
                     break
                 try:
                     await asyncio.wait_for(stop.wait(), self.settings.tick_s)
@@ -301,6 +316,42 @@ class Engine:
             progressed = await self._dial_for_ready_agents(only_abandoned=True)
             return await self._dial_ahead() or progressed
         return await self._dial_for_ready_agents()
+
+    # ------------------------------------------------------------------ a server lost
+    def _watch_server(self) -> None:
+        """Asterisk unreachable for `server_lost_s`: the calls it carried are settled from its
+        record, cut when the link went (nothing of them can be seen any more: a server killed,
+        its machine gone), and its agents are shown away; they are ready again when it is back
+        (console agents say so themselves)."""
+        conn = self.calls.connection
+        mono = self.calls_now()
+        if conn.fully_booted:
+            if self._server_lost:
+                self._server_lost = False
+                self.echo(f"{self._server_name()}: reachable again; dialling resumes")
+                for seat in self.pool.in_state(AgentState.PAUSED):
+                    if not self.settings.console and seat.history and seat.history[-1][2] == SERVER_LOST:
+                        self.pool.apply(seat.extension, AgentEvent.READY, self.clock.now())
+            self._down_since = None
+            return
+        if self._down_since is None:
+            self._down_since = mono
+        if not self._server_lost and mono - self._down_since >= self.settings.server_lost_s:
+            self._server_lost = True
+            since = self._wall(self._down_since)
+            lost = self.calls.lose_all(f"{SERVER_LOST}: unreachable for {self.settings.server_lost_s:.0f} s",
+                                       self._down_since)
+            message = (f"{self._server_name()}: unreachable since {since:%H:%M:%S} UTC "
+                       f"({self.settings.server_lost_s:.0f} s): {SERVER_LOST.lower()}; {len(lost)} call(s) "
+                       "settled from its record, its agents shown away")
+            self.echo(message)
+            self.summary.problems.append(message)
+        if self._server_lost:
+            for seat in self.pool.in_state(AgentState.READY):
+                self.pool.apply(seat.extension, AgentEvent.PAUSE, self.clock.now(), reason=SERVER_LOST)
+
+    def _server_name(self) -> str:
+        return f"server {self.settings.server}" if self.settings.server else "Asterisk"
 
     # ------------------------------------------------------------------ self-audit
     def _maybe_audit(self) -> None:
@@ -622,7 +673,7 @@ class Engine:
         try:
             files = await loop.run_in_executor(None, store_call, self.spool, self.recordings_root, call_id,
                                                answered_at)
-        except (RecordingMissing, RecordingConflict, OSError) as exc:
+        except (RecordingMissing, RecordingConflict, OSError, wave.Error, EOFError) as exc:
             log.error("recording of %s: %s", call_id, exc)
             self.summary.problems.append(f"{call_id}: {exc}")
             return f"recording problem: {exc}"
