@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import re
 import shutil
+import subprocess
 import wave
 from collections import Counter
 from decimal import Decimal
@@ -32,6 +34,7 @@ from campaigns.models import (
     AgentPresence,
     Attempt,
     Batch,
+    Campaign,
     CampaignCase,
     Case,
     Client,
@@ -39,7 +42,9 @@ from campaigns.models import (
     Recording,
     VaultFile,
 )
+from dialer.demo import daytime_zone
 from dialer.engine import SetClock
+from recordings import vault
 from recordings.legs import leg_files
 from recordings.store import sha256_of
 
@@ -295,6 +300,96 @@ def set_local(clock: ShiftedClock, hour: int, minute: int, second: int = 0) -> d
     return target
 
 
+# ---------------------------------------------------------------- one campaign on the servers of a floor
+# (tests/test_two_servers.py, test_standby_takeover.py)
+
+DUNNING = str(REPO / ".venv/bin/dunning")
+#: Twelve debtors with two numbers each (the simulated network: a mobile's last digit says
+#: what it does; 0-5 answer after 3-8 s, 6 busy, 7 no answer, 8 answers and hangs up, 9 invalid).
+FLOOR_CASES = [(f"139{i:04d}{a}000", f"138{i:04d}{b}001") for i, (a, b) in
+               enumerate([(0, 7), (1, 6), (6, 2), (7, 3), (8, 4), (9, 5), (2, 7), (3, 9), (4, 6), (5, 8), (7, 7),
+                          (6, 0)])]
+
+
+class Environment(dict):
+    """The engines' environment; never shown in a failure's traceback (it holds the
+    database's password)."""
+
+    def __repr__(self) -> str:
+        return "<environment>"
+
+
+def dunning(env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    done = subprocess.run([DUNNING, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    assert done.returncode == 0, f"dunning {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done
+
+
+def floor_campaign(database, tmp_path: Path, agents) -> Environment:
+    """The campaign "two" over `FLOOR_CASES` in `database`, started, with `agents`; the
+    environment the engines run in."""
+    env = Environment(os.environ, DUNNING_DATABASE_URL=database.url.render_as_string(hide_password=False),
+                      DUNNING_RECORDINGS=str(tmp_path / "recordings"))
+    stamp = dt.datetime.now().strftime("%H%M%S%f")
+    rows = ["案件编号,姓名,欠款金额,逾期天数,手机,家庭电话"] + [
+        f"T{i}-{stamp},债务人{i},{1000 + 100 * i}.00,40,{own},{home}" for i, (own, home) in enumerate(FLOOR_CASES)]
+    batch = tmp_path / "batch.csv"
+    batch.write_bytes(("\n".join(rows) + "\n").encode("gbk"))
+    dunning(env, "import", str(batch), "--client", "TWO")
+    for ext in agents:
+        dunning(env, "agents", "add", ext, "--name", f"agent {ext}")
+    zone = daytime_zone(dt.datetime.now(dt.timezone.utc))
+    dunning(env, "campaign", "create", "two", "--client", "TWO", "--timezone", zone, "--ring-seconds", "15",
+            "--wrap-up-seconds", "0")
+    dunning(env, "campaign", "start", "two")
+    return env
+
+
+def floor_engine(env, server: str, agents: str, *, standby: bool = False) -> subprocess.Popen:
+    """`dunning run two --server SERVER --until-idle` (a standby with `standby`), as a user runs it."""
+    return subprocess.Popen([DUNNING, "run", "two", "--agents", agents, "--server", server, "--until-idle",
+                             *(["--standby"] if standby else [])],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def check_the_floor(database, sites: dict, before: dict) -> list[Attempt]:
+    """What must hold of the campaign's attempts, however many servers and engines dialled
+    them: each ended with an outcome; each server's own log holds exactly its attempts, each
+    once (`before`: its dials before the campaign); never two calls to one debtor at once; a
+    debtor reached is not called again; every answered call in the vault."""
+    with sessions(database)() as s:
+        found = list(s.scalars(select(Attempt).order_by(Attempt.id)))
+        stored = {a.call_id: vault.stored_for_attempt(s, a.id) is not None for a in found if a.answered_at}
+    assert found and all(a.state == "ended" and a.outcome for a in found), [(a.call_id, a.state) for a in found]
+    # Each server's own log: exactly its attempts, each once; none in the other's.
+    for name, site in sites.items():
+        dialled = dial_lines(site) - before[name]
+        mine = {a.call_id for a in found if a.server == name and a.dialed_at is not None}
+        assert set(dialled) == mine, (name, sorted(dialled), sorted(mine))
+        assert all(n == 1 for n in dialled.values()), f"dialled twice on {name}: {dialled}"
+    # Never two calls to one debtor at once, whichever servers placed them; and a debtor
+    # reached (answered) is not called again that day, on either server.
+    by_case: dict[int, list[Attempt]] = {}
+    for a in found:
+        by_case.setdefault(a.case_id, []).append(a)
+    for attempts in by_case.values():
+        spans = sorted((a.dialed_at, a.ended_at) for a in attempts if a.dialed_at is not None)
+        assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:])), spans
+        reached = [a for a in attempts if a.outcome == "answered"]
+        if reached:
+            later = [a for a in attempts if a.planned_at > reached[0].ended_at]
+            assert later == [], [(a.call_id, a.server, a.outcome) for a in attempts]
+    assert stored and all(stored.values()), f"answered calls without a recording: {stored}"
+    return found
+
+
+def calls_up(site) -> int:
+    """Calls Asterisk counts as up (answered) on `site` now."""
+    out = subprocess.run(["chroot", str(site.sandbox_root), "/usr/sbin/asterisk", "-rx", "core show channels concise"],
+                         capture_output=True, text=True, timeout=20).stdout
+    return sum("!Up!" in line for line in out.splitlines())
+
+
 # ---------------------------------------------------------------- the engine over the fake AMI peer
 # (tests/test_engine.py, test_fault_truth.py)
 
@@ -415,3 +510,45 @@ def attempts(factory, *calls: tuple[str, str, dt.datetime | None, float | None, 
 def at(hour: int, minute: int, day: int = 25) -> dt.datetime:
     """Shanghai local time on 2026-11-`day`, as UTC."""
     return dt.datetime(2026, 11, day, hour, minute, tzinfo=dt.timezone(dt.timedelta(hours=8))).astimezone(UTC)
+
+
+#: The day the search tests' calls are made.
+SEARCH_DAY = dt.datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+
+
+def add_world(s, code: str = "ICBC", agent_extension: str = "8001", agent_name: str = "张敏",
+              campaign: str = "camp-a") -> dict[str, int]:
+    client = s.scalar(select(Client).where(Client.code == code))
+    if client is None:
+        client = Client(code=code, name="工商银行", created_at=SEARCH_DAY)
+        s.add(client)
+        s.flush()
+        s.add(Batch(client_id=client.id, name="b", file_name="b.csv", sha256=code.ljust(64, "0"), rows=1,
+                    imported_at=SEARCH_DAY))
+        s.flush()
+    batch = s.scalar(select(Batch).where(Batch.client_id == client.id))
+    camp = Campaign(name=campaign, client_id=client.id, created_at=SEARCH_DAY, status_changed_at=SEARCH_DAY)
+    agent = Agent(extension=agent_extension, name=agent_name, created_at=SEARCH_DAY)
+    s.add_all([camp, agent])
+    s.flush()
+    case = Case(client_id=client.id, batch_id=batch.id, reference=f"C-{campaign}", debtor_name="李伟",
+                amount_due=Decimal("1200.00"), days_past_due=40, created_at=SEARCH_DAY)
+    s.add(case)
+    s.flush()
+    phone = Phone(case_id=case.id, role="own_mobile", e164="+8613800138000", dial="13800138000")
+    s.add(phone)
+    s.flush()
+    return {"client": client.id, "campaign": camp.id, "agent": agent.id, "case": case.id, "phone": phone.id}
+
+
+def add_recording(s, world: dict[str, int], call_id: str, at: dt.datetime = SEARCH_DAY) -> int:
+    """An answered attempt with its Recording row (the vault file is not needed to search)."""
+    attempt = Attempt(call_id=call_id, campaign_id=world["campaign"], case_id=world["case"], phone_id=world["phone"],
+                      agent_id=world["agent"], number="13800138000", state="ended", planned_at=at, dialed_at=at,
+                      answered_at=at, ended_at=at + dt.timedelta(minutes=3), outcome="answered")
+    s.add(attempt)
+    s.flush()
+    recording = Recording(attempt_id=attempt.id, recorded_at=at, seconds=Decimal("180.00"))
+    s.add(recording)
+    s.flush()
+    return recording.id

@@ -9,50 +9,13 @@ import pytest
 from sqlalchemy import func, select
 
 from campaigns.db import sessions, transaction
-from campaigns.models import Agent, Attempt, Batch, Campaign, Case, Client, Phone, Recording
 from recordings import search, transcripts
 from recordings.transcript import Transcript, Utterance, Word, parse_plain
 
+from helpers import SEARCH_DAY as DAY
+from helpers import add_recording, add_world
+
 UTC = dt.timezone.utc
-DAY = dt.datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
-
-
-def add_world(s, code: str = "ICBC", agent_extension: str = "8001", agent_name: str = "张敏",
-              campaign: str = "camp-a") -> dict[str, int]:
-    client = s.scalar(select(Client).where(Client.code == code))
-    if client is None:
-        client = Client(code=code, name="工商银行", created_at=DAY)
-        s.add(client)
-        s.flush()
-        s.add(Batch(client_id=client.id, name="b", file_name="b.csv", sha256=code.ljust(64, "0"), rows=1,
-                    imported_at=DAY))
-        s.flush()
-    batch = s.scalar(select(Batch).where(Batch.client_id == client.id))
-    camp = Campaign(name=campaign, client_id=client.id, created_at=DAY, status_changed_at=DAY)
-    agent = Agent(extension=agent_extension, name=agent_name, created_at=DAY)
-    s.add_all([camp, agent])
-    s.flush()
-    case = Case(client_id=client.id, batch_id=batch.id, reference=f"C-{campaign}", debtor_name="李伟",
-                amount_due=Decimal("1200.00"), days_past_due=40, created_at=DAY)
-    s.add(case)
-    s.flush()
-    phone = Phone(case_id=case.id, role="own_mobile", e164="+8613800138000", dial="13800138000")
-    s.add(phone)
-    s.flush()
-    return {"client": client.id, "campaign": camp.id, "agent": agent.id, "case": case.id, "phone": phone.id}
-
-
-def add_recording(s, world: dict[str, int], call_id: str, at: dt.datetime = DAY) -> int:
-    """An answered attempt with its Recording row (the vault file is not needed to search)."""
-    attempt = Attempt(call_id=call_id, campaign_id=world["campaign"], case_id=world["case"], phone_id=world["phone"],
-                      agent_id=world["agent"], number="13800138000", state="ended", planned_at=at, dialed_at=at,
-                      answered_at=at, ended_at=at + dt.timedelta(minutes=3), outcome="answered")
-    s.add(attempt)
-    s.flush()
-    recording = Recording(attempt_id=attempt.id, recorded_at=at, seconds=Decimal("180.00"))
-    s.add(recording)
-    s.flush()
-    return recording.id
 
 
 def chinese_words(leg: str, start: float, words: list[str], step: float = 0.4) -> Utterance:

@@ -199,7 +199,7 @@ def test_the_engine_loads_no_console():
 
 
 #: Test modules that still import another test module for its helpers, with why they are left.
-KNOWN_TEST_IMPORTS = {("test_transcribe", "test_search"): "#14: test_search.py's world, moved with its rewrite"}
+KNOWN_TEST_IMPORTS: dict[tuple[str, str], str] = {}
 
 
 def test_no_test_module_imports_another():

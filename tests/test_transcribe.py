@@ -24,7 +24,8 @@ from recordings.codecs import encode, codec_named, stereo
 from recordings.speech_models import packaged_korean_model
 from recordings.transcripts import QUEUED, RUNNING, DONE, FAILED, StoredTranscript, TranscriptionJob
 
-from test_search import DAY, add_recording, add_world
+from helpers import SEARCH_DAY as DAY
+from helpers import add_recording, add_world
 
 AUDIO = Path(__file__).resolve().parent / "audio"  # tests/audio: the clips, with their sources and licences
 KO_1 = AUDIO / "ko-tts-espeak-8k-001.wav"  # 안녕하세요 오늘 날씨가 좋습니다
