@@ -234,14 +234,16 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def engine_memory(url: str, options: str | None, name: str, dials: int, clock: dt.datetime) -> float:
+def engine_memory(url: str, options: str | None, name: str, dials: int, clock: dt.datetime) -> float | None:
     """Peak resident MB of a fresh process making `dials` dial decisions (the database URL
-    goes in its environment, never on a command line: it may hold a password)."""
+    goes in its environment, never on a command line: it may hold a password). None, said on
+    stderr, if the probe fails: the figures measured before it are not lost with it."""
     env = {**os.environ, "DUNNING_BENCH_URL": url, "DUNNING_BENCH_PG_OPTIONS": options or ""}
     out = subprocess.run([sys.executable, "-m", "bench.hopper", "--engine-memory", "--campaign", name,
                           "--dials", str(dials), "--clock", clock.isoformat()], env=env, capture_output=True, text=True)
     if out.returncode != 0:
-        raise SystemExit(f"the engine memory probe failed: {out.stderr.strip().splitlines()[-1:]}")
+        _say(f"  the engine memory probe failed: {' '.join(out.stderr.strip().splitlines()[-1:])}")
+        return None
     return json.loads(out.stdout.strip().splitlines()[-1])["rss_mb"]
 
 
@@ -292,6 +294,7 @@ def measure(url: str, options: str | None, size: int, dials: int, budget_s: floa
     ends: list[float] = []
     statements: list[int] = []
     takes = decisions(factory, name, dials, clock, ends, statements)
+    _say(f"  {name}: {len(takes)} dial decisions, p50 {1000 * pct(takes, 0.5):.1f} ms, p99 {1000 * pct(takes, 0.99):.1f} ms")
     base = baseline(factory, name, budget_s, projected)
 
     def status():
@@ -344,7 +347,8 @@ def table(label: str, results: list[dict], budget_s: float) -> str:
                      f"{1000 * r['take_p99']:>7.1f}ms  "
                      + (f"{base:>9.2f}s" if base else f"{'> ' + str(int(budget_s)) + 's':>10}")
                      + f"  {ratio:>7}  {r['statements_p50']:>3}/{r['statements_max']:<3}"
-                     + f"  {1000 * (r['end_p50'] or 0):>6.1f}ms  {r['status']:>6.2f}s  {1000 * r['why']:>4.0f}ms  {r['memory_mb']:>5.0f}MB")
+                     + f"  {1000 * (r['end_p50'] or 0):>6.1f}ms  {r['status']:>6.2f}s  {1000 * r['why']:>4.0f}ms  "
+                     + (f"{r['memory_mb']:>5.0f}MB" if r["memory_mb"] is not None else f"{'-':>7}"))
     return "\n".join(lines)
 
 
