@@ -332,11 +332,17 @@ def campaign() -> None:
               help="Predictive: the rolling window the abandon target holds over (24h: Ofcom; 30d: US Reg F).")
 @click.option("--preset", default="client", show_default=True,
               help="The compliance rules: client, cn_national, us_fdcpa, or a TOML file of your own.")
+@click.option("--agent-line", type=click.Choice(["persistent", "auto_answer", "ringing"]), default="ringing",
+              show_default=True, help="persistent: each agent's phone is called once at log-in and debtors are "
+              "bridged in with no ring; auto_answer: a call per debtor asking the phone to answer by itself; "
+              "ringing: a call per debtor that rings until the agent answers (README: the agent's line).")
+@click.option("--whisper", type=click.Choice(["none", "tone"]), default="none", show_default=True,
+              help="Persistent line: a beep the agent hears just before each debtor is connected.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one key of the preset (repeatable), e.g. --set window.end=20:30.")
 @campaign_errors
 def campaign_create(name, client_code, batches, timezone, ring_seconds, wrap_up_seconds, mode, abandon_target,
-                    abandon_window, preset, overrides) -> None:
+                    abandon_window, preset, agent_line, whisper, overrides) -> None:
     """Create campaign NAME (status draft) over a client's imported cases."""
     from campaigns import admin
     from campaigns.db import transaction
@@ -345,7 +351,8 @@ def campaign_create(name, client_code, batches, timezone, ring_seconds, wrap_up_
             session, name, client_code, _now(), batches=batches, timezone=timezone, mode=mode,
             preset=preset, overrides=_key_values(overrides),
             settings={"ring_seconds": ring_seconds, "wrap_up_seconds": wrap_up_seconds,
-                      "abandon_target": abandon_target / 100, "abandon_window": abandon_window})
+                      "abandon_target": abandon_target / 100, "abandon_window": abandon_window,
+                      "agent_line": agent_line, "whisper": whisper})
         asked = _ask_hopper(session, created, "asking the policy about each case", limit=CREATE_ASKS)
         click.echo(f"campaign {created.name}: {cases} cases, {mode}, rules {preset}, time zone {created.timezone}, status draft "
                    f"(start it with: dunning campaign start {created.name})")

@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field
 
 #: Contexts the engine relies on; ``dunning asterisk check`` looks for each.
-CONTEXTS = ("dunning-outbound", "dunning-answered", "dunning-agents", "dunning-sim")
+CONTEXTS = ("dunning-outbound", "dunning-answered", "dunning-agents", "dunning-agent-line",
+            "dunning-auto-answer", "dunning-sim")
 
 #: Simulated debtors: the leading digits of a test number choose what the
 #: "public network" does with it; the last two digits are a parameter (seconds).
@@ -251,8 +252,19 @@ exten => s,1,NoOp(dunning answered attempt ${{DUNNING_ATTEMPT}} agent ${{DUNNING
  same => n,Set(WAITED=$[${{WAITED}} + 1])
  same => n,Wait(0.1)
  same => n,Goto(wait)
- same => n(connect),Dial(PJSIP/${{DUNNING_AGENT}},{spec.agent_ring_s})
- same => n,GotoIf($["${{DIALSTATUS}}" != "ANSWER"]?no-agent)
+ same => n(connect),GotoIf($["${{DUNNING_LINE}}" != ""]?line)
+ same => n,GotoIf($["${{DUNNING_AUTO_ANSWER}}" = "1"]?auto)
+ same => n,Dial(PJSIP/${{DUNNING_AGENT}},{spec.agent_ring_s})
+ same => n,Goto(dialled)
+ same => n(auto),Dial(PJSIP/${{DUNNING_AGENT}},{spec.agent_ring_s},b(dunning-auto-answer^s^1))
+ same => n(dialled),GotoIf($["${{DIALSTATUS}}" != "ANSWER"]?no-agent)
+ same => n,Hangup(16)
+; The agent's persistent line (DUNNING_LINE, the uniqueid of the agent's channel waiting in
+; dunning-agent-line): the agent is pulled into a bridge with the debtor, no ring; with
+; DUNNING_WHISPER=tone the agent hears a beep first. When the debtor leaves, the agent goes
+; back to waiting on the line; when the agent hangs up, the call ends here.
+ same => n(line),Bridge(${{DUNNING_LINE}},${{IF($["${{DUNNING_WHISPER}}" = "tone"]?p)}}F(dunning-agent-line^s^{LINE_WAIT_PRIORITY}))
+ same => n,GotoIf($["${{BRIDGERESULT}}" != "SUCCESS"]?no-agent)
  same => n,Hangup(16)
  same => n(no-agent),Set(DUNNING_ABANDONED=1)
  same => n,Playback({spec.no_agent_message})
@@ -262,8 +274,30 @@ exten => s,1,NoOp(dunning answered attempt ${{DUNNING_ATTEMPT}} agent ${{DUNNING
 ; Agents' softphones may not dial out through the engine's Asterisk.
 exten => _X.,1,Hangup(21)
 
+[dunning-agent-line]
+; The agent's persistent line: the engine calls the agent's phone once at log-in
+; (Originate PJSIP/<agent> into here); once answered it waits, hearing silence, in the
+; agent's own holding bridge until a debtor is bridged in (dunning-answered, Bridge()), and
+; comes back here when that call ends. The agent hanging up ends the line (the engine
+; pauses the agent).
+exten => s,1,NoOp(dunning agent line ${{DUNNING_LINE_AGENT}})
+ same => n(wait),BridgeWait(dunning-line-${{UNIQUEID}},participant,e(s))
+ same => n,Goto(wait)
+
+[dunning-auto-answer]
+; Pre-dial handler on the agent's channel (ringing mode with auto-answer): ask the phone to
+; answer by itself. Call-Info answer-after=0 (Polycom, Yealink, Grandstream, Snom, Zoiper,
+; Linphone, MicroSIP), Alert-Info info=alert-autoanswer (Cisco, Yealink, older Snom).
+exten => s,1,Set(PJSIP_HEADER(add,Call-Info)=<sip:dunning>\\;answer-after=0)
+ same => n,Set(PJSIP_HEADER(add,Alert-Info)=<http://127.0.0.1/>\\;info=alert-autoanswer\\;delay=0)
+ same => n,Return()
+
 {_sim_context(spec)}
 """
+
+
+#: Where an agent's line goes back to wait after a call (the BridgeWait priority above).
+LINE_WAIT_PRIORITY = 2
 
 
 #: Asterisk's own record of every call: Channel Event Logging (CEL) written by cel_custom to
@@ -332,7 +366,7 @@ SANDBOX_MODULES = (
     "res_pjsip_registrar", "res_pjsip_sdp_rtp", "res_pjsip_nat", "res_pjsip_caller_id",
     "res_rtp_asterisk", "chan_pjsip", "codec_ulaw", "codec_alaw", "codec_gsm",
     "codec_resample", "format_wav", "format_gsm", "format_pcm", "format_sln", "pbx_config",
-    "app_dial", "app_playback", "app_mixmonitor", "app_stack", "app_verbose", "app_echo",
+    "app_dial", "app_playback", "app_bridgewait", "res_pjsip_header_funcs", "app_mixmonitor", "app_stack", "app_verbose", "app_echo",
     "func_channel", "func_devstate", "func_logic", "func_strings", "func_callerid", "bridge_simple",
     "bridge_native_rtp", "bridge_holding", "bridge_builtin_features",
     "res_cdrel_custom", "cel_custom",

@@ -5,6 +5,10 @@ says what a WAV file says (its "microphone"). When the WAV file ends, baresip
 hangs up: an agent who says a known sentence on a real call. (Debian 12's
 baresip 1.0 has no file player, so what the agent hears is checked in the
 call's recording instead.)
+
+With ``answer="manual"`` the phone rings like a stock softphone (Zoiper, MicroSIP, a desk
+phone) until someone clicks: `answer()` is the click, `hang_up()` the red button (baresip's
+own keys, sent to its stdin).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from .credentials import write_private
 MODULE_PATH = "/usr/lib/baresip/modules"
 #: baresip echoes account lines, password included, e.g. when a registration fails.
 _AUTH_PASS = re.compile(r"(auth_pass=)[^;>\s]*")
+_STATUS = re.compile(r"^\[\d+:\d\d:\d\d\] audio=")
 
 
 class SoftphoneError(RuntimeError):
@@ -37,7 +42,12 @@ class Softphone:
     workdir: Path
     sip_server: str = "127.0.0.1:5060"
     local_port: int = 0
+    #: "auto": baresip answers by itself; "manual": it rings until `answer()`.
+    answer_mode: str = "auto"
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    #: How many calls came in (counted once `keep_answering` is on).
+    rings: int = field(default=0, init=False)
+    _answer_after: float | None = field(default=None, init=False, repr=False)
     _lines: "queue.Queue[str]" = field(default_factory=queue.Queue, init=False, repr=False)
     log: list[str] = field(default_factory=list, init=False, repr=False)
 
@@ -63,10 +73,11 @@ class Softphone:
             "module aufile.so",
             "module_app account.so",
             "module_app menu.so",
+            *(["module stdio.so"] if self.answer_mode == "manual" else []),
             "",
         ])
         account = (f"<sip:{self.extension}@{self.sip_server};transport=udp>"
-                   f";auth_pass={self.password};answermode=auto;regint=300"
+                   f";auth_pass={self.password};answermode={self.answer_mode};regint=300"
                    ";audio_codecs=PCMU,PCMA\n")
         return {"config": config, "accounts": account, "contacts": ""}
 
@@ -78,7 +89,8 @@ class Softphone:
         for name, text in self.render_config().items():
             write_private(self.workdir / name, text)
         self._proc = subprocess.Popen(
-            ["baresip", "-f", str(self.workdir)], stdin=subprocess.DEVNULL,
+            ["baresip", "-f", str(self.workdir)],
+            stdin=subprocess.PIPE if self.answer_mode == "manual" else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
             start_new_session=True)
         threading.Thread(target=self._pump, daemon=True).start()
@@ -96,6 +108,11 @@ class Softphone:
         assert self._proc is not None and self._proc.stdout is not None
         for line in self._proc.stdout:
             line = line.rstrip()
+            if _STATUS.match(line):  # the call's running audio figures (module stdio), twice a second
+                continue
+            if self._answer_after is not None and "Incoming call" in line:
+                self.rings += 1
+                threading.Timer(self._answer_after, self.answer).start()
             self.log.append(line)
             self._lines.put(line)
 
@@ -115,6 +132,33 @@ class Softphone:
             if failure and failure in line.lower():
                 return False
         return False
+
+    def _key(self, key: str) -> None:
+        if self._proc is None:  # stopped meanwhile
+            return
+        if self._proc.stdin is None:
+            raise SoftphoneError(f"softphone {self.extension}: not started with answer_mode='manual'")
+        try:
+            self._proc.stdin.write(key)
+            self._proc.stdin.flush()
+        except (BrokenPipeError, ValueError):  # baresip has exited (or is being stopped)
+            pass
+
+    def answer(self) -> None:
+        """Click "answer" on the ringing call."""
+        self._key("a")
+
+    def hang_up(self) -> None:
+        """Click "hang up" on the call in progress."""
+        self._key("b")
+
+    def keep_answering(self, after_s: float = 0.5) -> None:
+        """An agent at the desk: click "answer" `after_s` seconds after each call comes in."""
+        self._answer_after = after_s
+
+    def wait_ringing(self, timeout: float) -> bool:
+        """Wait until a call comes in (baresip says "Incoming call")."""
+        return self.wait_for("Incoming call", timeout)
 
     @property
     def running(self) -> bool:

@@ -42,6 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ami_bridge import AmiNotConnected, Call, CallOutcome, Calls, CallState
+from ami_bridge.lines import Line, Lines, LineState
 from campaigns import hopper, queue
 from campaigns.models import Agent, CampaignStatus
 from campaigns.policy import Rules, in_window
@@ -87,6 +88,10 @@ SPACE_EVERY_S = 0.5
 #: How long the engine waits for Asterisk to say whether it is going down, after an answered call.
 SHUTDOWN_WAIT_S = 2.0
 ALERT_RECORDINGS = "recordings_blocked"
+AGENT_LINES = ("persistent", "auto_answer", "ringing")
+#: The reason of the pause that follows an agent's line going down.
+LINE_DOWN = "line down"
+WHISPERS = ("none", "tone")
 
 
 class Clock(Protocol):
@@ -158,6 +163,22 @@ class EngineSettings:
     #: carried are then settled (cut when the link went), its agents shown away, and a run
     #: `--until-idle` may end. Longer than a freeze it should ride out.
     server_lost_s: float = SERVER_LOST_S
+    #: How a debtor reaches the agent's phone (README, "The agent's line"): "persistent" (the
+    #: phone is called once at log-in and stays connected; each debtor is bridged in with no
+    #: ring), "auto_answer" (a call per debtor, with Call-Info/Alert-Info asking the phone to
+    #: answer by itself) or "ringing" (a call per debtor that rings until the agent answers).
+    agent_line: str = "ringing"
+    #: What the agent hears just before the debtor is connected on a persistent line: "none"
+    #: or "tone" (a beep).
+    whisper: str = "none"
+    #: How long the log-in call of a persistent line rings before the agent is paused.
+    line_ring_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.agent_line not in AGENT_LINES:
+            raise ValueError(f"agent_line {self.agent_line!r}: one of {', '.join(AGENT_LINES)}")
+        if self.whisper not in WHISPERS:
+            raise ValueError(f"whisper {self.whisper!r}: one of {', '.join(WHISPERS)}")
 
 
 @dataclass
@@ -209,6 +230,11 @@ class Engine:
         # Call ids must never repeat, across runs and engines: time plus randomness.
         self._stamp = time.strftime("%y%m%d%H%M%S") + secrets.token_hex(2)
         calls.add_listener(self._on_call_state)
+        #: The agents' persistent lines (agent_line "persistent"), called at log-in.
+        self.lines: Lines | None = None
+        if settings.agent_line == "persistent":
+            self.lines = Lines(calls.connection)
+            self.lines.add_listener(self._on_line)
 
     # ------------------------------------------------------------------ plumbing
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -252,7 +278,9 @@ class Engine:
                         # Not idle while dialling waits on a fault: Asterisk away (until it
                         # counts as lost), no room for recordings.
                         and (self.calls.connection.fully_booted or self._server_lost)
-                        and self._space_problem is None):
+                        and self._space_problem is None
+                        # Nor while an agent's phone rings for the agent's line.
+                        and not self._lines_calling()):
                     break
                 try:
                     await asyncio.wait_for(stop.wait(), self.settings.tick_s)
@@ -260,6 +288,7 @@ class Engine:
                     pass
         finally:
             await self._stop()
+            await self._end_lines()
             self._db_thread.shutdown(wait=True)
             if self.cel is not None:
                 self.cel.close()
@@ -310,6 +339,7 @@ class Engine:
             return False
         if not await self._room_for_recordings(now):
             return False
+        await self._keep_lines()
         if self.settings.mode == "predictive":
             await self._assign_waiting()
             # A debtor whose last call was abandoned is called again only with an agent reserved.
@@ -461,10 +491,64 @@ class Engine:
                                      len(self.calls.active), now)
         return queue.campaign_named(session, self.campaign).status
 
+    # ------------------------------------------------------------------ persistent lines
+    def _ready(self) -> list[AgentSeat]:
+        """Agents a debtor may be given now: ready, and on a persistent line, with it up."""
+        ready = self.pool.ready()
+        if self.lines is None:
+            return ready
+        return [seat for seat in ready if self.lines.up(seat.extension) is not None]
+
+    async def _keep_lines(self) -> None:
+        """Call the phone of each ready agent with no line (at log-in, or back from a pause
+        the line's end caused); a logged-out agent's line is hung up."""
+        if self.lines is None:
+            return
+        for seat in self.pool.seats.values():
+            line = self.lines.lines.get(seat.extension)
+            if seat.state is AgentState.READY and (line is None or line.state is LineState.DOWN):
+                self.echo(f"agent {seat.extension}: calling the phone for the agent's line")
+                await self.lines.call(seat.extension, self.settings.line_ring_s)
+            elif seat.state is AgentState.LOGGED_OUT and line is not None and line.state is not LineState.DOWN:
+                await self.lines.hang_up(seat.extension)
+
+    def _on_line(self, line: Line) -> None:
+        """The agent's line went up (the agent can be given debtors) or down: the agent hung
+        up the phone, or never answered the log-in call; the agent is paused (after the call
+        in progress, if any: that call ends as the agent's, not the debtor's)."""
+        seat = self.pool.seats.get(line.extension)
+        if seat is None:
+            return
+        if line.state is LineState.UP:
+            self.echo(f"agent {line.extension}: line up (answered after "
+                      f"{(line.up_at or line.called_at) - line.called_at:.1f} s)")
+            return
+        if line.state is LineState.DOWN and seat.state not in (AgentState.LOGGED_OUT, AgentState.PAUSED):
+            self.echo(f"agent {line.extension}: line down ({line.why_down}): agent paused")
+            self.pool.apply(line.extension, AgentEvent.PAUSE, self.clock.now(), reason=LINE_DOWN)
+
+    def _lines_calling(self) -> bool:
+        return self.lines is not None and any(line.state is LineState.CALLING
+                                              for line in self.lines.lines.values())
+
+    async def _end_lines(self) -> None:
+        if self.lines is None:
+            return
+        self.lines.close()  # hung up by the engine as the run ends: nobody is paused for it
+        for extension in list(self.lines.lines):
+            await self.lines.hang_up(extension)
+
+    def _line_variables(self, extension: str) -> dict[str, str]:
+        """What the answered-call dialplan needs to reach the agent (see asterisk_conf)."""
+        if self.lines is None:
+            return {"DUNNING_AUTO_ANSWER": "1"} if self.settings.agent_line == "auto_answer" else {}
+        line = self.lines.up(extension)
+        return {"DUNNING_LINE": line.line_id if line else "", "DUNNING_WHISPER": self.settings.whisper}
+
     async def _dial_for_ready_agents(self, *, only_abandoned: bool = False) -> bool:
         """Progressive: for each ready agent, reserve the agent and dial for them."""
         progressed = False
-        for seat in self.pool.ready():
+        for seat in self._ready():
             now = self.clock.now()
             call_id = self._new_call_id(seat.extension)
             self.pool.apply(seat.extension, AgentEvent.RESERVE, now, attempt=call_id)
@@ -496,7 +580,11 @@ class Engine:
         phases = {AgentState.READY: AgentPhase.READY, AgentState.RESERVED: AgentPhase.RESERVED,
                   AgentState.ON_CALL: AgentPhase.ON_CALL, AgentState.WRAP_UP: AgentPhase.WRAP_UP,
                   AgentState.PAUSED: AgentPhase.PAUSED}
-        agents = tuple(AgentView(phases[seat.state], (now - seat.history[-1][0]).total_seconds())
+        reachable = {seat.extension for seat in self._ready()}
+        # A ready agent whose persistent line is not up (yet) cannot be given a debtor.
+        agents = tuple(AgentView(AgentPhase.PAUSED if seat.state is AgentState.READY
+                                 and seat.extension not in reachable else phases[seat.state],
+                                 (now - seat.history[-1][0]).total_seconds())
                        for seat in self.pool.seats.values() if seat.state in phases)
         mono = self.calls_now()
         lines = tuple(LineView(mono - call.sent_at, None if call.answered_at is None else mono - call.answered_at)
@@ -512,12 +600,16 @@ class Engine:
                 if call.state is CallState.ENDED or waited > self.settings.agent_grace_s:
                     del self._waiting[call_id]
                     continue
-                ready = self.pool.ready()
+                ready = self._ready()
                 if not ready:
                     continue
                 seat = ready[0]
                 self.pool.apply(seat.extension, AgentEvent.RESERVE, self.clock.now(), attempt=call_id)
-                if await self.calls.set_variable(call, "DUNNING_AGENT", seat.extension):
+                named = True
+                for name, value in self._line_variables(seat.extension).items():
+                    named = named and await self.calls.set_variable(call, name, value)
+                # DUNNING_AGENT last: the dialplan connects the debtor as soon as it is set.
+                if named and await self.calls.set_variable(call, "DUNNING_AGENT", seat.extension):
                     del self._waiting[call_id]
                     self.echo(f"{call_id}: answered; agent {seat.extension} connected after {waited:.1f} s")
                 else:
@@ -565,7 +657,8 @@ class Engine:
             self._count(queue.NotDialled.CANCELLED.value)
             self._release(extension, "window closed")
             return
-        request = dial_request(planned.call_id, planned.number, extension, self.settings.ring_timeout_s)
+        request = dial_request(planned.call_id, planned.number, extension, self.settings.ring_timeout_s,
+                               extra=self._line_variables(extension) if extension else None)
         try:
             call = await self.calls.originate(request)
         except AmiNotConnected as exc:
@@ -640,8 +733,11 @@ class Engine:
                 if outcome is CallOutcome.DEBTOR_HUNG_UP:  # Asterisk hung up, not the debtor
                     outcome = CallOutcome.ANSWERED
         value = queue.NotDialled.INTERRUPTED.value if outcome is CallOutcome.LOST else outcome.value
-        if (outcome is CallOutcome.ANSWERED and bridged_at is None
-                and call.request.variables.get("DUNNING_AGENT", "") == "" and extension is None):
+        if outcome is CallOutcome.ANSWERED and bridged_at is None and (
+                (call.request.variables.get("DUNNING_AGENT", "") == "" and extension is None)
+                # On a persistent line a debtor never bridged heard the no-agent message: the
+                # line went down between the dial and the answer.
+                or self.lines is not None):
             value = queue.ABANDONED  # answered, and no agent was free within the grace time
         self._observe_end(call, value)
         if extension is not None and call.request.variables.get("DUNNING_AGENT", "") == "":

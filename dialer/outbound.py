@@ -14,8 +14,10 @@ ANSWERED_CONTEXT = "dunning-answered"
 
 
 def dial_request(call_id: str, number: str, agent: str | None, ring_timeout_s: float,
-                 caller_id: str = "Dunning <4000>") -> OriginateRequest:
-    """The Originate for dialling `number` with `agent` reserved (None: no agent free)."""
+                 caller_id: str = "Dunning <4000>", extra: dict[str, str] | None = None) -> OriginateRequest:
+    """The Originate for dialling `number` with `agent` reserved (None: no agent free);
+    `extra`: how the dialplan reaches the agent (DUNNING_LINE, DUNNING_WHISPER,
+    DUNNING_AUTO_ANSWER: see the engine's agent_line setting)."""
     if not number.isdigit():
         raise ValueError(f"number {number!r}: digits only (normalise it before dialling)")
     return OriginateRequest(
@@ -24,5 +26,5 @@ def dial_request(call_id: str, number: str, agent: str | None, ring_timeout_s: f
         context=ANSWERED_CONTEXT, exten="s", priority=1,
         timeout_s=ring_timeout_s,
         caller_id=caller_id,
-        variables={"DUNNING_ATTEMPT": call_id, "DUNNING_AGENT": agent or ""},
+        variables={"DUNNING_ATTEMPT": call_id, "DUNNING_AGENT": agent or "", **(extra or {})},
     )

@@ -36,7 +36,9 @@ def settings_for(factory: sessionmaker[Session], campaign: str,
         extra, mode = found.settings or {}, found.mode
         settings = EngineSettings(ring_timeout_s=float(extra.get("ring_seconds", 25)),
                                   wrap_up_s=float(extra.get("wrap_up_seconds", 10)), mode=mode,
-                                  wrap_up_limit_s=presence.wrap_up_limit_s(extra))
+                                  wrap_up_limit_s=presence.wrap_up_limit_s(extra),
+                                  agent_line=str(extra.get("agent_line", EngineSettings.agent_line)),
+                                  whisper=str(extra.get("whisper", EngineSettings.whisper)))
         if mode != "predictive":
             return settings, None
         return settings, memory.predictive_for(session, found, settings.wrap_up_s, now)

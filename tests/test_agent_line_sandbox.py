@@ -1,0 +1,227 @@
+"""The agent's persistent line on the real sandbox, with baresip agents in manual-answer mode.
+
+Each agent's phone rings once, at log-in, and an agent at the desk clicks "answer" (after
+half a second); from then on every debtor is bridged to the agent with no ring. A whole
+progressive and a whole predictive campaign run this way; an agent who hangs up the phone
+mid-call is paused (that call ends as answered, not as the debtor's hang-up, and is not
+lost) while the campaign goes on with the others; each call's recording keeps each party on
+its own leg, as with a call per debtor.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from ami_bridge import AmiConnection, Calls
+from asterisk_conf.softphone import Softphone
+from campaigns import admin, queue
+from campaigns.db import transaction
+from campaigns.importing import import_batch
+from campaigns.models import Agent, Attempt, Recording
+from dialer.agents import AgentEvent, AgentPool, AgentState
+from dialer.engine import LINE_DOWN, Engine, EngineSettings, ShiftedClock
+from dialer.pacing import ControllerSettings, Predictive, PredictiveSettings
+from dialer.sandbox_session import ami_settings
+from recordings import integrity
+from recordings.legs import SILENCE_DBFS
+from helpers import dial_lines, set_local
+
+pytestmark = pytest.mark.asterisk
+
+
+def agent_voice(speech: Path, out: Path, minutes: int = 6) -> Path:
+    """The agent's microphone for a whole session: the clip again and again (baresip hangs up
+    when its file ends, and a persistent line must not)."""
+    subprocess.run(["sox", str(speech), str(out), "repeat", str(minutes * 60 // 10)], check=True)
+    return out
+
+
+def import_cases(factory, clock, client: str, numbers: list[str], tmp_path: Path) -> None:
+    stamp = dt.datetime.now().strftime("%H%M%S%f")
+    rows = ["案件编号,姓名,欠款金额,逾期天数,手机"] + [
+        f"{client}{i}-{stamp},债务人{i},{1000 + i}.00,30,{n}" for i, n in enumerate(numbers)]
+    batch = tmp_path / f"{client}.csv"
+    batch.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert import_batch(factory, batch, client, now=clock.now()).ok
+
+
+def desk_phones(site, creds, extensions, speech: Path, tmp_path: Path) -> list[Softphone]:
+    phones = [Softphone(ext, creds.agent_passwords[ext], speech, tmp_path / ext, answer_mode="manual",
+                        sip_server=f"127.0.0.1:{site.sip_port}") for ext in extensions]
+    for phone in phones:
+        phone.start()
+        phone.keep_answering(0.5)
+    return phones
+
+
+async def run_engine(site, factory, campaign, extensions, clock, *, mode="progressive", pacing=None,
+                     during=None) -> Engine:
+    conn = AmiConnection(ami_settings(site))
+    calls = Calls(conn)
+    await conn.start(wait=False)
+    await conn.wait_fully_booted(30)
+    pool = AgentPool()
+    for ext in extensions:
+        pool.add(ext)
+        pool.apply(ext, AgentEvent.LOGIN, clock.now())
+    settings = EngineSettings(ring_timeout_s=15, wrap_up_s=1, mode=mode, agent_line="persistent", whisper="tone")
+    engine = Engine(factory, calls, pool, campaign, spool=site.recordings_spool, recordings_root=site.recordings_root,
+                    settings=settings, clock=clock, pacing=pacing, echo=print, cel=site.cel_log)
+    side = asyncio.ensure_future(during(engine)) if during else None
+    try:
+        summary = await engine.run(asyncio.Event(), until_idle=True)
+        assert not summary.problems, summary.problems
+    finally:
+        if side is not None:
+            side.cancel()
+        calls.close()
+        await conn.close()
+    return engine
+
+
+def check_recordings(factory, site, clock, attempts: list[Attempt]) -> None:
+    """Every answered call is stored with each party on its own leg, and verify is clean."""
+    from pydub import AudioSegment
+    with factory() as s:
+        files = {r.attempt_id: {f.leg: f for f in r.files} for r in s.scalars(select(Recording))}
+        report = integrity.verify(s, site.recordings_root, clock.now())
+    assert report.ok, report.lines()
+    for a in attempts:
+        if a.answered_at is None:
+            continue
+        legs = files[a.id]
+        assert set(legs) == {"mix", "agent", "debtor"}, a.call_id
+        level = {leg: AudioSegment.from_wav(site.recordings_root / legs[leg].path).dBFS for leg in ("agent", "debtor")}
+        if a.bridged_at is not None:
+            assert level["agent"] > SILENCE_DBFS, (a.call_id, level)
+        if a.outcome == "debtor_hung_up":  # says nothing: the agent's voice is not on the debtor's leg
+            assert level["debtor"] <= SILENCE_DBFS, (a.call_id, level)
+        elif a.outcome == "answered":
+            assert level["debtor"] > SILENCE_DBFS, (a.call_id, level)
+
+
+def agent_ids(factory) -> dict[int, str]:
+    with factory() as s:
+        return {a.id: a.extension for a in s.scalars(select(Agent))}
+
+
+def attempts_of(factory) -> list[Attempt]:
+    with factory() as s:
+        return list(s.scalars(select(Attempt).order_by(Attempt.id)))
+
+
+async def test_a_progressive_campaign_on_persistent_lines(sandbox_site, creds, agent_speech, tmp_path):
+    site, factory = sandbox_site
+    clock = ShiftedClock()
+    set_local(clock, 9, 30)
+    # Answers after 3 s (talks), busy, answers after 4 s, hangs up at once, answers after 5 s.
+    import_cases(factory, clock, "LINE", ["13800138000", "13800138006", "13800138001", "13800138008",
+                                          "13800138002"], tmp_path)
+    extensions = sorted(creds.agent_passwords)[:2]
+    with transaction(factory) as s:
+        for ext in extensions:
+            admin.add_agent(s, ext, ext, clock.now())
+        admin.create_campaign(s, "line", "LINE", clock.now(), timezone="Asia/Shanghai")
+        queue.change_campaign(s, "line", "start", clock.now())
+    phones = desk_phones(site, creds, extensions, agent_voice(agent_speech, tmp_path / "agent.wav"), tmp_path)
+    before = set(dial_lines(site))
+    try:
+        engine = await run_engine(site, factory, "line", extensions, clock)
+    finally:
+        for phone in phones:
+            phone.stop()
+    attempts = attempts_of(factory)
+    assert [p.rings for p in phones] == [1, 1], "each phone rang once, at log-in, never per debtor"
+    assert set(dial_lines(site)) - before == {a.call_id for a in attempts}, "one row per dial, one dial per row"
+    assert sorted(a.outcome for a in attempts) == ["answered"] * 3 + ["busy", "debtor_hung_up"]
+    for a in attempts:
+        if a.outcome == "answered":
+            assert a.bridged_at is not None and a.agent_id is not None, a.call_id
+    assert {agent_ids(factory)[a.agent_id] for a in attempts if a.bridged_at} == set(extensions)
+    assert all(seat.state is AgentState.READY for seat in engine.pool.seats.values())
+    check_recordings(factory, site, clock, attempts)
+
+
+async def test_an_agent_who_hangs_up_the_phone_is_paused_and_the_others_go_on(
+        sandbox_site, creds, agent_speech, tmp_path):
+    site, factory = sandbox_site
+    clock = ShiftedClock()
+    set_local(clock, 9, 30)
+    numbers = ["13800138000", "13800138001", "13800138002", "13800138003", "13900139000", "13900139001"]
+    import_cases(factory, clock, "HANG", numbers, tmp_path)  # each answers after 3 to 6 s
+    extensions = sorted(creds.agent_passwords)[:2]
+    with transaction(factory) as s:
+        for ext in extensions:
+            admin.add_agent(s, ext, ext, clock.now())
+        admin.create_campaign(s, "hang", "HANG", clock.now(), timezone="Asia/Shanghai")
+        queue.change_campaign(s, "hang", "start", clock.now())
+    phones = desk_phones(site, creds, extensions, agent_voice(agent_speech, tmp_path / "agent.wav"), tmp_path)
+    quitter, stayer = extensions[1], extensions[0]
+    cut: dict[str, str] = {}
+
+    async def hang_up_mid_call(engine: Engine) -> None:
+        seat = engine.pool.seats[quitter]
+        while seat.state is not AgentState.ON_CALL:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2)
+        cut["call"] = seat.attempt or ""
+        phones[1].hang_up()
+
+    try:
+        engine = await run_engine(site, factory, "hang", extensions, clock, during=hang_up_mid_call)
+    finally:
+        for phone in phones:
+            phone.stop()
+    attempts = attempts_of(factory)
+    by_call = {a.call_id: a for a in attempts}
+    names = agent_ids(factory)
+    assert cut["call"] in by_call
+    hung = by_call[cut["call"]]
+    assert hung.outcome == "answered" and hung.bridged_at is not None, "the agent ended it: not lost, not the debtor's"
+    assert (hung.ended_at - hung.bridged_at).total_seconds() < 15, "the call ended when the agent hung up"
+    seat = engine.pool.seats[quitter]
+    assert seat.state is AgentState.PAUSED and seat.history[-1][2] == LINE_DOWN
+    later = [a for a in attempts if a.id > hung.id]
+    assert later and all(names[a.agent_id] == stayer for a in later), "the campaign went on with the other agent"
+    assert all(a.state == "ended" for a in attempts) and len(attempts) == len(numbers), "every debtor was called"
+    assert phones[0].rings == 1 and phones[1].rings == 1
+    check_recordings(factory, site, clock, attempts)
+
+
+async def test_a_predictive_campaign_on_persistent_lines(sandbox_site, creds, agent_speech, tmp_path):
+    site, factory = sandbox_site
+    clock = ShiftedClock()
+    set_local(clock, 9, 30)
+    import_cases(factory, clock, "PLINE", [f"1380013800{i % 6}" for i in range(8)], tmp_path)
+    extensions = sorted(creds.agent_passwords)[:3]
+    with transaction(factory) as s:
+        for ext in extensions:
+            admin.add_agent(s, ext, ext, clock.now())
+        admin.create_campaign(s, "pline", "PLINE", clock.now(), timezone="Asia/Shanghai", mode="predictive")
+        queue.change_campaign(s, "pline", "start", clock.now())
+    phones = desk_phones(site, creds, extensions, agent_voice(agent_speech, tmp_path / "agent.wav"), tmp_path)
+    eager = Predictive(PredictiveSettings(warmup_dials=0, max_lines_per_agent=1.5,
+                                          controller=ControllerSettings(target=0.5, z_start=-2.0)))
+    before = set(dial_lines(site))
+    try:
+        await run_engine(site, factory, "pline", extensions, clock, mode="predictive", pacing=eager)
+    finally:
+        for phone in phones:
+            phone.stop()
+    attempts = attempts_of(factory)
+    assert [p.rings for p in phones] == [1, 1, 1], "each phone rang once, at log-in, never per debtor"
+    assert all(a.state == "ended" for a in attempts)
+    assert set(dial_lines(site)) - before == {a.call_id for a in attempts}, "one row per dial, one dial per row"
+    ahead = [a for a in attempts if a.call_id.split("-")[1] == "p"]
+    assert ahead, "calls were launched with no agent reserved"
+    served = [a for a in ahead if a.bridged_at is not None]
+    assert served and all(a.agent_id is not None for a in served), "an agent was named after the answer"
+    for a in attempts:
+        if a.outcome == "abandoned":
+            assert a.bridged_at is None and a.agent_id is None
+    check_recordings(factory, site, clock, attempts)
