@@ -552,3 +552,45 @@ def add_recording(s, world: dict[str, int], call_id: str, at: dt.datetime = SEAR
     s.add(recording)
     s.flush()
     return recording.id
+
+
+async def run_engine_on_sandbox(site, factory, campaign: str, extensions, clock, settings, *, pacing=None,
+                                during=None, cel=None):
+    """One engine run (until idle) on the sandbox, the agents logged in at once; `during(engine)`
+    runs beside it (an agent who hangs up, say). Returns the engine, for its pool."""
+    from ami_bridge import AmiConnection, Calls
+    from dialer.agents import AgentEvent, AgentPool
+    from dialer.engine import Engine
+    from dialer.sandbox_session import ami_settings
+    conn = AmiConnection(ami_settings(site))
+    calls = Calls(conn)
+    await conn.start(wait=False)
+    await conn.wait_fully_booted(30)
+    pool = AgentPool()
+    for ext in extensions:
+        pool.add(ext)
+        pool.apply(ext, AgentEvent.LOGIN, clock.now())
+    engine = Engine(factory, calls, pool, campaign, spool=site.recordings_spool, recordings_root=site.recordings_root,
+                    settings=settings, clock=clock, pacing=pacing, echo=print, cel=cel)
+    side = asyncio.ensure_future(during(engine)) if during else None
+    try:
+        await engine.run(asyncio.Event(), until_idle=True)
+    finally:
+        if side is not None:
+            side.cancel()
+        calls.close()
+        await conn.close()
+    return engine
+
+
+def check_predictive_dials(site, before: set, attempts) -> list:
+    """A predictive run's dials: every attempt ended, one row per dial and one dial per row,
+    calls launched with no agent reserved and some of them given an agent after the answer.
+    Returns the calls launched ahead."""
+    assert all(a.state == "ended" for a in attempts)
+    assert set(dial_lines(site)) - before == {a.call_id for a in attempts}, "one row per dial, one dial per row"
+    ahead = [a for a in attempts if a.call_id.split("-")[1] == "p"]
+    assert ahead, "calls were launched with no agent reserved"
+    served = [a for a in ahead if a.bridged_at is not None]
+    assert served and all(a.agent_id is not None for a in served), "an agent was named after the answer"
+    return ahead

@@ -17,19 +17,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from ami_bridge import AmiConnection, Calls
 from asterisk_conf.softphone import Softphone
 from campaigns import admin, queue
 from campaigns.db import transaction
 from campaigns.importing import import_batch
 from campaigns.models import Agent, Attempt, Recording
-from dialer.agents import AgentEvent, AgentPool, AgentState
+from dialer.agents import AgentState
 from dialer.engine import LINE_DOWN, Engine, EngineSettings, ShiftedClock
 from dialer.pacing import ControllerSettings, Predictive, PredictiveSettings
-from dialer.sandbox_session import ami_settings
 from recordings import integrity
 from recordings.legs import SILENCE_DBFS
-from helpers import dial_lines, set_local
+from helpers import check_predictive_dials, dial_lines, run_engine_on_sandbox, set_local
 
 pytestmark = pytest.mark.asterisk
 
@@ -61,27 +59,17 @@ def desk_phones(site, creds, extensions, speech: Path, tmp_path: Path) -> list[S
 
 async def run_engine(site, factory, campaign, extensions, clock, *, mode="progressive", pacing=None,
                      during=None) -> Engine:
-    conn = AmiConnection(ami_settings(site))
-    calls = Calls(conn)
-    await conn.start(wait=False)
-    await conn.wait_fully_booted(30)
-    pool = AgentPool()
-    for ext in extensions:
-        pool.add(ext)
-        pool.apply(ext, AgentEvent.LOGIN, clock.now())
     settings = EngineSettings(ring_timeout_s=15, wrap_up_s=1, mode=mode, agent_line="persistent", whisper="tone")
-    engine = Engine(factory, calls, pool, campaign, spool=site.recordings_spool, recordings_root=site.recordings_root,
-                    settings=settings, clock=clock, pacing=pacing, echo=print, cel=site.cel_log)
-    side = asyncio.ensure_future(during(engine)) if during else None
-    try:
-        summary = await engine.run(asyncio.Event(), until_idle=True)
-        assert not summary.problems, summary.problems
-    finally:
-        if side is not None:
-            side.cancel()
-        calls.close()
-        await conn.close()
-    return engine
+    return await run_engine_on_sandbox(site, factory, campaign, extensions, clock, settings, pacing=pacing,
+                                       during=during, cel=site.cel_log)
+
+
+def start_campaign(factory, clock, name: str, client: str, extensions, mode: str = "progressive") -> None:
+    with transaction(factory) as s:
+        for ext in extensions:
+            admin.add_agent(s, ext, ext, clock.now())
+        admin.create_campaign(s, name, client, clock.now(), timezone="Asia/Shanghai", mode=mode)
+        queue.change_campaign(s, name, "start", clock.now())
 
 
 def check_recordings(factory, site, clock, attempts: list[Attempt]) -> None:
@@ -123,11 +111,7 @@ async def test_a_progressive_campaign_on_persistent_lines(sandbox_site, creds, a
     import_cases(factory, clock, "LINE", ["13800138000", "13800138006", "13800138001", "13800138008",
                                           "13800138002"], tmp_path)
     extensions = sorted(creds.agent_passwords)[:2]
-    with transaction(factory) as s:
-        for ext in extensions:
-            admin.add_agent(s, ext, ext, clock.now())
-        admin.create_campaign(s, "line", "LINE", clock.now(), timezone="Asia/Shanghai")
-        queue.change_campaign(s, "line", "start", clock.now())
+    start_campaign(factory, clock, "line", "LINE", extensions)
     phones = desk_phones(site, creds, extensions, agent_voice(agent_speech, tmp_path / "agent.wav"), tmp_path)
     before = set(dial_lines(site))
     try:
@@ -155,11 +139,7 @@ async def test_an_agent_who_hangs_up_the_phone_is_paused_and_the_others_go_on(
     numbers = ["13800138000", "13800138001", "13800138002", "13800138003", "13900139000", "13900139001"]
     import_cases(factory, clock, "HANG", numbers, tmp_path)  # each answers after 3 to 6 s
     extensions = sorted(creds.agent_passwords)[:2]
-    with transaction(factory) as s:
-        for ext in extensions:
-            admin.add_agent(s, ext, ext, clock.now())
-        admin.create_campaign(s, "hang", "HANG", clock.now(), timezone="Asia/Shanghai")
-        queue.change_campaign(s, "hang", "start", clock.now())
+    start_campaign(factory, clock, "hang", "HANG", extensions)
     phones = desk_phones(site, creds, extensions, agent_voice(agent_speech, tmp_path / "agent.wav"), tmp_path)
     quitter, stayer = extensions[1], extensions[0]
     cut: dict[str, str] = {}
@@ -199,11 +179,7 @@ async def test_a_predictive_campaign_on_persistent_lines(sandbox_site, creds, ag
     set_local(clock, 9, 30)
     import_cases(factory, clock, "PLINE", [f"1380013800{i % 6}" for i in range(8)], tmp_path)
     extensions = sorted(creds.agent_passwords)[:3]
-    with transaction(factory) as s:
-        for ext in extensions:
-            admin.add_agent(s, ext, ext, clock.now())
-        admin.create_campaign(s, "pline", "PLINE", clock.now(), timezone="Asia/Shanghai", mode="predictive")
-        queue.change_campaign(s, "pline", "start", clock.now())
+    start_campaign(factory, clock, "pline", "PLINE", extensions, mode="predictive")
     phones = desk_phones(site, creds, extensions, agent_voice(agent_speech, tmp_path / "agent.wav"), tmp_path)
     eager = Predictive(PredictiveSettings(warmup_dials=0, max_lines_per_agent=1.5,
                                           controller=ControllerSettings(target=0.5, z_start=-2.0)))
@@ -215,12 +191,7 @@ async def test_a_predictive_campaign_on_persistent_lines(sandbox_site, creds, ag
             phone.stop()
     attempts = attempts_of(factory)
     assert [p.rings for p in phones] == [1, 1, 1], "each phone rang once, at log-in, never per debtor"
-    assert all(a.state == "ended" for a in attempts)
-    assert set(dial_lines(site)) - before == {a.call_id for a in attempts}, "one row per dial, one dial per row"
-    ahead = [a for a in attempts if a.call_id.split("-")[1] == "p"]
-    assert ahead, "calls were launched with no agent reserved"
-    served = [a for a in ahead if a.bridged_at is not None]
-    assert served and all(a.agent_id is not None for a in served), "an agent was named after the answer"
+    check_predictive_dials(site, before, attempts)
     for a in attempts:
         if a.outcome == "abandoned":
             assert a.bridged_at is None and a.agent_id is None

@@ -8,49 +8,30 @@ next call is made with an agent reserved.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
-from ami_bridge import AmiConnection, Calls
 from asterisk_conf.softphone import Softphone
 from asterisk_conf.speech import speak
 from campaigns import admin, queue
 from campaigns.db import transaction
 from campaigns.importing import import_batch
 from campaigns.models import Attempt
-from dialer.agents import AgentEvent, AgentPool
 from dialer.engine import Engine, EngineSettings, ShiftedClock
 from dialer.pacing import ControllerSettings, Predictive, PredictiveSettings
-from dialer.sandbox_session import ami_settings
 from recordings import integrity
-from helpers import dial_lines, set_local
+from helpers import check_predictive_dials, dial_lines, run_engine_on_sandbox, set_local
 
 pytestmark = pytest.mark.asterisk
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 async def run_engine(site, factory, extensions, clock, pacing) -> Engine:
-    conn = AmiConnection(ami_settings(site))
-    calls = Calls(conn)
-    await conn.start(wait=False)
-    await conn.wait_fully_booted(30)
-    pool = AgentPool()
-    for ext in extensions:
-        pool.add(ext)
-        pool.apply(ext, AgentEvent.LOGIN, clock.now())
-    engine = Engine(factory, calls, pool, "pred", spool=site.recordings_spool, recordings_root=site.recordings_root,
-                    settings=EngineSettings(ring_timeout_s=15, wrap_up_s=1, mode="predictive"), clock=clock,
-                    pacing=pacing, echo=print)
-    try:
-        await engine.run(asyncio.Event(), until_idle=True)
-    finally:
-        calls.close()
-        await conn.close()
-    return engine
+    settings = EngineSettings(ring_timeout_s=15, wrap_up_s=1, mode="predictive")
+    return await run_engine_on_sandbox(site, factory, "pred", extensions, clock, settings, pacing=pacing)
 
 
 async def test_predictive_launches_ahead_and_abandons_with_the_message(sandbox_site, creds, tmp_path):
@@ -90,12 +71,7 @@ async def test_predictive_launches_ahead_and_abandons_with_the_message(sandbox_s
     with factory() as s:
         attempts = list(s.scalars(select(Attempt).order_by(Attempt.id)))
         report = integrity.verify(s, site.recordings_root, clock.now())
-    assert all(a.state == "ended" for a in attempts)
-    assert set(dial_lines(site)) - before == {a.call_id for a in attempts}, "one row per dial, one dial per row"
-    ahead = [a for a in attempts if a.call_id.split("-")[1] == "p"]
-    assert ahead, "calls were launched with no agent reserved"
-    served = [a for a in ahead if a.bridged_at is not None]
-    assert served and all(a.agent_id is not None for a in served), "an agent was named after the answer"
+    check_predictive_dials(site, before, attempts)
     abandoned = [a for a in attempts if a.outcome == "abandoned"]
     assert abandoned, "with every agent talking, some debtor answered with no agent free"
     for a in abandoned:

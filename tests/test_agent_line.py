@@ -1,0 +1,71 @@
+"""The agent's line, the parts that need no Asterisk: the log-in call's Originate, the
+dialplan's way back to the waiting line, the settings' checks, the manual-answer softphone.
+The line on the real sandbox is in test_agent_line_sandbox.py."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ami_bridge import actions
+from ami_bridge.lines import LINE_CONTEXT, line_request
+from asterisk_conf.generate import LINE_WAIT_PRIORITY, ConfigSpec, extensions_contexts
+from asterisk_conf.softphone import Softphone
+from dialer.engine import EngineSettings
+from dialer.outbound import dial_request
+
+SPEC = ConfigSpec(ami_username="dunning", ami_secret="s" * 20)
+
+
+def context(name: str) -> list[str]:
+    text = extensions_contexts(SPEC)
+    body = text.split(f"[{name}]\n", 1)[1].split("\n[", 1)[0]
+    return [line for line in body.splitlines() if line.startswith(("exten", " same"))]
+
+
+def test_the_log_in_call_rings_the_agents_endpoint_into_the_waiting_line():
+    action = actions.originate(line_request("6001", "line-x-6001-1", 30))
+    assert action["Channel"] == "PJSIP/6001" and action["Context"] == LINE_CONTEXT == "dunning-agent-line"
+    assert action["ChannelId"] == "line-x-6001-1" and action["Timeout"] == "30000"
+    assert "DUNNING_LINE_AGENT=6001" in action["Variable"]
+
+
+def test_a_debtor_leaving_sends_the_agent_back_to_the_waiting_priority():
+    """Bridge()'s F(...) names a priority of dunning-agent-line by number: it must be the
+    BridgeWait, or the agent would fall out of the line after the first call."""
+    line = context("dunning-agent-line")
+    assert "BridgeWait(" in line[LINE_WAIT_PRIORITY - 1]
+    answered = "\n".join(context("dunning-answered"))
+    bridge = re.search(r"Bridge\(\$\{DUNNING_LINE\},(.*)\)$", answered, re.M)
+    assert bridge and f"F(dunning-agent-line^s^{LINE_WAIT_PRIORITY})" in bridge.group(1)
+    assert "?p)" in bridge.group(1), "the whisper tone is Bridge()'s courtesy tone to the agent"
+
+
+def test_auto_answer_asks_the_phone_with_both_headers_before_it_rings():
+    answered = "\n".join(context("dunning-answered"))
+    assert "b(dunning-auto-answer^s^1)" in answered
+    handler = "\n".join(context("dunning-auto-answer"))
+    assert "Call-Info)=<sip:dunning>\\;answer-after=0" in handler
+    assert "Alert-Info)=" in handler and "info=alert-autoanswer" in handler
+
+
+def test_the_line_reaches_the_dialplan_with_the_call():
+    request = dial_request("a1-6001-1", "13800138000", "6001", 25,
+                           extra={"DUNNING_LINE": "line-x-6001-1", "DUNNING_WHISPER": "tone"})
+    assert dict(request.variables) == {"DUNNING_ATTEMPT": "a1-6001-1", "DUNNING_AGENT": "6001",
+                                       "DUNNING_LINE": "line-x-6001-1", "DUNNING_WHISPER": "tone"}
+
+
+@pytest.mark.parametrize("field, value", [("agent_line", "always_on"), ("whisper", "name")])
+def test_unknown_line_settings_are_refused_by_name(field, value):
+    with pytest.raises(ValueError, match=rf"{field} '{value}': one of"):
+        EngineSettings(**{field: value})
+
+
+def test_a_manual_answer_softphone_rings_and_takes_keys(tmp_path):
+    phone = Softphone("6001", "pw-6001-long-enough", tmp_path / "says.wav", tmp_path / "p", answer_mode="manual")
+    files = phone.render_config()
+    assert ";answermode=manual;" in files["accounts"]
+    assert "module stdio.so" in files["config"]
+    auto = Softphone("6001", "pw-6001-long-enough", tmp_path / "says.wav", tmp_path / "p").render_config()
+    assert ";answermode=auto;" in auto["accounts"] and "stdio" not in auto["config"]
