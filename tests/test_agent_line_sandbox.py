@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import subprocess
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from dialer.engine import LINE_DOWN, Engine, EngineSettings, ShiftedClock
 from dialer.pacing import ControllerSettings, Predictive, PredictiveSettings
 from recordings import integrity
 from recordings.legs import SILENCE_DBFS
+from recordings.store import wav_seconds
 from helpers import check_predictive_dials, dial_lines, run_engine_on_sandbox, set_local
 
 pytestmark = pytest.mark.asterisk
@@ -35,7 +37,8 @@ pytestmark = pytest.mark.asterisk
 def agent_voice(speech: Path, out: Path, minutes: int = 6) -> Path:
     """The agent's microphone for a whole session: the clip again and again (baresip hangs up
     when its file ends, and a persistent line must not)."""
-    subprocess.run(["sox", str(speech), str(out), "repeat", str(minutes * 60 // 10)], check=True)
+    repeats = math.ceil(minutes * 60 / wav_seconds(speech))
+    subprocess.run(["sox", str(speech), str(out), "repeat", str(repeats)], check=True)
     return out
 
 
