@@ -280,7 +280,8 @@ def presence_view(session: Session, agent_id: int, now: dt.datetime, settings: S
             "reason": presence.requested_reason if presence else None,
             "since": since.isoformat() if since else None, "call_id": presence.call_id if presence else None,
             "pending_call_id": pending.call_id if pending else None, "can_ready": pending is None,
-            "wrap_up_left_s": wrap_left}
+            "wrap_up_left_s": wrap_left, "line": presence.line if presence else None,
+            "line_since": presence.line_since.isoformat() if presence and presence.line_since else None}
 
 
 # ---------------------------------------------------------------- the disposition

@@ -108,7 +108,8 @@ def wallboard(session: Session, account_id: int, now: dt.datetime, settings: Set
         rows.append({"extension": agent.extension, "name": agent.name, "state": presence.state,
                      "requested": presence.requested, "reason": presence.requested_reason,
                      "seconds": int((now - since).total_seconds()) if since else None,
-                     "call_id": presence.call_id, "campaign": names.get(presence.campaign_id)})
+                     "call_id": presence.call_id, "campaign": names.get(presence.campaign_id),
+                     "line": presence.line})
     rows.sort(key=lambda r: r["extension"])
     live = list(session.scalars(select(Attempt).where(
         Attempt.campaign_id.in_(ids), Attempt.state != AttemptState.ENDED.value,

@@ -375,7 +375,11 @@ class Calls:
         call sent after Asterisk last said it shuts down was placed on the Asterisk that came
         back: that shutdown did not cut it (a debtor who hangs up at once just after a
         restart did)."""
-        if (self.shutdown_at is not None and call.sent_at <= self.shutdown_at
+        return await self.going_down_since(call.sent_at)
+
+    async def going_down_since(self, placed_at: float) -> bool:
+        """`asterisk_going_down` for any channel placed at `placed_at` (an agent's line too)."""
+        if (self.shutdown_at is not None and placed_at <= self.shutdown_at
                 and self._conn.now() - self.shutdown_at < 5):
             return True
         try:

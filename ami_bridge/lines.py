@@ -25,7 +25,7 @@ from types import MappingProxyType
 from . import actions
 from .connection import AmiConnection
 from .errors import AmiActionError, AmiError
-from .events import STATE_UP, Event, Hangup, Newchannel, Newstate, OriginateResponse
+from .events import STATE_UP, CoreShowChannel, Event, Hangup, Newchannel, Newstate, OriginateResponse
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ class Line:
     down_at: float | None = None
     #: Why the line is down: Asterisk's Q.850 cause text, or what the Originate said.
     why_down: str = ""
+    #: Down because Asterisk went away (restarted, killed, the link cut while it ended the
+    #: line), not by the agent: the agent is not paused, the phone is called again.
+    lost: bool = False
     history: list[tuple[LineState, float]] = field(default_factory=list)
 
 
@@ -113,6 +116,20 @@ class Lines:
         except AmiActionError as exc:
             log.info("line %s: hangup: %s", line.line_id, exc.message)
             self._move(line, LineState.DOWN, "gone")
+
+    async def audit(self) -> int:
+        """After a login (Asterisk restarted, or the link was cut and events were missed):
+        a line Asterisk no longer has is down and lost. Returns how many were."""
+        live = [line for line in self._lines.values() if line.state is not LineState.DOWN]
+        if not live:
+            return 0
+        result = await self._conn.send(actions.core_show_channels())
+        listed = {e.uniqueid for e in result.events if isinstance(e, CoreShowChannel)}
+        gone = [line for line in live if line.line_id not in listed]
+        for line in gone:
+            line.lost = True
+            self._move(line, LineState.DOWN, "no longer in Asterisk's channel list", result.received_at)
+        return len(gone)
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, OriginateResponse):

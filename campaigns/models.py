@@ -313,6 +313,10 @@ class AgentPresence(Base):
     state_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     call_id: Mapped[str | None] = mapped_column(String(63))
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    #: The agent's persistent line (calling, up, down, lost) and since when; None when the
+    #: engine calls the agent's phone per debtor.
+    line: Mapped[str | None] = mapped_column(String(10))
+    line_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class EngineStatus(Base):

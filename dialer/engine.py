@@ -87,6 +87,11 @@ CEL_WAIT_S = 3.0
 SPACE_EVERY_S = 0.5
 #: How long the engine waits for Asterisk to say whether it is going down, after an answered call.
 SHUTDOWN_WAIT_S = 2.0
+#: How often an agent's phone is called again after Asterisk took the line away (it may take
+#: the phone a while to register with the Asterisk that came back), and for how long before
+#: the agent is paused as if they had hung up.
+LINE_RETRY_S = 5.0
+LINE_LOST_GIVE_UP_S = 300.0
 ALERT_RECORDINGS = "recordings_blocked"
 AGENT_LINES = ("persistent", "auto_answer", "ringing")
 #: The reason of the pause that follows an agent's line going down.
@@ -232,6 +237,16 @@ class Engine:
         calls.add_listener(self._on_call_state)
         #: The agents' persistent lines (agent_line "persistent"), called at log-in.
         self.lines: Lines | None = None
+        #: Agents whose line just went down, while the engine finds out whether they hung up.
+        self._lines_deciding: set[str] = set()
+        #: Agents whose line Asterisk took away, and when (monotonic) it may be called again:
+        #: until it is up again, a call to the phone that fails does not pause the agent.
+        #: (when it may be called again, when the engine gives up and pauses the agent).
+        self._lines_lost: dict[str, tuple[float, float]] = {}
+        #: Each line's last change as written for the console, and its wall-clock moment.
+        self._line_seen: dict[str, tuple[tuple, dt.datetime]] = {}
+        #: The AMI login after which the lines were last compared with Asterisk's channels.
+        self._lines_audited_login = 0
         if settings.agent_line == "persistent":
             self.lines = Lines(calls.connection)
             self.lines.add_listener(self._on_line)
@@ -339,6 +354,7 @@ class Engine:
             return False
         if not await self._room_for_recordings(now):
             return False
+        await self._audit_lines()
         await self._keep_lines()
         if self.settings.mode == "predictive":
             await self._assign_waiting()
@@ -486,12 +502,27 @@ class Engine:
     def _publish(self, session: Session, now: dt.datetime) -> str:
         """Write the pool's states and the live figures, for the console and the wallboard;
         read the campaign's status (one transaction a tick)."""
-        presence.write_states(session, self.pool.seats.values(), self._campaign_id)
+        presence.write_states(session, self.pool.seats.values(), self._campaign_id, self._line_states())
         presence.write_engine_status(session, self._campaign_id, self.settings.mode, self.pool.seats.values(),
                                      len(self.calls.active), now)
         return queue.campaign_named(session, self.campaign).status
 
     # ------------------------------------------------------------------ persistent lines
+    def _line_states(self) -> dict[str, tuple[str, dt.datetime]] | None:
+        """Each agent's line as the console shows it: its state ("lost" when Asterisk took
+        it away) and since when."""
+        if self.lines is None:
+            return None
+        states = {}
+        for ext, line in self.lines.lines.items():
+            if not line.history:
+                continue
+            seen = self._line_seen.get(ext)
+            key = (line.line_id, len(line.history), line.lost)
+            if seen is None or seen[0] != key:  # the moment, once per change (it is written only then)
+                seen = self._line_seen[ext] = (key, self._wall(line.history[-1][1]).replace(microsecond=0))
+            states[ext] = ("lost" if line.state is LineState.DOWN and line.lost else line.state.value, seen[1])
+        return states
     def _ready(self) -> list[AgentSeat]:
         """Agents a debtor may be given now: ready, and on a persistent line, with it up."""
         ready = self.pool.ready()
@@ -504,9 +535,16 @@ class Engine:
         the line's end caused); a logged-out agent's line is hung up."""
         if self.lines is None:
             return
+        for extension in list(self._lines_lost):  # given up by the agent (a server lost is not)
+            seat = self.pool.seats.get(extension)
+            if seat is None or seat.state is AgentState.LOGGED_OUT or (
+                    seat.state is AgentState.PAUSED and seat.history and seat.history[-1][2] != SERVER_LOST):
+                del self._lines_lost[extension]
         for seat in self.pool.seats.values():
             line = self.lines.lines.get(seat.extension)
-            if seat.state is AgentState.READY and (line is None or line.state is LineState.DOWN):
+            if (seat.state is AgentState.READY and (line is None or line.state is LineState.DOWN)
+                    and seat.extension not in self._lines_deciding
+                    and self._lines_lost.get(seat.extension, (0.0, 0.0))[0] <= self.calls_now()):
                 self.echo(f"agent {seat.extension}: calling the phone for the agent's line")
                 await self.lines.call(seat.extension, self.settings.line_ring_s)
             elif seat.state is AgentState.LOGGED_OUT and line is not None and line.state is not LineState.DOWN:
@@ -520,16 +558,69 @@ class Engine:
         if seat is None:
             return
         if line.state is LineState.UP:
+            self._lines_lost.pop(line.extension, None)
             self.echo(f"agent {line.extension}: line up (answered after "
                       f"{(line.up_at or line.called_at) - line.called_at:.1f} s)")
             return
         if line.state is LineState.DOWN and seat.state not in (AgentState.LOGGED_OUT, AgentState.PAUSED):
-            self.echo(f"agent {line.extension}: line down ({line.why_down}): agent paused")
-            self.pool.apply(line.extension, AgentEvent.PAUSE, self.clock.now(), reason=LINE_DOWN)
+            self._lines_deciding.add(line.extension)
+            self._spawn(self._line_down(line))
+
+    async def _line_down(self, line) -> None:
+        """The agent hung up the phone (the agent is paused), or Asterisk went away with the
+        line (restarted, frozen, killed: the agent is not paused, the phone is called again
+        once Asterisk is back)."""
+        try:
+            if not line.lost and line.up_at is None and line.extension in self._lines_lost:
+                line.lost = True  # called again after a loss: the phone may not be registered yet
+            if not line.lost:
+                try:
+                    line.lost = await asyncio.wait_for(self.calls.going_down_since(line.called_at), SHUTDOWN_WAIT_S)
+                except asyncio.TimeoutError:
+                    line.lost = True  # Asterisk does not answer: not the agent's doing
+            now = self.calls_now()
+            if line.lost:
+                if line.extension not in self._lines_lost:
+                    self.echo(f"agent {line.extension}: line lost with Asterisk ({line.why_down}); "
+                              "the phone is called again when it is back")
+                    self._lines_lost[line.extension] = (now + LINE_RETRY_S, now + LINE_LOST_GIVE_UP_S)
+                    return
+                give_up = self._lines_lost[line.extension][1]
+                if now < give_up:
+                    self._lines_lost[line.extension] = (now + LINE_RETRY_S, give_up)
+                    return
+                del self._lines_lost[line.extension]
+                line.why_down = f"the phone did not answer for {LINE_LOST_GIVE_UP_S:.0f} s after Asterisk took the line"
+            seat = self.pool.seats.get(line.extension)
+            if seat is not None and seat.state not in (AgentState.LOGGED_OUT, AgentState.PAUSED):
+                self.echo(f"agent {line.extension}: line down ({line.why_down}): agent paused")
+                self.pool.apply(line.extension, AgentEvent.PAUSE, self.clock.now(), reason=LINE_DOWN)
+        finally:
+            self._lines_deciding.discard(line.extension)
+
+    async def _audit_lines(self) -> None:
+        """After every login, before anything is dialled: lines Asterisk no longer has (its
+        restart ended them while the link was down) are lost, and called again."""
+        logins = self.calls.connection.counters.logins
+        if self.lines is None or logins == self._lines_audited_login:
+            return
+        try:
+            lost = await self.lines.audit()
+        except Exception as exc:  # noqa: BLE001 - asked again after the next login or tick
+            log.info("line audit: %s", exc)
+            return
+        self._lines_audited_login = logins
+        if lost:
+            self.echo(f"{lost} agent line(s) no longer in Asterisk: called again")
 
     def _lines_calling(self) -> bool:
-        return self.lines is not None and any(line.state is LineState.CALLING
-                                              for line in self.lines.lines.values())
+        """Whether an agent's phone rings for the line, or will be called again (its line lost
+        with Asterisk): a run `--until-idle` waits for it."""
+        if self.lines is None:
+            return False
+        seats = self.pool.seats
+        return any(ext in seats and seats[ext].state is AgentState.READY for ext in self._lines_lost) or any(
+            line.state is LineState.CALLING for line in self.lines.lines.values())
 
     async def _end_lines(self) -> None:
         if self.lines is None:

@@ -12,7 +12,7 @@ agent is paused (reason ``wrap_up_overdue``) until they save it and ask to be re
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -98,8 +98,10 @@ def read_requests(session: Session, agent_ids: Iterable[int]) -> dict[int, Reque
                 AgentPresence.agent_id.in_(ids), AgentPresence.requested_at.is_not(None)))}
 
 
-def write_states(session: Session, seats: Iterable[AgentSeat], campaign_id: int) -> None:
-    """The pool's state of each seat, for the console and the wallboard."""
+def write_states(session: Session, seats: Iterable[AgentSeat], campaign_id: int,
+                 lines: Mapping[str, tuple[str, dt.datetime]] | None = None) -> None:
+    """The pool's state of each seat, for the console and the wallboard; with `lines`, each
+    agent's persistent line by extension (its state and since when)."""
     for seat in seats:
         if seat.agent_id is None:
             continue
@@ -111,6 +113,9 @@ def write_states(session: Session, seats: Iterable[AgentSeat], campaign_id: int)
         if (row.state, row.call_id, row.campaign_id) != (seat.state.value, seat.attempt, campaign_id) \
                 or row.state_since != since:
             row.state, row.state_since, row.call_id, row.campaign_id = seat.state.value, since, seat.attempt, campaign_id
+        line, line_since = (lines or {}).get(seat.extension, (None, None))
+        if (row.line, row.line_since) != (line, line_since):
+            row.line, row.line_since = line, line_since
 
 
 def write_engine_status(session: Session, campaign_id: int, mode: str, seats: Iterable[AgentSeat], lines: int,

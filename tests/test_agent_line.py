@@ -69,3 +69,32 @@ def test_a_manual_answer_softphone_rings_and_takes_keys(tmp_path):
     assert "module stdio.so" in files["config"]
     auto = Softphone("6001", "pw-6001-long-enough", tmp_path / "says.wav", tmp_path / "p").render_config()
     assert ";answermode=auto;" in auto["accounts"] and "stdio" not in auto["config"]
+
+
+async def test_after_a_login_a_line_asterisk_no_longer_has_is_lost_and_one_it_has_is_kept(peer):
+    """Over the faithful AMI peer: two lines answered, then (as after a restart with the link
+    down, its Hangup events never seen) Asterisk lists only one of them: the other is down
+    and marked lost (not the agent's doing), the listed one stays up."""
+    from ami_peer import core_show_channel, eventually, settings_kwargs
+
+    from ami_bridge import AmiConnection, AmiSettings
+    from ami_bridge.lines import Lines, LineState
+    conn = AmiConnection(AmiSettings(**settings_kwargs(peer)))
+    lines = Lines(conn)
+    await conn.start(timeout=3)
+    try:
+        def answer(p, h):
+            p.emit([("Event", "Newstate"), ("Privilege", "call,all"), ("Channel", f"PJSIP/{h['channelid'][-6:]}"),
+                    ("ChannelState", "6"), ("ChannelStateDesc", "Up"), ("Uniqueid", h["channelid"]),
+                    ("Linkedid", h["channelid"])])
+        peer.on_originate = answer
+        kept, gone = await lines.call("6001"), await lines.call("6002")
+        await eventually(lambda: kept.state is LineState.UP and gone.state is LineState.UP, what="both lines up")
+        peer.channels = {kept.line_id: core_show_channel(kept.channel, kept.line_id, kept.line_id)}
+        assert await lines.audit() == 1
+        assert (gone.state, gone.lost) == (LineState.DOWN, True)
+        assert (kept.state, kept.lost) == (LineState.UP, False)
+        assert lines.up("6001") is kept and lines.up("6002") is None
+    finally:
+        lines.close()
+        await conn.close()

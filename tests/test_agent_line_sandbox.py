@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import math
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,16 @@ async def run_engine(site, factory, campaign, extensions, clock, *, mode="progre
     settings = EngineSettings(ring_timeout_s=15, wrap_up_s=1, mode=mode, agent_line="persistent", whisper="tone")
     return await run_engine_on_sandbox(site, factory, campaign, extensions, clock, settings, pacing=pacing,
                                        during=during, cel=site.cel_log)
+
+
+async def run_with_phones(site, factory, campaign, extensions, clock, phones, during) -> tuple[Engine, list[Attempt]]:
+    """A progressive run with `during(engine)` beside it; the phones stopped after; the attempts."""
+    try:
+        engine = await run_engine(site, factory, campaign, extensions, clock, during=during)
+    finally:
+        for phone in phones:
+            phone.stop()
+    return engine, attempts_of(factory)
 
 
 def start_campaign(factory, clock, name: str, client: str, extensions, mode: str = "progressive") -> None:
@@ -155,12 +166,7 @@ async def test_an_agent_who_hangs_up_the_phone_is_paused_and_the_others_go_on(
         cut["call"] = seat.attempt or ""
         phones[1].hang_up()
 
-    try:
-        engine = await run_engine(site, factory, "hang", extensions, clock, during=hang_up_mid_call)
-    finally:
-        for phone in phones:
-            phone.stop()
-    attempts = attempts_of(factory)
+    engine, attempts = await run_with_phones(site, factory, "hang", extensions, clock, phones, hang_up_mid_call)
     by_call = {a.call_id: a for a in attempts}
     names = agent_ids(factory)
     assert cut["call"] in by_call
@@ -199,3 +205,54 @@ async def test_a_predictive_campaign_on_persistent_lines(sandbox_site, creds, ag
         if a.outcome == "abandoned":
             assert a.bridged_at is None and a.agent_id is None
     check_recordings(factory, site, clock, attempts)
+
+
+def restart_asterisk(site) -> None:
+    """`core restart now`, then wait until the new Asterisk is fully booted."""
+    asterisk = ["chroot", str(site.sandbox_root), "/usr/sbin/asterisk", "-rx"]
+    subprocess.run([*asterisk, "core restart now"], capture_output=True, timeout=30)
+    for _ in range(300):
+        if subprocess.run([*asterisk, "core waitfullybooted"], capture_output=True, timeout=30).returncode == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError("Asterisk did not come back within 60 s")
+
+
+async def test_lines_taken_away_by_asterisk_are_called_again(sandbox_site, creds, agent_speech, tmp_path):
+    """`core restart now` mid-call ends every agent's line: not the agents' doing, so nobody is
+    paused; once Asterisk is back (and the phones have registered again, which takes real
+    phones a while) each phone is called again and the campaign goes on to its end."""
+    site, factory = sandbox_site
+    clock = ShiftedClock()
+    set_local(clock, 9, 30)
+    numbers = ["13800138000", "13800138001", "13800138002", "13800138003", "13900139000", "13900139001"]
+    import_cases(factory, clock, "LOST", numbers, tmp_path)
+    extensions = sorted(creds.agent_passwords)[:2]
+    start_campaign(factory, clock, "lost", "LOST", extensions)
+    phones = desk_phones(site, creds, extensions, agent_voice(agent_speech, tmp_path / "agent.wav"), tmp_path)
+    restarted: dict[str, int] = {}
+
+    async def restart_mid_call(engine: Engine) -> None:
+        while not any(seat.state is AgentState.ON_CALL for seat in engine.pool.seats.values()):
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2)
+        with factory() as s:
+            restarted["attempts"] = len(list(s.scalars(select(Attempt.id))))
+        await asyncio.to_thread(restart_asterisk, site)
+        await asyncio.sleep(3)  # the engine finds its lines gone, and calls phones not registered yet
+        for phone in phones:  # the event loop goes on meanwhile: the engine is in it
+            await asyncio.to_thread(phone.stop)
+            await asyncio.to_thread(phone.start)
+
+    engine, attempts = await run_with_phones(site, factory, "lost", extensions, clock, phones, restart_mid_call)
+    assert restarted["attempts"] < len(numbers), "Asterisk restarted while the campaign had debtors left"
+    assert all(a.state == "ended" and a.outcome for a in attempts), [(a.call_id, a.state) for a in attempts]
+    assert {a.case_id for a in attempts if a.id > max(x.id for x in attempts[:restarted["attempts"]])}, \
+        "debtors were called after the restart"
+    for seat in engine.pool.seats.values():
+        assert all(why != LINE_DOWN for _at, _state, why in seat.history), (seat.extension, seat.history)
+        assert seat.state is AgentState.READY, seat.extension
+    assert all(p.rings >= 2 for p in phones), "each phone was called again for its line"
+    with factory() as s:
+        report = integrity.verify(s, site.recordings_root, clock.now())
+    assert report.ok, report.lines()

@@ -18,6 +18,8 @@ from agent_console.app import make_app, start
 from agent_console.settings import Settings
 from campaigns.db import sessions, transaction
 from campaigns.models import AgentPresence, Campaign, Disposition, RecordingAccess
+from dialer import presence
+from dialer.agents import AgentSeat, AgentState
 from helpers import NOW, PASSWORDS, bridge, Clock, Driver, hang_up, seed, tid
 
 REPO = Path(__file__).resolve().parent.parent
@@ -134,6 +136,38 @@ async def test_agent_takes_a_call_the_case_pops_up_and_the_disposition_frees_the
     engine_sets(factory, ids["agent_alice"], "ready", NOW + dt.timedelta(seconds=120))
     await d("waitFor", "agent", js="return document.querySelector('[data-testid=agent-state]').dataset.state === 'ready'")
     errors = [line for line in await d("console", "agent") if line.startswith(("error", "pageerror"))]
+    assert errors == []
+
+
+def engine_writes_line(factory, agent_id: int, campaign_id: int, line: str, at: dt.datetime) -> None:
+    """What the engine writes each tick on a persistent line: the agent's state and line."""
+    seat = AgentSeat("6001", agent_id, AgentState.READY, history=[(NOW, AgentState.READY, "ready")])
+    with transaction(factory) as s:
+        presence.write_states(s, [seat], campaign_id, {"6001": (line, at)})
+
+
+async def test_the_agent_and_the_supervisor_see_the_agents_phone_line(served):
+    d, base, factory, ids = served["driver"], served["base"], served["factory"], served["ids"]
+    await sign_in(d, "agent", base, "alice")
+    await d("waitFor", "agent", js="return document.querySelector('[data-testid=ws-status]').dataset.connected === 'true'")
+    assert await d("eval", "agent", js="return document.getElementById('agent-line-row').hidden") is True
+    engine_writes_line(factory, ids["agent_alice"], ids["east"], "calling", NOW)
+    await d("waitFor", "agent", js="return document.querySelector('[data-testid=agent-line]').dataset.line === 'calling'")
+    assert "answer your phone" in await d("text", "agent", sel=tid("agent-line"))
+    engine_writes_line(factory, ids["agent_alice"], ids["east"], "up", NOW + dt.timedelta(seconds=3))
+    await d("waitFor", "agent", js="return document.querySelector('[data-testid=agent-line]').dataset.line === 'up'")
+    assert "without ringing" in await d("text", "agent", sel=tid("agent-line"))
+    engine_writes_line(factory, ids["agent_alice"], ids["east"], "lost", NOW + dt.timedelta(seconds=60))
+    await d("waitFor", "agent", js="return document.querySelector('[data-testid=agent-line]').dataset.line === 'lost'")
+    assert "called again" in await d("text", "agent", sel=tid("agent-line"))
+    with transaction(factory) as s:
+        row = s.get(AgentPresence, ids["agent_alice"])
+        assert (row.line, row.line_since) == ("lost", NOW + dt.timedelta(seconds=60))
+    await sign_in(d, "sup", base, "sam")
+    await d("waitFor", "sup", js="const r = document.querySelector('[data-testid=wall-agent-row][data-extension=\"6001\"]'); "
+                                 "return r && r.dataset.line === 'lost'")
+    assert "line lost" in await d("text", "sup", sel=tid("wall-agent-row", '[data-extension="6001"]'))
+    errors = [line for who in ("agent", "sup") for line in await d("console", who) if line.startswith(("error", "pageerror"))]
     assert errors == []
 
 

@@ -44,6 +44,10 @@
       const tick = () => { left.textContent = tr("agent.wrap_up_left", {s: Math.max(0, s)}); s -= 1; };
       tick(); wrapTimer = setInterval(tick, 1000); show(left, true);
     } else { show(left, false); }
+    const line = $("agent-line");
+    line.dataset.line = p.line || "";
+    line.textContent = p.line ? (S["line." + p.line] || p.line) : "";
+    show($("agent-line-row"), !!p.line);
     if (p.pending_call_id) { showDisposition(p.pending_call_id); }
   }
 

@@ -55,7 +55,9 @@
       row.setAttribute("data-testid", "wall-agent-row"); row.dataset.extension = a.extension; row.dataset.state = a.state;
       row.className = "state-" + a.state;
       cell(row, a.extension); cell(row, a.name);
-      cell(row, (S["state." + a.state] || a.state) + (a.reason ? " (" + (S["pause." + a.reason] || a.reason) + ")" : ""));
+      cell(row, (S["state." + a.state] || a.state) + (a.reason ? " (" + (S["pause." + a.reason] || a.reason) + ")" : "")
+        + (a.line ? " · " + (S["wall.line_" + a.line] || a.line) : ""));
+      row.dataset.line = a.line || "";
       cell(row, since(a.seconds)); cell(row, a.campaign); cell(row, a.call_id);
       agents.appendChild(row);
     }
