@@ -18,7 +18,7 @@ import enum
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -53,6 +53,12 @@ class Line:
     #: line), not by the agent: the agent is not paused, the phone is called again.
     lost: bool = False
     history: list[tuple[LineState, float]] = field(default_factory=list)
+
+
+def line_extension(uniqueid: str) -> str | None:
+    """The agent's extension in a line's id (``line-<stamp>-<extension>-<n>``), else None."""
+    parts = uniqueid.split("-")
+    return parts[2] if len(parts) == 4 and parts[0] == "line" else None
 
 
 def line_request(extension: str, line_id: str, ring_s: float) -> actions.OriginateRequest:
@@ -117,19 +123,36 @@ class Lines:
             log.info("line %s: hangup: %s", line.line_id, exc.message)
             self._move(line, LineState.DOWN, "gone")
 
-    async def audit(self) -> int:
-        """After a login (Asterisk restarted, or the link was cut and events were missed):
-        a line Asterisk no longer has is down and lost. Returns how many were."""
-        live = [line for line in self._lines.values() if line.state is not LineState.DOWN]
-        if not live:
-            return 0
+    async def audit(self, extensions: Iterable[str] = ()) -> tuple[int, list[Line]]:
+        """After a login (Asterisk restarted, the link was cut and events were missed, or this
+        engine took over from one that died): a line Asterisk no longer has is down and lost;
+        a line of one of `extensions` that Asterisk has and this engine does not know (left up
+        by the engine before it) is adopted if it is answered, hung up if it still rings (the
+        phone is then called anew). Returns how many were lost, and the lines adopted."""
         result = await self._conn.send(actions.core_show_channels())
-        listed = {e.uniqueid for e in result.events if isinstance(e, CoreShowChannel)}
+        listed = {e.uniqueid: e for e in result.events if isinstance(e, CoreShowChannel)}
+        live = [line for line in self._lines.values() if line.state is not LineState.DOWN]
         gone = [line for line in live if line.line_id not in listed]
         for line in gone:
             line.lost = True
             self._move(line, LineState.DOWN, "no longer in Asterisk's channel list", result.received_at)
-        return len(gone)
+        wanted = set(extensions) - {line.extension for line in self._lines.values() if line.state is not LineState.DOWN}
+        adopted = []
+        for uniqueid, channel in listed.items():
+            extension = line_extension(uniqueid)
+            if extension not in wanted or uniqueid in self._by_id:
+                continue
+            wanted.discard(extension)
+            if channel.channel_state != STATE_UP:
+                await self._conn.send(actions.hangup(channel.channel))
+                continue
+            line = Line(extension, uniqueid, LineState.UP, channel.channel, called_at=result.received_at,
+                        up_at=result.received_at, history=[(LineState.UP, result.received_at)])
+            self._lines[extension] = line
+            self._by_id[uniqueid] = line
+            adopted.append(line)
+            log.info("agent line %s (%s) adopted: up in Asterisk", uniqueid, extension)
+        return len(gone), adopted
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, OriginateResponse):

@@ -605,13 +605,15 @@ class Engine:
         if self.lines is None or logins == self._lines_audited_login:
             return
         try:
-            lost = await self.lines.audit()
+            lost, adopted = await self.lines.audit(self.pool.seats)
         except Exception as exc:  # noqa: BLE001 - asked again after the next login or tick
             log.info("line audit: %s", exc)
             return
         self._lines_audited_login = logins
         if lost:
             self.echo(f"{lost} agent line(s) no longer in Asterisk: called again")
+        for line in adopted:
+            self.echo(f"agent {line.extension}: line taken over, up in Asterisk since before this engine")
 
     def _lines_calling(self) -> bool:
         """Whether an agent's phone rings for the line, or will be called again (its line lost

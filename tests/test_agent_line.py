@@ -71,10 +71,11 @@ def test_a_manual_answer_softphone_rings_and_takes_keys(tmp_path):
     assert ";answermode=auto;" in auto["accounts"] and "stdio" not in auto["config"]
 
 
-async def test_after_a_login_a_line_asterisk_no_longer_has_is_lost_and_one_it_has_is_kept(peer):
+async def test_after_a_login_lines_are_compared_with_asterisks_lost_kept_or_taken_over(peer):
     """Over the faithful AMI peer: two lines answered, then (as after a restart with the link
     down, its Hangup events never seen) Asterisk lists only one of them: the other is down
-    and marked lost (not the agent's doing), the listed one stays up."""
+    and marked lost (not the agent's doing), the listed one stays up. Lines an earlier engine
+    left up are taken over for this engine's agents (answered) or hung up (still ringing)."""
     from ami_peer import core_show_channel, eventually, settings_kwargs
 
     from ami_bridge import AmiConnection, AmiSettings
@@ -90,11 +91,21 @@ async def test_after_a_login_a_line_asterisk_no_longer_has_is_lost_and_one_it_ha
         peer.on_originate = answer
         kept, gone = await lines.call("6001"), await lines.call("6002")
         await eventually(lambda: kept.state is LineState.UP and gone.state is LineState.UP, what="both lines up")
-        peer.channels = {kept.line_id: core_show_channel(kept.channel, kept.line_id, kept.line_id)}
-        assert await lines.audit() == 1
+        # Left by an engine before this one: 6003's line answered, 6004's still ringing, and
+        # 6005's, whose agent this engine does not have.
+        left = {uid: core_show_channel(f"PJSIP/{ext}-0000000{ext[-1]}", uid, uid, state)
+                for uid, ext, state in (("line-261207120000ab12-6003-1", "6003", 6),
+                                        ("line-261207120000ab12-6004-2", "6004", 5),
+                                        ("line-261207120000ab12-6005-3", "6005", 6))}
+        peer.channels = {kept.line_id: core_show_channel(kept.channel, kept.line_id, kept.line_id), **left}
+        lost, adopted = await lines.audit(["6001", "6002", "6003", "6004"])
+        assert lost == 1
         assert (gone.state, gone.lost) == (LineState.DOWN, True)
         assert (kept.state, kept.lost) == (LineState.UP, False)
         assert lines.up("6001") is kept and lines.up("6002") is None
+        assert [(line.extension, line.line_id) for line in adopted] == [("6003", "line-261207120000ab12-6003-1")]
+        assert lines.up("6003") is adopted[0] and lines.up("6004") is None and lines.up("6005") is None
+        await eventually(lambda: peer.received["Hangup"] == 1, what="the ringing line left behind hung up")
     finally:
         lines.close()
         await conn.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -30,7 +31,8 @@ from dialer.pacing import ControllerSettings, Predictive, PredictiveSettings
 from recordings import integrity
 from recordings.legs import SILENCE_DBFS
 from recordings.store import wav_seconds
-from helpers import check_predictive_dials, dial_lines, run_engine_on_sandbox, set_local
+from dialer.demo import daytime_zone
+from helpers import REPO, Environment, calls_up, check_predictive_dials, dial_lines, run_engine_on_sandbox, set_local
 
 pytestmark = pytest.mark.asterisk
 
@@ -78,11 +80,12 @@ async def run_with_phones(site, factory, campaign, extensions, clock, phones, du
     return engine, attempts_of(factory)
 
 
-def start_campaign(factory, clock, name: str, client: str, extensions, mode: str = "progressive") -> None:
+def start_campaign(factory, clock, name: str, client: str, extensions, mode: str = "progressive",
+                   settings: dict | None = None) -> None:
     with transaction(factory) as s:
         for ext in extensions:
             admin.add_agent(s, ext, ext, clock.now())
-        admin.create_campaign(s, name, client, clock.now(), timezone="Asia/Shanghai", mode=mode)
+        admin.create_campaign(s, name, client, clock.now(), timezone="Asia/Shanghai", mode=mode, settings=settings)
         queue.change_campaign(s, name, "start", clock.now())
 
 
@@ -255,4 +258,59 @@ async def test_lines_taken_away_by_asterisk_are_called_again(sandbox_site, creds
     assert all(p.rings >= 2 for p in phones), "each phone was called again for its line"
     with factory() as s:
         report = integrity.verify(s, site.recordings_root, clock.now())
+    assert report.ok, report.lines()
+
+
+def test_an_engine_killed_leaves_the_lines_up_and_the_next_one_takes_them_over(
+        sandbox_site, creds, agent_speech, tmp_path):
+    """`dunning run` killed with kill -9 mid-call, on persistent lines: the agents' lines stay
+    up in Asterisk (their phones never hung up); the next `dunning run` takes them over
+    without calling the phones again, takes up the call in progress, and finishes the
+    campaign."""
+    site, factory = sandbox_site
+    now = dt.datetime.now(dt.timezone.utc)
+    zone = daytime_zone(now)
+    numbers = ["13800138000", "13800138001", "13800138002", "13800138003", "13900139000", "13900139001"]
+    stamp = dt.datetime.now().strftime("%H%M%S%f")
+    batch = tmp_path / "kill.csv"
+    batch.write_text("\n".join(["案件编号,姓名,欠款金额,逾期天数,手机"] + [
+        f"KILL{i}-{stamp},债务人{i},{1000 + i}.00,30,{n}" for i, n in enumerate(numbers)]) + "\n", encoding="utf-8")
+    assert import_batch(factory, batch, "KILL", now=now).ok
+    extensions = sorted(creds.agent_passwords)[:2]
+    with transaction(factory) as s:
+        for ext in extensions:
+            admin.add_agent(s, ext, ext, now)
+        admin.create_campaign(s, "kill", "KILL", now, timezone=zone,
+                              settings={"agent_line": "persistent", "ring_seconds": 15, "wrap_up_seconds": 0})
+        queue.change_campaign(s, "kill", "start", now)
+    env = Environment(os.environ, DUNNING_DATABASE_URL=site.database_url, DUNNING_RECORDINGS=str(site.recordings))
+    phones = desk_phones(site, creds, extensions, agent_voice(agent_speech, tmp_path / "agent.wav"), tmp_path)
+    command = [str(REPO / ".venv/bin/dunning"), "run", "kill", "--agents", ",".join(extensions), "--until-idle"]
+    try:
+        first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        deadline = time.monotonic() + 90
+        # The two lines are up (two channels); a debtor answered adds their own (the engine
+        # writes the call's times at its end).
+        while calls_up(site) < 4:
+            if time.monotonic() > deadline or first.poll() is not None:
+                first.kill()
+                raise AssertionError(f"no call bridged on a persistent line:\n{first.communicate(timeout=10)[0]}")
+            time.sleep(0.2)
+        time.sleep(2)
+        first.kill()
+        first_text = first.communicate(timeout=10)[0]
+        second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        for phone in phones:
+            phone.stop()
+    text = first_text + second.stdout + second.stderr
+    assert second.returncode == 0, text
+    assert [p.rings for p in phones] == [1, 1], "the phones rang once, at the first log-in: the lines were taken over"
+    assert second.stdout.count("line taken over") == 2, text
+    assert "agent paused" not in second.stdout, text
+    attempts = attempts_of(factory)
+    assert all(a.state == "ended" and a.outcome for a in attempts), [(a.call_id, a.state) for a in attempts]
+    assert {a.case_id for a in attempts} and len({a.case_id for a in attempts}) == len(numbers), text
+    with factory() as s:
+        report = integrity.verify(s, site.recordings_root, dt.datetime.now(dt.timezone.utc))
     assert report.ok, report.lines()
