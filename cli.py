@@ -332,10 +332,11 @@ def campaign() -> None:
               help="Predictive: the rolling window the abandon target holds over (24h: Ofcom; 30d: US Reg F).")
 @click.option("--preset", default="client", show_default=True,
               help="The compliance rules: client, cn_national, us_fdcpa, or a TOML file of your own.")
-@click.option("--agent-line", type=click.Choice(["persistent", "auto_answer", "ringing"]), default="ringing",
+@click.option("--agent-line", type=click.Choice(["persistent", "auto_answer", "ringing"]), default="persistent",
               show_default=True, help="persistent: each agent's phone is called once at log-in and debtors are "
               "bridged in with no ring; auto_answer: a call per debtor asking the phone to answer by itself; "
-              "ringing: a call per debtor that rings until the agent answers (README: the agent's line).")
+              "ringing: a call per debtor that rings until the agent answers, for phones that answer every call by "
+              "themselves (docs/agent.md: the agent's line).")
 @click.option("--whisper", type=click.Choice(["none", "tone"]), default="none", show_default=True,
               help="Persistent line: a beep the agent hears just before each debtor is connected.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",

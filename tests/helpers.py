@@ -340,7 +340,7 @@ def floor_campaign(database, tmp_path: Path, agents) -> Environment:
         dunning(env, "agents", "add", ext, "--name", f"agent {ext}")
     zone = daytime_zone(dt.datetime.now(dt.timezone.utc))
     dunning(env, "campaign", "create", "two", "--client", "TWO", "--timezone", zone, "--ring-seconds", "15",
-            "--wrap-up-seconds", "0")
+            "--wrap-up-seconds", "0", "--agent-line", "ringing")
     dunning(env, "campaign", "start", "two")
     return env
 

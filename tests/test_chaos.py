@@ -151,7 +151,7 @@ def make_campaign(env, exts: list[str], tmp_path: Path) -> None:
         assert dunning(env, "agents", "add", ext, "--name", f"agent {ext}").returncode == 0
     zone = daytime_zone(dt.datetime.now(dt.timezone.utc))
     created = dunning(env, "campaign", "create", "chaos", "--client", "CHAOS", "--timezone", zone,
-                      "--ring-seconds", "15", "--wrap-up-seconds", "0")
+                      "--ring-seconds", "15", "--wrap-up-seconds", "0", "--agent-line", "ringing")
     assert created.returncode == 0, created.stderr
     assert dunning(env, "campaign", "start", "chaos").returncode == 0
 

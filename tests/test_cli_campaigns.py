@@ -75,7 +75,7 @@ def setup_campaign(env, batch: Path, ext: str, name: str = "cli") -> None:
     assert added.returncode == 0, added.stderr
     zone = daytime_zone(dt.datetime.now(dt.timezone.utc))
     created = dunning(env, "campaign", "create", name, "--client", "CLI-BANK", "--timezone", zone,
-                      "--ring-seconds", "15", "--wrap-up-seconds", "1")
+                      "--ring-seconds", "15", "--wrap-up-seconds", "1", "--agent-line", "ringing")
     assert created.returncode == 0, created.stderr
     assert dunning(env, "campaign", "start", name).stdout.strip() == f"campaign {name}: running"
 
