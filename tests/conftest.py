@@ -328,27 +328,35 @@ def unused_tcp_port_factory():
 
 
 @pytest.fixture
+async def calls(peer):
+    """The call registry over the AMI peer (a test module may have its own, with a clock)."""
+    from ami_peer import settings_kwargs
+
+    from ami_bridge import AmiConnection, AmiSettings, Calls
+    conn = AmiConnection(AmiSettings(**settings_kwargs(peer)))
+    registry = Calls(conn)
+    await conn.start(timeout=3)
+    yield registry
+    registry.close()
+    await conn.close()
+
+
+@pytest.fixture
 def crashed_call(tmp_path):
     """Campaign `e` (paused: the restarted engine dials nothing), agent 6001, and an attempt
     the crashed engine left DIALING. Returns (database url, factory, attempt id)."""
     from sqlalchemy import select
 
-    from campaigns import admin, queue
+    from campaigns import queue
     from campaigns.db import make_engine, migrate, sessions, transaction
-    from campaigns.importing import import_batch
     from campaigns.models import Attempt, Phone
-    from helpers import CALL, DIALED, RESTART
+    from helpers import CALL, DIALED, RESTART, one_debtor_campaign
     url = f"sqlite:///{tmp_path / 'dunning.db'}"
     engine = make_engine(url)
     migrate(engine)
     factory = sessions(engine)
-    path = tmp_path / "b.csv"
-    path.write_text("案件编号,姓名,欠款金额,逾期天数,手机\nE1,甲,900,10,13800138000\n", encoding="utf-8")
-    assert import_batch(factory, path, "ENG", now=DIALED - dt.timedelta(hours=2)).ok
+    agent, campaign = one_debtor_campaign(factory, tmp_path, DIALED - dt.timedelta(hours=2))
     with transaction(factory) as s:
-        agent = admin.add_agent(s, "6001", "agent", DIALED - dt.timedelta(hours=2))
-        campaign, _ = admin.create_campaign(s, "e", "ENG", DIALED - dt.timedelta(hours=2))
-        queue.change_campaign(s, "e", "start", DIALED - dt.timedelta(hours=2))
         queue.change_campaign(s, "e", "pause", RESTART - dt.timedelta(minutes=1))
         phone = s.scalars(select(Phone)).one()
         attempt = Attempt(call_id=CALL, campaign_id=campaign.id, case_id=phone.case_id, phone_id=phone.id,

@@ -393,6 +393,20 @@ def calls_up(site) -> int:
 # ---------------------------------------------------------------- the engine over the fake AMI peer
 # (tests/test_engine.py, test_fault_truth.py)
 
+def one_debtor_campaign(factory, tmp_path: Path, at: dt.datetime, **campaign) -> tuple:
+    """One debtor with one mobile (13800138000), agent 6001, campaign `e` started at `at`
+    (keyword arguments go to `create_campaign`). Returns (agent, campaign)."""
+    from campaigns.importing import import_batch
+    path = tmp_path / "b.csv"
+    path.write_text("案件编号,姓名,欠款金额,逾期天数,手机\nE1,甲,900,10,13800138000\n", encoding="utf-8")
+    assert import_batch(factory, path, "ENG", now=at).ok
+    with transaction(factory) as s:
+        agent = add_agent(s, "6001", "agent", at)
+        created, _ = create_campaign(s, "e", "ENG", at, **campaign)
+        queue.change_campaign(s, "e", "start", at)
+        return agent, created
+
+
 def local(hour: int, minute: int, second: int = 0) -> dt.datetime:
     """A Wednesday in Shanghai, as UTC."""
     return dt.datetime(2026, 11, 25, hour, minute, second, tzinfo=SHANGHAI).astimezone(UTC)

@@ -10,18 +10,16 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
-from ami_peer import BUSY, eventually, settings_kwargs
+from ami_peer import BUSY, eventually
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from ami_bridge import AmiConnection, AmiSettings, Calls
-from campaigns import admin, queue
+from campaigns import queue
 from campaigns.db import make_engine, sessions, transaction
-from campaigns.importing import import_batch
 from campaigns.models import Attempt, EngineStatus
 from dialer.agents import AgentEvent, AgentPool, AgentState
 from dialer.engine import Engine, EngineSettings, SetClock
-from helpers import all_attempts, local
+from helpers import all_attempts, local, one_debtor_campaign
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 UTC = dt.timezone.utc
@@ -38,25 +36,9 @@ def factory(database_url, tmp_path):
     """One debtor with one mobile, agent 6001, campaign `e` (Asia/Shanghai) running."""
     engine = make_engine(database_url)
     factory = sessions(engine)
-    path = tmp_path / "b.csv"
-    path.write_text("案件编号,姓名,欠款金额,逾期天数,手机\nE1,甲,900,10,13800138000\n", encoding="utf-8")
-    assert import_batch(factory, path, "ENG", now=local(8, 0)).ok
-    with transaction(factory) as s:
-        admin.add_agent(s, "6001", "agent", local(8, 0))
-        admin.create_campaign(s, "e", "ENG", local(8, 0), timezone="Asia/Shanghai")
-        queue.change_campaign(s, "e", "start", local(8, 0))
+    one_debtor_campaign(factory, tmp_path, local(8, 0), timezone="Asia/Shanghai")
     yield factory
     engine.dispose()
-
-
-@pytest.fixture
-async def calls(peer):
-    conn = AmiConnection(AmiSettings(**settings_kwargs(peer)))
-    registry = Calls(conn)
-    await conn.start(timeout=3)
-    yield registry
-    registry.close()
-    await conn.close()
 
 
 def engine_for(factory, calls, clock: SetClock, tmp_path) -> Engine:

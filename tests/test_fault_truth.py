@@ -21,17 +21,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ami_peer import ANSWERED_ONLY, core_show_channel, eventually, settings_kwargs
+from ami_peer import ANSWERED_ONLY, core_show_channel, eventually
 from sqlalchemy import select
 
-from ami_bridge import AmiConnection, AmiSettings, Calls
 from campaigns.db import make_engine, sessions
 from campaigns.models import Alert, Attempt
 from dialer.agents import AgentEvent, AgentPool, AgentState
 from dialer.cel import CelLog
 from dialer.engine import Engine, EngineSettings, SetClock
 from recordings import integrity
-from helpers import ANSWERED, CALL, DIALED, all_attempts, local, restart, spool_call, the_attempt
+from helpers import ANSWERED, CALL, DIALED, all_attempts, local, one_debtor_campaign, restart, spool_call, the_attempt
 
 UTC = dt.timezone.utc
 
@@ -105,32 +104,14 @@ async def test_a_call_left_by_a_killed_engine_is_settled_from_asterisks_record(c
 
 @pytest.fixture
 def factory(tmp_path):
-    from campaigns import admin, queue
-    from campaigns.db import migrate, transaction
-    from campaigns.importing import import_batch
+    from campaigns.db import migrate
     url = f"sqlite:///{tmp_path / 'dunning.db'}"
     engine = make_engine(url)
     migrate(engine)
     factory = sessions(engine)
-    path = tmp_path / "b.csv"
-    path.write_text("案件编号,姓名,欠款金额,逾期天数,手机\nE1,甲,900,10,13800138000\n", encoding="utf-8")
-    assert import_batch(factory, path, "ENG", now=local(8, 0)).ok
-    with transaction(factory) as s:
-        admin.add_agent(s, "6001", "agent", local(8, 0))
-        admin.create_campaign(s, "e", "ENG", local(8, 0), timezone="Asia/Shanghai")
-        queue.change_campaign(s, "e", "start", local(8, 0))
+    one_debtor_campaign(factory, tmp_path, local(8, 0), timezone="Asia/Shanghai")
     yield factory
     engine.dispose()
-
-
-@pytest.fixture
-async def calls(peer):
-    conn = AmiConnection(AmiSettings(**settings_kwargs(peer)))
-    registry = Calls(conn)
-    await conn.start(timeout=3)
-    yield registry
-    registry.close()
-    await conn.close()
 
 
 def engine_with(factory, calls, tmp_path, cel: Path | None = None, **settings) -> Engine:
