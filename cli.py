@@ -1272,6 +1272,52 @@ def transcribe(model: Path | None, workers: int | None) -> None:
                f"findings checked on {checked} transcript(s)")
 
 
+@main.command("live")
+@click.option("--model", "model", type=click.Path(exists=True, path_type=Path), default=None,
+              help="The model directory (default: the installed one, as `dunning transcribe`).")
+@click.option("--listen", default="127.0.0.1:9092", show_default=True,
+              help="HOST:PORT of the AudioSocket server Asterisk streams the agents' words to.")
+@click.option("--severity", "severities", multiple=True, default=("critical",), show_default=True,
+              type=click.Choice(["low", "medium", "high", "critical"]),
+              help="Rules of these severities alert live (repeat the option for several).")
+@click.option("--server", envvar="DUNNING_SERVER", default=None,
+              help="The Asterisk server whose calls to follow, by name (as `dunning run --server`).")
+@stt_errors
+def live(model: Path | None, listen: str, severities: tuple[str, ...], server: str | None) -> None:
+    """Live findings: transcribe the agent's side of every call in progress as it is spoken
+    and put a breach of a live rule on the supervisors' wallboard within seconds (see
+    docs/qa.md). Runs beside the engine, one per Asterisk server; SIGTERM or Ctrl-C stops it."""
+    import signal
+
+    from ami_bridge import AmiConnection
+    from dialer.sandbox_session import ami_settings
+    from recordings import speech_models
+    from recordings.live import LiveService, run_live
+    from recordings.transcribe import load_model
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{listen!r} is not HOST:PORT (e.g. 127.0.0.1:9092)", param_hint="--listen")
+    site = _site()
+    factory = _database(site)
+    if server is not None:
+        site = sandbox.site_for_server(site, server)
+    path = _model_path(model)
+    language = speech_models.model_info(path).get("language")
+    if not language:
+        raise click.UsageError(f"the language of the model in {path} is unknown: install it with "
+                               "`dunning models install` (which records it)")
+    click.echo(f"loading {path} ({language}) ...")
+    service = LiveService(factory, load_model(path), language, severities=severities)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_live(service, AmiConnection(ami_settings(site)), host, int(port), stop, echo=click.echo)
+    asyncio.run(serve())
+
+
 @qa_group.command("search")
 @click.argument("query")
 @click.option("--since", default=None, help="Recorded at or after (ISO 8601 with offset).")

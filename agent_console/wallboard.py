@@ -149,8 +149,16 @@ def open_alerts(session: Session, campaign_ids) -> dict[int, list[dict]]:
                                                      Alert.acknowledged_at.is_(None)).order_by(Alert.raised_at)):
         out.setdefault(alert.campaign_id, []).append(
             {"id": alert.id, "kind": alert.kind, "message": alert.message,
-             "raised_at": alert.raised_at.isoformat(timespec="seconds")})
+             "raised_at": alert.raised_at.isoformat(timespec="seconds"), "call_id": alert_call_id(alert)})
     return out
+
+
+def alert_call_id(alert) -> str | None:
+    """The call a live finding is about (its key is ``live:<call id>:<rule id>``,
+    recordings/live.py), so the wallboard can offer to barge into it; None for other alerts."""
+    if alert.kind != "live_finding" or not alert.key.startswith("live:"):
+        return None
+    return alert.key[len("live:"):].partition(":")[0] or None  # call ids have no ':'
 
 
 def _masked_number(number: str) -> str:

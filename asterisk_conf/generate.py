@@ -252,7 +252,16 @@ exten => s,1,NoOp(dunning answered attempt ${{DUNNING_ATTEMPT}} agent ${{DUNNING
  same => n,Set(WAITED=$[${{WAITED}} + 1])
  same => n,Wait(0.1)
  same => n,Goto(wait)
- same => n(connect),GotoIf($["${{DUNNING_LINE}}" != ""]?line)
+; Live findings (recordings/live.py): while `dunning live` runs it sets the global DUNNING_LIVE
+; to its AudioSocket address; the agent's words are then streamed to it as they are spoken: an
+; AudioSocket channel (its UUID made from the MD5 of the attempt) spies, quietly and read-only,
+; on the ;2 half of this call (the half that dials the debtor, uniqueid <attempt>-2), whose read
+; direction is what the agent says. The spy only listens: the call and its recording are as
+; without it, and it ends when the call does.
+ same => n(connect),GotoIf($["${{DUNNING_LIVE}}" = ""]?reach)
+ same => n,Set(LIVE_ID=${{MD5(${{DUNNING_ATTEMPT}})}})
+ same => n,Originate(AudioSocket/${{DUNNING_LIVE}}/${{LIVE_ID:0:8}}-${{LIVE_ID:8:4}}-${{LIVE_ID:12:4}}-${{LIVE_ID:16:4}}-${{LIVE_ID:20:12}},exten,dunning-live,spy,1,,av(DUNNING_SPIED=${{UNIQUEID}}-2))
+ same => n(reach),GotoIf($["${{DUNNING_LINE}}" != ""]?line)
  same => n,GotoIf($["${{DUNNING_AUTO_ANSWER}}" = "1"]?auto)
  same => n,Dial(PJSIP/${{DUNNING_AGENT}},{spec.agent_ring_s})
  same => n,Goto(dialled)
@@ -283,6 +292,12 @@ exten => _X.,1,Hangup(21)
 exten => s,1,NoOp(dunning agent line ${{DUNNING_LINE_AGENT}})
  same => n(wait),BridgeWait(dunning-line-${{UNIQUEID}},participant,e(s))
  same => n,Goto(wait)
+
+[dunning-live]
+; The live-findings stream (see dunning-answered): listen to the agent's words only (o), with
+; no beep (q), on that one channel (u), until it hangs up (E).
+exten => spy,1,ChanSpy(${{DUNNING_SPIED}},qouE)
+ same => n,Hangup()
 
 [dunning-auto-answer]
 ; Pre-dial handler on the agent's channel (ringing mode with auto-answer): ask the phone to
@@ -366,7 +381,8 @@ SANDBOX_MODULES = (
     "res_pjsip_registrar", "res_pjsip_sdp_rtp", "res_pjsip_nat", "res_pjsip_caller_id",
     "res_rtp_asterisk", "chan_pjsip", "codec_ulaw", "codec_alaw", "codec_gsm",
     "codec_resample", "format_wav", "format_gsm", "format_pcm", "format_sln", "pbx_config",
-    "app_dial", "app_playback", "app_bridgewait", "res_pjsip_header_funcs", "app_mixmonitor", "app_stack", "app_verbose", "app_echo",
+    "app_dial", "app_playback", "app_bridgewait", "app_originate", "app_chanspy",
+    "res_audiosocket", "chan_audiosocket", "func_md5", "res_pjsip_header_funcs", "app_mixmonitor", "app_stack", "app_verbose", "app_echo",
     "func_channel", "func_devstate", "func_logic", "func_strings", "func_callerid", "bridge_simple",
     "bridge_native_rtp", "bridge_holding", "bridge_builtin_features",
     "res_cdrel_custom", "cel_custom",

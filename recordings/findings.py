@@ -885,6 +885,19 @@ def _order(rule: Rule, rs: RuleSet, call: _Call) -> list[Finding]:
     return [_finding(rule, rs, hit, conf, "order")]  # as sure as the 'then' hit was
 
 
+def words_end(transcript: Transcript, finding: Finding) -> float:
+    """When the words of a phrase finding end (seconds from the start of the recording): the
+    end of the word its last matched unit belongs to, else the end of its sentence."""
+    if finding.sentence is None or not 0 <= finding.sentence < len(transcript.utterances):
+        return finding.offset_s
+    u = transcript.utterances[finding.sentence]
+    s = _sentence(finding.sentence, u, transcript.language)
+    last = finding.span[1] - 1
+    if u.words and 0 <= last < len(s.word) and s.word[last] is not None:
+        return u.words[s.word[last]].end
+    return u.end
+
+
 def find(transcript: Transcript, ruleset: RuleSet) -> list[Finding]:
     """Every finding of the rule set in the transcript, in order of time."""
     call = _Call(transcript)

@@ -18,8 +18,15 @@
     refresh();
   }
 
+  // Barge into a call a live finding is about. The hook for the supervisor's listen / whisper /
+  // barge actions (issue #16 item 3): until they are on the wallboard the button says so.
+  function barge(callId, button) {
+    button.title = S["wall.barge_pending"]; button.disabled = true;
+  }
+
   function draw(data) {
     $("wall-updated").textContent = data.at;
+    const live = new Set(data.calls.map((c) => c.call_id));
     const campaigns = $("wall-campaigns"); campaigns.replaceChildren();
     for (const c of data.campaigns) {
       const row = document.createElement("tr");
@@ -45,7 +52,18 @@
       for (const alert of c.alerts || []) {  // not yet acknowledged (`dunning alerts --ack ID`)
         const line = document.createElement("tr");
         line.setAttribute("data-testid", "wall-alert"); line.dataset.kind = alert.kind; line.className = "alert";
-        const td = cell(line, `⚠ ${alert.raised_at} ${alert.kind}: ${alert.message}`); td.colSpan = 10;
+        const td = cell(line, `⚠ ${alert.raised_at} ${alert.kind}: ${alert.message}`); td.colSpan = 9;
+        const act = cell(line, "");
+        if (alert.call_id) {  // a live finding: the call it is about, and barging into it while it lasts
+          line.dataset.callId = alert.call_id;
+          if (live.has(alert.call_id)) {
+            const button = document.createElement("button");
+            button.textContent = S["wall.barge"]; button.setAttribute("data-testid", "btn-barge");
+            button.dataset.callId = alert.call_id; button.title = S["wall.barge_pending"];
+            button.addEventListener("click", () => barge(alert.call_id, button));
+            act.appendChild(button);
+          } else { act.textContent = S["wall.call_over"]; }
+        }
         campaigns.appendChild(line);
       }
     }
