@@ -197,3 +197,12 @@ def test_a_stream_finds_its_call_and_an_alert_is_raised_once_for_the_wallboard(d
             ALERT_KIND, "live:a-live-6001-1:en.threat.arrest", ids["agent_alice"], ids["east"])
         [shown] = open_alerts(s, {ids["east"]})[ids["east"]]
     assert shown["call_id"] == "a-live-6001-1" and "by agent 6001 on call a-live-6001-1" in shown["message"]
+
+
+def test_dunning_live_refuses_an_address_that_is_not_host_and_port():
+    from click.testing import CliRunner
+
+    import cli
+    for bad in ("9092", "localhost:", ":9092", "127.0.0.1:http", "127.0.0.1:70000"):
+        result = CliRunner().invoke(cli.main, ["live", "--listen", bad])
+        assert result.exit_code == 2 and f"{bad!r} is not HOST:PORT" in result.output, result.output
