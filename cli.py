@@ -339,11 +339,17 @@ def campaign() -> None:
               "themselves (docs/agent.md: the agent's line).")
 @click.option("--whisper", type=click.Choice(["none", "tone"]), default="none", show_default=True,
               help="Persistent line: a beep the agent hears just before each debtor is connected.")
+@click.option("--amd", type=click.Choice(["off", "hangup", "message"]), default="off", show_default=True,
+              help="Answering-machine detection: off; hangup (a machine is hung up on); message (the preset's "
+              "amd.message is left after the beep). A machine never reaches an agent.")
+@click.option("--amd-human-share", type=click.FloatRange(0, 0.99), default=None,
+              help="The estimated share of machine results that were people, counted as abandoned "
+              "(default 0.05; docs/supervisor.md: how to measure yours).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one key of the preset (repeatable), e.g. --set window.end=20:30.")
 @campaign_errors
 def campaign_create(name, client_code, batches, timezone, ring_seconds, wrap_up_seconds, mode, abandon_target,
-                    abandon_window, preset, agent_line, whisper, overrides) -> None:
+                    abandon_window, preset, agent_line, whisper, amd, amd_human_share, overrides) -> None:
     """Create campaign NAME (status draft) over a client's imported cases."""
     from campaigns import admin
     from campaigns.db import transaction
@@ -353,7 +359,8 @@ def campaign_create(name, client_code, batches, timezone, ring_seconds, wrap_up_
             preset=preset, overrides=_key_values(overrides),
             settings={"ring_seconds": ring_seconds, "wrap_up_seconds": wrap_up_seconds,
                       "abandon_target": abandon_target / 100, "abandon_window": abandon_window,
-                      "agent_line": agent_line, "whisper": whisper})
+                      "agent_line": agent_line, "whisper": whisper, "amd": amd,
+                      **({} if amd_human_share is None else {"amd_human_share": amd_human_share})})
         asked = _ask_hopper(session, created, "asking the policy about each case", limit=CREATE_ASKS)
         click.echo(f"campaign {created.name}: {cases} cases, {mode}, rules {preset}, time zone {created.timezone}, status draft "
                    f"(start it with: dunning campaign start {created.name})")
@@ -441,16 +448,20 @@ _campaign_command("stop", "Stop campaign NAME for good: no new dials.")
 @campaign_errors
 def campaign_status(name: str, at: str | None) -> None:
     """Where campaign NAME stands: cases, what may be dialled now and what blocks the rest,
-    today's attempts by outcome; in predictive mode, the abandon rate over its rolling window."""
+    today's attempts by outcome; in predictive mode or with answering-machine detection, the
+    abandon rate over its rolling window (with the people estimated among the machines)."""
     from campaigns import admin
     from campaigns.db import transaction
     from campaigns.queue import campaign_named
+    from campaigns.amd import human_share_of
     from dialer.memory import abandonment
     when = _parse_time(at) if at else _now()
     with transaction(_database(_site())) as session:
         f = admin.campaign_figures(session, name, when)
         found = campaign_named(session, name)
-        abandoned = abandonment(session, found, when) if found.mode == "predictive" else None
+        # Predictive dialing abandons calls; AMD hangs up on the people it takes for machines.
+        counted = found.mode == "predictive" or human_share_of(found) > 0
+        abandoned = abandonment(session, found, when) if counted else None
     click.echo(f"campaign {f.name}: {f.status}, time zone {f.timezone}, {f.cases} cases")
     click.echo(f"may be dialled now: {f.dialable_now}"
                + (f"; next possible at {f.next_dialable_at.isoformat(timespec='seconds')}" if f.next_dialable_at else ""))

@@ -42,6 +42,7 @@ from .events import (
     Newstate,
     OriginateResponse,
     Shutdown,
+    UserEvent,
     parse_event,
 )
 
@@ -52,5 +53,5 @@ __all__ = [
     "Calls", "ChannelEvent", "ConnectionState", "CoreShowChannel", "CoreShowChannelsComplete",
     "CountersSnapshot", "DialBegin", "DialEnd", "Event", "FullyBooted", "Hangup", "Headers",
     "MixMonitorStart", "MixMonitorStop", "Newchannel", "Newstate", "OriginateRequest",
-    "OriginateResponse", "Shutdown", "Side", "backoff_delay", "classify", "next_state", "parse_event",
+    "OriginateResponse", "Shutdown", "Side", "UserEvent", "backoff_delay", "classify", "next_state", "parse_event",
 ]

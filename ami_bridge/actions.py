@@ -43,7 +43,7 @@ def ping() -> dict[str, str | list[str]]:
     return {"Action": "Ping"}
 
 
-def login(username: str, secret: str, events: str = "system,call") -> dict[str, str | list[str]]:
+def login(username: str, secret: str, events: str = "system,call,user") -> dict[str, str | list[str]]:
     """Login; `events` limits what Asterisk pushes to the classes the engine consumes."""
     if not username or not secret:
         raise ValueError("AMI username and secret must not be empty")

@@ -42,6 +42,7 @@ from .events import (
     Newstate,
     OriginateResponse,
     Shutdown,
+    UserEvent,
 )
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,11 @@ class Call:
         self.first_hangup_at: float | None = None
         self.debtor_cause: int | None = None
         self.lost = False
+        #: What AMD() concluded in the dialplan (UserEvent DunningAMD): AMDSTATUS and AMDCAUSE,
+        #: and when the engine heard it; None while AMD listens, or with no AMD.
+        self.amd_status: str | None = None
+        self.amd_cause = ""
+        self.amd_at: float | None = None
         #: Events of this call may have been missed (adopted from an earlier run, resumed after
         #: a reconnect, or ended without its hang-up seen): its times are to be taken from
         #: Asterisk's own record (dialer/cel.py), not from what was observed.
@@ -243,7 +249,8 @@ class Calls:
             task.cancel()
 
     def add_listener(self, listener: Callable[[Call, CallState], None]) -> None:
-        """Call `listener(call, new_state)` after every state change of every call."""
+        """Call `listener(call, new_state)` after every state change of every call, and with
+        the call's state again when AMD's result comes (`Call.amd_status` set)."""
         self._listeners.append(listener)
 
     def adopt(self, req: OriginateRequest) -> Call:
@@ -500,6 +507,11 @@ class Calls:
             if call.bridged_at is None:
                 call.bridged_at = at
             self._transition(call, CallState.BRIDGED, f"bridge {event.bridge_uniqueid}", at=at)
+        elif isinstance(event, UserEvent) and event.name == "DunningAMD":
+            if call.amd_status is None:
+                call.amd_status, call.amd_cause, call.amd_at = event.status, event.cause, at
+                log.info("call %s: AMD %s (%s)", call.call_id, event.status, event.cause)
+                self._tell(call, call.state)
         elif isinstance(event, Hangup):
             call.live.discard(event.uniqueid)
             call.hung_up.add(event.uniqueid)
@@ -554,6 +566,9 @@ class Calls:
             call.outcome = classify(call.facts(), self.drop_window_s)
             self._unregister(call)
             call._done.set()
+        self._tell(call, state)
+
+    def _tell(self, call: Call, state: CallState) -> None:
         for listener in list(self._listeners):
             try:
                 listener(call, state)

@@ -72,7 +72,7 @@ class AmiSettings:
     login_timeout: float = 5.0
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
-    events: str = "system,call"
+    events: str = "system,call,user"
 
     def __post_init__(self) -> None:
         for name in ("heartbeat_interval", "heartbeat_timeout", "action_timeout", "login_timeout",

@@ -112,6 +112,16 @@ class MixMonitorStop(ChannelEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class UserEvent(ChannelEvent):
+    """The dialplan's UserEvent(): `name` is its UserEvent header; `status` and `cause` what
+    the dunning-answered context sends after AMD() (DunningAMD: AMDSTATUS and AMDCAUSE)."""
+
+    name: str
+    status: str
+    cause: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class OriginateResponse(Event):
     """Outcome of an async Originate, correlated by `action_id`.
 
@@ -259,6 +269,11 @@ def _coreshowchannel(h: _Headers, at: float) -> Event:
     )
 
 
+def _userevent(h: _Headers, at: float) -> Event:
+    return UserEvent(received_at=at, **h.channel_fields(), name=h.text("UserEvent", ""),
+                     status=h.text("Status", ""), cause=h.text("Cause", ""))
+
+
 _PARSERS: dict[str, Callable[[_Headers, float], Event]] = {
     "fullybooted": lambda h, at: FullyBooted(received_at=at, status=h.text("Status", "")),
     "shutdown": lambda h, at: Shutdown(
@@ -274,6 +289,7 @@ _PARSERS: dict[str, Callable[[_Headers, float], Event]] = {
     "mixmonitorstart": _mixmonitor(MixMonitorStart),
     "mixmonitorstop": _mixmonitor(MixMonitorStop),
     "originateresponse": _originate_response,
+    "userevent": _userevent,
     "coreshowchannel": _coreshowchannel,
     "coreshowchannelscomplete": lambda h, at: CoreShowChannelsComplete(
         received_at=at, action_id=h.text("ActionID", ""), list_items=h.number("ListItems", 0)

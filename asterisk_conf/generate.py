@@ -30,6 +30,15 @@ SIM_PATTERNS = {
     "24": "answers after NN seconds and hangs up at once",
     "25": "invalid number (congestion, cause 1 unallocated)",
 }
+#: Answering machines and short-spoken humans, for AMD: 26VS / 27VS, V picks one of the
+#: recorded greetings (V mod SIM_VARIANTS), S the seconds it rings before the pick-up.
+SIM_AMD_PATTERNS = {
+    "26": "an answering machine: rings S seconds, a greeting of several seconds, a beep, then records",
+    "27": "a person who says only \"hello?\" or \"喂？\" after S seconds of ringing, then waits",
+}
+SIM_VARIANTS = 5
+#: 199 0000 + a test number above: that test number, in the shape of a mobile.
+SIM_TEST_MOBILE = "1990000"
 
 #: Realistic numbers (mobiles 1[3-9]x, landlines 0x…) are simulated too; the
 #: last digit decides, so that imported demo cases have a plausible mix.
@@ -48,8 +57,13 @@ _PATTERN_BEHAVIOUR = {"21": "answer", "22": "busy", "23": "noanswer", "24": "dro
 
 def simulated_behaviour(number: str) -> str:
     """What the simulated network does with `number` (mirrors the dunning-sim context)."""
+    if len(number) == 4 and number.isdigit() and number[:2] in SIM_AMD_PATTERNS:
+        kind = "an answering machine" if number[:2] == "26" else "a person saying hello"
+        return f"{kind} (greeting {int(number[2]) % SIM_VARIANTS}) after {number[3]} s"
     if len(number) == 4 and number[:2] in _PATTERN_BEHAVIOUR and number.isdigit():
         return _BEHAVIOUR_TEXT[_PATTERN_BEHAVIOUR[number[:2]]].format(s=int(number[2:]))
+    if number.isdigit() and number.startswith(SIM_TEST_MOBILE) and len(number) == 11:
+        return simulated_behaviour(number[7:])
     if number.isdigit() and (re.fullmatch(r"1[3-9]\d{9}", number) or re.fullmatch(r"0\d{9,11}", number)):
         behaviour, seconds = SIM_LAST_DIGIT[number[-1]]
         return _BEHAVIOUR_TEXT[behaviour].format(s=seconds)
@@ -100,6 +114,12 @@ class ConfigSpec:
     agent_ring_s: int = 10
     #: How long a debtor who answered may wait for a free agent (the 2-second rule).
     agent_wait_s: int = 2
+    #: AMD()'s parameters (ms), chosen on principle, not fitted to a clip (docs/supervisor.md):
+    #: a person who picks up says a word or two ("hello?", "喂？", under 1.5 s) within 2.5 s
+    #: and then waits for the caller (0.8 s of silence: HUMAN); a machine speaks longer than
+    #: 1.5 s, or more than 4 words, or says nothing for 2.5 s (MACHINE); undecided after 4 s
+    #: (NOTSURE) the call goes to an agent, as a person's would.
+    amd_params: tuple[int, ...] = (2500, 1500, 800, 4000, 100, 50, 4, 256, 5000)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.ami_username):
@@ -112,11 +132,12 @@ class ConfigSpec:
 
 # -- fragments (what a user's own Asterisk includes) -------------------------
 
-#: Read: channel events and system events (FullyBooted, Shutdown, Reload).
+#: Read: channel events and system events (FullyBooted, Shutdown, Reload), and user events
+#: (the dialplan's UserEvent DunningAMD: what AMD() concluded).
 #: Write: originate, hang up / MixMonitor (call), channel and dialplan listings
 #: (reporting). No 'system', 'command' or 'config' write: the engine can neither
 #: reload nor run CLI commands.
-AMI_READ = "system,call"
+AMI_READ = "system,call,user"
 AMI_WRITE = "originate,call,reporting"
 
 
@@ -170,6 +191,7 @@ def _sim_context(spec: ConfigSpec) -> str:
         "; Test numbers 2PNN: P picks the behaviour, NN is seconds.",
     ]
     lines += [f";   {p}NN  {what}" for p, what in SIM_PATTERNS.items()]
+    lines += [f";   {p}VS  {what}" for p, what in SIM_AMD_PATTERNS.items()]
     lines += [
         "[dunning-sim]",
         "exten => _21XX,1,Gosub(dunning-sim-answer,s,1(${EXTEN:2}))",
@@ -177,6 +199,10 @@ def _sim_context(spec: ConfigSpec) -> str:
         "exten => _23XX,1,Gosub(dunning-sim-noanswer,s,1)",
         "exten => _24XX,1,Gosub(dunning-sim-drop,s,1(${EXTEN:2}))",
         "exten => _25XX,1,Gosub(dunning-sim-invalid,s,1)",
+        f"exten => _26XX,1,Gosub(dunning-sim-machine,s,1($[${{EXTEN:2:1}} % {SIM_VARIANTS}],${{EXTEN:3:1}}))",
+        f"exten => _27XX,1,Gosub(dunning-sim-human,s,1($[${{EXTEN:2:1}} % {SIM_VARIANTS}],${{EXTEN:3:1}}))",
+        "; 199 0000 NNNN: the test number NNNN in a mobile's shape (what a bank's file holds).",
+        "exten => _1990000XXXX,1,Goto(${EXTEN:7},1)",
         "; Mobiles (1[3-9] + 9 digits) and landlines (0 + 9-11 digits): the last digit decides.",
     ]
     for digit, (behaviour, seconds) in SIM_LAST_DIGIT.items():
@@ -193,6 +219,28 @@ def _sim_context(spec: ConfigSpec) -> str:
         " same => n,Wait(0.3)",
         f" same => n,Playback({spec.debtor_voice})",
         f" same => n,Wait({spec.sim_linger_s})",
+        " same => n,Hangup(16)",
+        "",
+        "; An answering machine: a pick-up 0.3-0.9 s before its greeting, the greeting, a beep;",
+        "; then it records (the line's faint noise, 30 s) until the caller hangs up.",
+        "[dunning-sim-machine]",
+        "exten => s,1,Ringing()",
+        " same => n,Wait(${ARG2})",
+        " same => n,Answer()",
+        " same => n,Wait(0.${RAND(3,9)})",
+        " same => n,Playback(dunning/sim-machine-${ARG1})",
+        " same => n,Playback(dunning/sim-beep)",
+        " same => n,Playback(dunning/sim-line)",
+        " same => n,Hangup(16)",
+        "",
+        "; A person who says only hello after a 0.2-0.8 s pick-up, then waits for the caller (30 s).",
+        "[dunning-sim-human]",
+        "exten => s,1,Ringing()",
+        " same => n,Wait(${ARG2})",
+        " same => n,Answer()",
+        " same => n,Wait(0.${RAND(2,8)})",
+        " same => n,Playback(dunning/sim-hello-${ARG1})",
+        " same => n,Playback(dunning/sim-line)",
         " same => n,Hangup(16)",
         "",
         "[dunning-sim-busy]",
@@ -243,10 +291,17 @@ exten => _status-.,1,Hangup(${{IF($[0${{HANGUPCAUSE}} > 0]?${{HANGUPCAUSE}}:16)}
 ; A call placed with no agent reserved (predictive dialing) waits here up to
 ; {spec.agent_wait_s} s for the engine to name a free agent (AMI Setvar DUNNING_AGENT); after
 ; that the debtor hears the no-agent message and the call is abandoned.
+; With DUNNING_AMD (hangup or message) AMD() listens first and the engine hears its result
+; (UserEvent DunningAMD); a MACHINE never reaches an agent: hung up, or, with message, the
+; campaign's message (DUNNING_AMD_MESSAGE) is left once the greeting and its beep are over.
 exten => s,1,NoOp(dunning answered attempt ${{DUNNING_ATTEMPT}} agent ${{DUNNING_AGENT}})
  same => n,Set(REC={spec.recordings_dir}/${{DUNNING_ATTEMPT}})
  same => n,MixMonitor(${{REC}}.wav,r(${{REC}}-debtor.wav)t(${{REC}}-agent.wav))
- same => n,Set(WAITED=0)
+ same => n,GotoIf($["${{DUNNING_AMD}}" = "" | "${{DUNNING_AMD}}" = "off"]?waiting)
+ same => n,AMD({",".join(map(str, spec.amd_params))})
+ same => n,UserEvent(DunningAMD,Attempt: ${{DUNNING_ATTEMPT}},Status: ${{AMDSTATUS}},Cause: ${{AMDCAUSE}})
+ same => n,GotoIf($["${{AMDSTATUS}}" = "MACHINE"]?machine)
+ same => n(waiting),Set(WAITED=0)
  same => n(wait),GotoIf($["${{DUNNING_AGENT}}" != ""]?connect)
  same => n,GotoIf($[${{WAITED}} >= {spec.agent_wait_s * 10}]?no-agent)
  same => n,Set(WAITED=$[${{WAITED}} + 1])
@@ -278,6 +333,11 @@ exten => s,1,NoOp(dunning answered attempt ${{DUNNING_ATTEMPT}} agent ${{DUNNING
  same => n(no-agent),Set(DUNNING_ABANDONED=1)
  same => n,Playback({spec.no_agent_message})
  same => n,Hangup(16)
+ same => n(machine),GotoIf($["${{DUNNING_AMD}}" != "message"]?machine-end)
+ same => n,WaitForSilence(1500,1,30)
+ same => n,Log(NOTICE,dunning-amd-message ${{DUNNING_ATTEMPT}} ${{DUNNING_AMD_MESSAGE}})
+ same => n,Playback(${{DUNNING_AMD_MESSAGE}})
+ same => n(machine-end),Hangup(16)
 
 [dunning-agents]
 ; Agents' softphones may not dial out through the engine's Asterisk.
@@ -385,7 +445,7 @@ SANDBOX_MODULES = (
     "res_audiosocket", "chan_audiosocket", "func_md5", "res_pjsip_header_funcs", "app_mixmonitor", "app_stack", "app_verbose", "app_echo",
     "func_channel", "func_devstate", "func_logic", "func_strings", "func_callerid", "bridge_simple",
     "bridge_native_rtp", "bridge_holding", "bridge_builtin_features",
-    "res_cdrel_custom", "cel_custom",
+    "res_cdrel_custom", "cel_custom", "app_amd", "app_userevent", "app_waitforsilence", "func_rand",
 )
 
 

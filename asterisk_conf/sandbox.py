@@ -27,7 +27,7 @@ from typing import Callable
 from .credentials import Credentials
 from .generate import CEL_FILE, ConfigSpec, sandbox_files
 from .site import Site
-from .speech import SpeechToolMissing, speak
+from .speech import SpeechToolMissing, speak, synth
 
 PACKAGES = ("asterisk", "asterisk-core-sounds-en", "sox")
 READY_MARK = ".dunning-sandbox-ready"
@@ -260,15 +260,42 @@ PROMPTS = {
 }
 
 
-def install_sounds(directory: Path) -> list[Path]:
+#: The simulated network's answering machines (dunning-sim-machine): greetings of 3 to 9 s,
+#: in English and Mandarin, at different speeds: (text, espeak-ng voice, words per minute).
+SIM_MACHINES = (
+    ("Hi, you have reached Li Wei. I can't take your call right now. Please leave your name and "
+     "number after the tone, and I will get back to you. Thank you.", "en", 165),
+    ("您好，您拨打的用户暂时无法接听，请在提示音后留言，我们会尽快给您回电。", "cmn", 170),
+    ("Hello. The person you are calling is not available. Please leave a message after the beep.", "en-us", 185),
+    ("你好，我是王芳，现在不方便接电话。请在嘀声之后留下您的姓名和电话，我会给您回电。谢谢。", "cmn", 150),
+    ("Thank you for calling. Nobody is here to answer the phone at the moment. At the tone, "
+     "please record your message, and simply hang up when you are finished.", "en", 150),
+)
+#: The simulated network's people who answer with a word or two and wait (dunning-sim-human).
+SIM_HELLOS = (("Hello?", "en", 160), ("喂？", "cmn", 160), ("喂，你好？", "cmn", 170), ("Yes?", "en-us", 160),
+              ("喂，哪位？", "cmn", 170))
+
+
+def install_sounds(directory: Path, messages: dict[str, tuple[str, str]] | None = None) -> list[Path]:
     """Write the prompts the dialplan plays (``dunning/<name>``) into `directory`: the
-    sandbox's sounds folder, or `dunning asterisk config --out`'s for your own Asterisk."""
+    sandbox's sounds folder, or `dunning asterisk config --out`'s for your own Asterisk.
+    `messages`: sound name -> (text, voice) of the answering-machine messages to make (by
+    default those of the shipped presets, campaigns/amd.py); the simulated network's
+    greetings, hellos and beep come with them."""
+    from campaigns.amd import preset_messages
+    spoken = {name: (text, "en", 150) for name, text in PROMPTS.items()}
+    spoken |= {name: (text, voice, 150) for name, (text, voice) in (messages or preset_messages()).items()}
+    spoken |= {f"sim-machine-{i}": clip for i, clip in enumerate(SIM_MACHINES)}
+    spoken |= {f"sim-hello-{i}": clip for i, clip in enumerate(SIM_HELLOS)}
     written = []
-    for name, text in PROMPTS.items():
-        try:
-            written.append(speak(text, directory / f"{name}.wav"))
-        except SpeechToolMissing as exc:
-            raise SandboxError(str(exc)) from None
+    try:
+        for name, (text, voice, speed) in spoken.items():
+            written.append(speak(text, directory / f"{name}.wav", voice, speed))
+        written.append(synth(directory / "sim-beep.wav", "0.5", "sine", "1000", "vol", "0.5"))
+        # A line is never without sound: what a quiet room sends, far below AMD's threshold.
+        written.append(synth(directory / "sim-line.wav", "30", "whitenoise", "vol", "0.002"))
+    except SpeechToolMissing as exc:
+        raise SandboxError(str(exc)) from None
     return written
 
 

@@ -29,3 +29,19 @@ def speak(text: str, target: Path, voice: str = "en", words_per_minute: int = 15
     raw.unlink()
     os.replace(tmp, target)
     return target
+
+
+
+def synth(target: Path, *effect: str) -> Path:
+    """Write what sox's synth makes (`effect`: its arguments, e.g. "0.5", "sine", "1000") to
+    `target` (8 kHz mono WAV) unless it exists: a voicemail's beep, a line's faint noise."""
+    if target.exists():
+        return target
+    if not shutil.which("sox"):
+        raise SpeechToolMissing("sox is not installed: `apt-get install sox`")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.tmp.wav")
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(tmp), "synth", *effect],
+                   check=True, capture_output=True)
+    os.replace(tmp, target)
+    return target

@@ -115,13 +115,23 @@ def row(name: str, values: list[float], baseline: list[float] | None) -> str:
     return f"| {name} | {len(values)} | " + " | ".join(cells) + " |"
 
 
-async def run(calls_n: int, agents: int, click_s: float) -> int:
+def sandbox_agents(agents: int) -> tuple[Site, credentials.Credentials, list[str]] | None:
+    """The sandbox, its credentials and its first `agents` agents' extensions; None (said on
+    stderr) when it has fewer."""
     site = Site.from_env()
     creds = credentials.load_or_create(site.home)
     extensions = sorted(creds.agent_passwords)[:agents]
     if len(extensions) < agents:
         print(f"error: the sandbox has {len(extensions)} agents' endpoints, --agents asks {agents}", file=sys.stderr)
+        return None
+    return site, creds, extensions
+
+
+async def run(calls_n: int, agents: int, click_s: float) -> int:
+    found = sandbox_agents(agents)
+    if found is None:
         return 2
+    site, creds, extensions = found
     results: dict[str, tuple[list[float], list[str]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-line-") as tmp:
         voice = Path(tmp) / "agent.wav"

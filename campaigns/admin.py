@@ -27,6 +27,7 @@ from .models import (
     Disposition,
     PromiseToPay,
 )
+from .amd import amd_setting
 from .policy import Rules
 from . import hopper
 from .lifecycle import CampaignError, campaign_named
@@ -68,6 +69,7 @@ def create_campaign(session: Session, name: str, client_code: str, now: dt.datet
                     settings: dict | None = None, mode: str = "progressive", preset: str = "client",
                     overrides: dict[str, str] | None = None) -> tuple[Campaign, int]:
     """A new campaign (status draft) over the client's cases (of `batches`, or all)."""
+    amd_setting(settings, f"campaign {name}")  # refused here, naming the setting, not at dial time
     if session.scalar(select(Campaign).where(Campaign.name == name)) is not None:
         raise CampaignError(f"a campaign named {name!r} exists already")
     client = session.scalar(select(Client).where(Client.code == client_code))

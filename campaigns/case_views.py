@@ -39,6 +39,8 @@ CHUNK = 500
 ABANDONED = "abandoned"
 #: Outcomes of attempts that never reached the network: not part of any history.
 NOT_DIALLED = frozenset({"cancelled", "not_sent"})
+#: The outcome of a call an answering machine took (AMD): not a contact (campaigns/amd.py).
+MACHINE = "machine"
 #: Result codes that say the agent did not talk with the person the number belongs to.
 NO_CONVERSATION_CODES = frozenset({"wrong_party", "no_conversation"})
 
@@ -157,7 +159,8 @@ def _records(session: Session, campaign_id: int, ids: list[int], now: dt.datetim
             continue
         attempts.setdefault(row.case_id, []).append(AttemptView(
             phone_id=row.phone_id, at=row.planned_at,
-            answered=row.answered_at is not None and row.outcome != ABANDONED, conversation=conversation(row)))
+            answered=row.answered_at is not None and row.outcome not in (ABANDONED, MACHINE),
+            conversation=conversation(row)))
     out = {}
     for c in cases:
         view = CaseView(id=c.id, status=CaseStatus(c.status), amount_due=Decimal(c.amount_due),

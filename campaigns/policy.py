@@ -209,6 +209,10 @@ STATUS_REASONS = {
 }
 THIRD_PARTY_NOTE = ("a relative or colleague: ask only how to reach the debtor and leave a call-back number; "
                     "never mention the debt, the amount or the bank")
+#: What a campaign with `amd = message` leaves on an answering machine: anyone may hear it, so
+#: it names no debt, no amount, no bank and no collector, only a call-back number (the US Reg F
+#: "limited-content message", 12 CFR 1006.2(j), is of this kind).
+AMD_MESSAGE = "您好，我们有一件重要的事情需要与您本人联系，请您回电四零零八零零一二三四。谢谢。"
 
 
 @dataclass(frozen=True)
@@ -266,6 +270,8 @@ class Rules:
     contacts_after_failures: int = 3
     contact_rest: timedelta = timedelta(0)
     third_party_note: str = THIRD_PARTY_NOTE
+    amd_message: str = AMD_MESSAGE
+    amd_voice: str = "cmn"  # espeak-ng's voice for the message (`espeak-ng --voices`)
     appointment_tolerance: timedelta = timedelta(minutes=5)  # either side of the appointment
     appointment_requested_by: frozenset[str] = frozenset({"debtor"})
     appointment_lifts: frozenset[str] = frozenset({"calling_window", "slot_used", "retry_after_20",

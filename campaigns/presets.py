@@ -182,6 +182,9 @@ KEYS: dict[str, Key] = {
                                    "failures in a row to reach the debtor before a contact may be called"),
     "contacts.rest_days": Key("contact_rest", _days, "a contact spoken to is not called again for this many days"),
     "contacts.note": Key("third_party_note", _text, "what the agent is told when the call is to a third party"),
+    "amd.message": Key("amd_message", _text, "what is left on an answering machine (campaign setting amd = message): "
+                       "no debt, amount, bank or collector named, anyone may hear it"),
+    "amd.voice": Key("amd_voice", _text, "the espeak-ng voice the message is spoken in (en, cmn, ...)"),
     "appointments.minutes": Key("appointment_tolerance", _minutes,
                                 "an appointment may be kept this many minutes before or after its time"),
     "appointments.requested_by": Key("appointment_requested_by", _choices(lambda: sorted(REQUESTERS), "requester"),

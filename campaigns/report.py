@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .amd import ABANDONED, MACHINE, Abandonment, estimated_abandonment, human_share_of
 from .models import Agent, Attempt, Campaign, Recording, VaultFile
 
 DIALS_TARGET = 200
@@ -46,6 +47,15 @@ class CampaignDay:
     bridged: int
     recorded: int
     outcomes: dict[str, int]
+    #: With AMD: the estimated share of its MACHINE results that were people (campaigns/amd.py).
+    human_share: float = 0.0
+
+    @property
+    def abandonment(self) -> Abandonment:
+        """The day's abandoned calls, the people estimated among AMD's machines counted in."""
+        machines = self.outcomes.get(MACHINE, 0)
+        return estimated_abandonment(self.answered - machines, self.outcomes.get(ABANDONED, 0), machines,
+                                     self.human_share)
 
     @property
     def connect_rate(self) -> float:
@@ -89,6 +99,7 @@ def daily(session: Session, day: dt.date, timezone: str = "Asia/Shanghai", effec
         Recording.attempt_id.in_([a.id for a in attempts]))))
     agents = {a.id: a for a in session.scalars(select(Agent))}
     campaigns = {c.id: c.name for c in session.scalars(select(Campaign))}
+    shares = {c.id: human_share_of(c) for c in session.scalars(select(Campaign))}
 
     def talk(a: Attempt) -> float:
         return (a.ended_at - a.bridged_at).total_seconds() if a.bridged_at and a.ended_at else 0.0
@@ -111,7 +122,7 @@ def daily(session: Session, day: dt.date, timezone: str = "Asia/Shanghai", effec
             outcomes[a.outcome or "in progress"] = outcomes.get(a.outcome or "in progress", 0) + 1
         answered = [a for a in mine if a.answered_at is not None]
         campaign_rows.append(CampaignDay(name, len(mine), len(answered), sum(a.bridged_at is not None for a in mine),
-                                         sum(a.id in recorded for a in answered), outcomes))
+                                         sum(a.id in recorded for a in answered), outcomes, shares[campaign_id]))
     answered_ids = [a.id for a in attempts if a.answered_at is not None]
     return DailyReport(day, timezone, effective_s, tuple(agent_rows), tuple(campaign_rows),
                        (verified_recordings(session, answered_ids), len(answered_ids)))
@@ -135,6 +146,14 @@ def table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _abandoned(day: CampaignDay) -> str:
+    """The day's abandon rate; with AMD's machines, marked as an estimate (the footnote says how)."""
+    figure = day.abandonment
+    if figure.rate is None:
+        return "n/a"
+    return f"{figure.rate:.1%}" + (" est." if figure.machines and figure.human_share else "")
+
+
 def render(report: DailyReport) -> str:
     head = (f"Daily report for {report.day.isoformat()} ({report.timezone}); an effective call is "
             f"a conversation of at least {report.effective_s:g} s; targets {DIALS_TARGET} dials and "
@@ -143,10 +162,10 @@ def render(report: DailyReport) -> str:
     for a in report.agents:
         agents.append((a.extension, a.name, str(a.dials), f"{a.dials_pct:.0f} %", str(a.connects), str(a.effective),
                        f"{a.effective_pct:.0f} %", f"{a.talk_s / 60:.1f} min"))
-    campaigns = [("campaign", "dials", "answered", "connect rate", "bridged", "recorded", "outcomes")]
+    campaigns = [("campaign", "dials", "answered", "connect rate", "bridged", "recorded", "abandoned", "outcomes")]
     for c in report.campaigns:
         campaigns.append((c.name, str(c.dials), str(c.answered), f"{100 * c.connect_rate:.0f} %", str(c.bridged),
-                          f"{100 * c.recording_coverage:.0f} %",
+                          f"{100 * c.recording_coverage:.0f} %", _abandoned(c),
                           ", ".join(f"{k} {v}" for k, v in sorted(c.outcomes.items()))))
     verified, answered = report.coverage
     share = f"{100 * verified / answered:.0f} %" if answered else "n/a"
@@ -154,6 +173,13 @@ def render(report: DailyReport) -> str:
              table(campaigns) if report.campaigns else "(no dials that day)", "",
              f"recording coverage: {verified} of {answered} answered calls have a verified recording "
              f"in the vault ({share}; it must be 100 %)"]
+    for c in report.campaigns:
+        figure = c.abandonment
+        if figure.machines and figure.human_share:
+            parts.append(f"{c.name}: abandoned {figure.rate:.1%} est. = ({figure.abandoned} abandoned + "
+                         f"{figure.estimated_humans_among_machines:.1f} people estimated among {figure.machines} "
+                         f"answering machines at {figure.human_share:.0%}) / ({figure.humans} answered by people "
+                         f"+ {figure.estimated_humans_among_machines:.1f})")
     return "\n".join(parts)
 
 

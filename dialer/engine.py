@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ami_bridge import AmiNotConnected, Call, CallOutcome, Calls, CallState
 from ami_bridge.lines import Line, Lines, LineState
 from campaigns import hopper, queue
+from campaigns.amd import MACHINE, AmdResult, AmdSetting
 from campaigns.models import Agent, CampaignStatus
 from campaigns.policy import Rules, in_window
 from recordings import after_call, backlog, vault
@@ -178,8 +179,13 @@ class EngineSettings:
     whisper: str = "none"
     #: How long the log-in call of a persistent line rings before the agent is paused.
     line_ring_s: float = 30.0
+    #: Answering-machine detection (campaigns/amd.py): "off", "hangup" or "message" (the
+    #: campaign's message, the sound `amd_message`, is left after the greeting's beep).
+    amd: str = "off"
+    amd_message: str = ""
 
     def __post_init__(self) -> None:
+        AmdSetting(self.amd)
         if self.agent_line not in AGENT_LINES:
             raise ValueError(f"agent_line {self.agent_line!r}: one of {', '.join(AGENT_LINES)}")
         if self.whisper not in WHISPERS:
@@ -638,6 +644,21 @@ class Engine:
         line = self.lines.up(extension)
         return {"DUNNING_LINE": line.line_id if line else "", "DUNNING_WHISPER": self.settings.whisper}
 
+    def _amd_variables(self) -> dict[str, str]:
+        """What the answered-call dialplan needs to run AMD (see asterisk_conf)."""
+        if self.settings.amd == "off":
+            return {}
+        return {"DUNNING_AMD": self.settings.amd, "DUNNING_AMD_MESSAGE": f"dunning/{self.settings.amd_message}"}
+
+    def _needs_agent_since(self, call: Call) -> float | None:
+        """When the answered debtor began to need an agent (monotonic): at the answer, or with
+        AMD once it said the caller is not a machine; None while it listens, or for a machine."""
+        if call.answered_at is None or call.amd_status == "MACHINE":
+            return None
+        if self.settings.amd != "off":
+            return call.amd_at
+        return call.answered_at
+
     async def _dial_for_ready_agents(self, *, only_abandoned: bool = False) -> bool:
         """Progressive: for each ready agent, reserve the agent and dial for them."""
         progressed = False
@@ -680,8 +701,11 @@ class Engine:
                                  (now - seat.history[-1][0]).total_seconds())
                        for seat in self.pool.seats.values() if seat.state in phases)
         mono = self.calls_now()
-        lines = tuple(LineView(mono - call.sent_at, None if call.answered_at is None else mono - call.answered_at)
-                      for call in self.calls.active.values() if call.bridged_at is None)
+        # A line AMD listens on counts as still ringing; a machine's line needs no agent.
+        lines = tuple(LineView(mono - call.sent_at, None if (since := self._needs_agent_since(call)) is None
+                               else mono - since)
+                      for call in self.calls.active.values()
+                      if call.bridged_at is None and call.amd_status != "MACHINE")
         return Snapshot(now=now.timestamp(), agents=agents, lines=lines)
 
     async def _assign_waiting(self) -> None:
@@ -689,7 +713,7 @@ class Engine:
         grace time; past it the dialplan plays the message and the call is abandoned."""
         async with self._assigning:
             for call_id, call in list(self._waiting.items()):
-                waited = self.calls_now() - (call.answered_at or self.calls_now())
+                waited = self.calls_now() - (self._needs_agent_since(call) or self.calls_now())
                 if call.state is CallState.ENDED or waited > self.settings.agent_grace_s:
                     del self._waiting[call_id]
                     continue
@@ -751,7 +775,8 @@ class Engine:
             self._release(extension, "window closed")
             return
         request = dial_request(planned.call_id, planned.number, extension, self.settings.ring_timeout_s,
-                               extra=self._line_variables(extension) if extension else None)
+                               extra={**(self._line_variables(extension) if extension else {}),
+                                      **self._amd_variables()})
         try:
             call = await self.calls.originate(request)
         except AmiNotConnected as exc:
@@ -832,6 +857,11 @@ class Engine:
                 # line went down between the dial and the answer.
                 or self.lines is not None):
             value = queue.ABANDONED  # answered, and no agent was free within the grace time
+        if call.amd_status is not None:
+            result = AmdResult(call.amd_status, call.amd_cause)
+            notes.append(result.note(self.settings.amd))
+            if result.machine and outcome in (CallOutcome.ANSWERED, CallOutcome.DEBTOR_HUNG_UP):
+                value = MACHINE  # never reached an agent; not a contact
         self._observe_end(call, value)
         if extension is not None and call.request.variables.get("DUNNING_AGENT", "") == "":
             await self._db(queue.set_agent, attempt_id, extension)
@@ -850,6 +880,8 @@ class Engine:
             return
         seat = self.pool.seats[extension]
         now = self.clock.now()
+        if value == MACHINE and seat.attempt != call.call_id:
+            return  # let go when AMD said MACHINE (_on_call_state); maybe on another call now
         if seat.state is AgentState.ON_CALL:
             self.pool.apply(extension, AgentEvent.HANGUP, now)
         elif seat.state is AgentState.RESERVED:
@@ -919,8 +951,19 @@ class Engine:
 
     def _on_call_state(self, call: Call, state: CallState) -> None:
         if state is CallState.ANSWERED:
-            if self.pacing is not None and call.answered_at is not None:
-                self.pacing.observe(DialEnded(self.clock.now().timestamp(), True, call.answered_at - call.sent_at))
+            if self.settings.amd != "off" and call.amd_status is None:
+                return  # AMD listens: told again with its result
+            at = self.clock.now().timestamp()
+            if call.amd_status == "MACHINE":
+                if self.pacing is not None and call.amd_at is not None:
+                    self.pacing.observe(DialEnded(at, False, call.amd_at - call.sent_at, machine=True))
+                for seat in self.pool.seats.values():  # an agent reserved for it is free again
+                    if seat.attempt == call.call_id and seat.state is AgentState.RESERVED:
+                        self.pool.apply(seat.extension, AgentEvent.RELEASE, self.clock.now(), reason=MACHINE)
+                return  # the dialplan hangs up or leaves the message; no agent is named
+            since = self._needs_agent_since(call)
+            if self.pacing is not None and since is not None:
+                self.pacing.observe(DialEnded(at, True, since - call.sent_at))
             if call.request.variables.get("DUNNING_AGENT", "") == "":
                 self._waiting[call.call_id] = call
                 self._spawn(self._assign_waiting())

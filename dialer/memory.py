@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from campaigns.amd import MACHINE, estimated_abandonment, human_share_of
 from campaigns.models import Attempt, Campaign
 from campaigns.queue import ABANDONED, CampaignError
 
@@ -67,42 +68,58 @@ def target_of(campaign: Campaign) -> float:
 
 @dataclass(frozen=True)
 class Abandonment:
-    """A campaign's answered and abandoned calls over its rolling window."""
+    """A campaign's answered and abandoned calls over its rolling window, with AMD's
+    MACHINE results and the estimate of people among them counted as abandoned
+    (campaigns/amd.py)."""
 
     window: str
-    answered: int
+    answered: int      # answered by people (MACHINE results apart)
     abandoned: int
     target: float
+    machines: int = 0
+    human_share: float = 0.0
 
     @property
     def rate(self) -> float | None:
-        return self.abandoned / self.answered if self.answered else None
+        return estimated_abandonment(self.answered, self.abandoned, self.machines, self.human_share).rate
 
     def line(self) -> str:
-        rate = "none answered" if self.rate is None else (
-            f"{self.rate:.2%} ({self.abandoned} of {self.answered} answered)")
+        if self.rate is None:
+            rate = "none answered"
+        elif not self.machines:
+            rate = f"{self.rate:.2%} ({self.abandoned} of {self.answered} answered)"
+        else:
+            figure = estimated_abandonment(self.answered, self.abandoned, self.machines, self.human_share)
+            guess = figure.estimated_humans_among_machines
+            rate = (f"{self.rate:.2%} ({self.abandoned} abandoned + {guess:.1f} people estimated among "
+                    f"{self.machines} answering machines at {self.human_share:.0%}, of "
+                    f"{self.answered} + {guess:.1f} answered by people)")
         return f"abandoned over the last {self.window}: {rate}; target {self.target:.1%}"
 
 
-def answered_calls(session: Session, campaign: Campaign, now: dt.datetime) -> list[tuple[dt.datetime, bool]]:
-    """(answer time, abandoned) of the campaign's calls answered within its window, oldest first."""
+def answered_calls(session: Session, campaign: Campaign,
+                   now: dt.datetime) -> list[tuple[dt.datetime, bool, bool]]:
+    """(answer time, abandoned, machine) of the campaign's calls answered within its window,
+    oldest first."""
     since = now - dt.timedelta(seconds=window_s(campaign))
     rows = session.execute(select(Attempt.answered_at, Attempt.outcome).where(
         Attempt.campaign_id == campaign.id, Attempt.planned_at > since - PLANNED_BEFORE_ANSWER,
         Attempt.answered_at.is_not(None),
         Attempt.answered_at > since, Attempt.answered_at <= now).order_by(Attempt.answered_at, Attempt.id))
-    return [(at, outcome == ABANDONED) for at, outcome in rows]
+    return [(at, outcome == ABANDONED, outcome == MACHINE) for at, outcome in rows]
 
 
 def abandonment(session: Session, campaign: Campaign, now: dt.datetime) -> Abandonment:
     """The campaign's abandonment over its window ending at `now`: counted in the database
     (a month of a large floor's calls is not loaded to be counted)."""
     since = now - dt.timedelta(seconds=window_s(campaign))
-    answered, abandoned = session.execute(select(
-        func.count(), func.coalesce(func.sum(case((Attempt.outcome == ABANDONED, 1), else_=0)), 0)).where(
+    answered, abandoned, machines = session.execute(select(
+        func.count(), func.coalesce(func.sum(case((Attempt.outcome == ABANDONED, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((Attempt.outcome == MACHINE, 1), else_=0)), 0)).where(
         Attempt.campaign_id == campaign.id, Attempt.planned_at > since - PLANNED_BEFORE_ANSWER,
         Attempt.answered_at.is_not(None), Attempt.answered_at > since, Attempt.answered_at <= now)).one()
-    return Abandonment(window_of(campaign), answered, abandoned, target_of(campaign))
+    return Abandonment(window_of(campaign), answered - machines, abandoned, target_of(campaign), machines,
+                       human_share_of(campaign))
 
 
 def predictive_for(session: Session, campaign: Campaign, wrap_up_s: float, now: dt.datetime) -> Predictive:
@@ -111,10 +128,12 @@ def predictive_for(session: Session, campaign: Campaign, wrap_up_s: float, now: 
     learner = LearnerSettings(wrap_prior_s=wrap_up_s)
     policy = Predictive(PredictiveSettings(
         warmup_dials=int(extra.get("warmup_dials", 60)), learner=learner,
-        controller=ControllerSettings(target=target_of(campaign), window_s=window_s(campaign))))
-    for at, abandoned in answered_calls(session, campaign, now):
-        policy.controller.remember(at.timestamp(), abandoned)
-    recent = session.execute(select(Attempt.dialed_at, Attempt.answered_at, Attempt.bridged_at, Attempt.ended_at).where(
+        controller=ControllerSettings(target=target_of(campaign), window_s=window_s(campaign),
+                                      machine_human_share=human_share_of(campaign))))
+    for at, abandoned, machine in answered_calls(session, campaign, now):
+        policy.controller.remember(at.timestamp(), abandoned, machine)
+    recent = session.execute(select(Attempt.dialed_at, Attempt.answered_at, Attempt.bridged_at, Attempt.ended_at,
+                                    Attempt.outcome).where(
         Attempt.campaign_id == campaign.id, Attempt.dialed_at.is_not(None), Attempt.ended_at.is_not(None),
         Attempt.dialed_at <= now).order_by(Attempt.planned_at.desc(), Attempt.id.desc()).limit(learner.dials_window))
     prime(policy.learner, reversed(rows_from_attempts(recent)))

@@ -93,11 +93,15 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class DialEnded:
-    """A dial's ringing is over: answered (at the answer) or not (at give-up / busy / failure)."""
+    """A dial's ringing is over: answered (at the answer) or not (at give-up / busy / failure).
+    With AMD, a person's answer counts when AMD says HUMAN (the agent is needed from then);
+    a MACHINE result is `machine`, not answered: it needs no agent, and its line is free
+    again at `ring_s`."""
 
     at: float
     answered: bool
     ring_s: float   # dial → answer, or dial → end
+    machine: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -574,6 +578,9 @@ class Learner:
     def __init__(self, settings: LearnerSettings = LearnerSettings()) -> None:
         s = self.settings = settings
         self.answered = ShiftingRate(s.prior_answer_p, s.prior_weight, s.dials_window, s.dials_recent, s.shift_z)
+        #: The share of dials an answering machine took (AMD's MACHINE results), learnt apart
+        #: from `answered` (people): machines take lines, never agents.
+        self.machines = Rate(0.0, s.prior_weight, s.dials_window)
         self.answer_s = Window(s.prior_answer_s, s.prior_weight, s.durations_window, 300)
         self.give_up_s = Window(s.prior_give_up_s, s.prior_weight, s.durations_window, 300)
         self.talk_s = Window(s.prior_talk_s, s.prior_weight, s.durations_window, s.limit_s)
@@ -586,6 +593,7 @@ class Learner:
         if isinstance(event, DialEnded):
             self.dials += 1
             self.answered.add(event.answered)
+            self.machines.add(event.machine)
             (self.answer_s if event.answered else self.give_up_s).add(event.ring_s)
         elif isinstance(event, TalkEnded):
             self.talk_s.add(event.talk_s)
@@ -645,6 +653,9 @@ class ControllerSettings:
     gain: float = 0.05           # z moves by gain × (1 − setpoint) per abandon, gain × setpoint per connect
     min_answered: int = 50       # below this the window's rate is not trusted
     payback: float = 2.0         # setpoint = aim − payback × (window rate − aim)
+    #: With AMD: the estimated share of MACHINE results that were people (campaigns/amd.py);
+    #: each MACHINE result counts as that much of an answered call and of an abandoned one.
+    machine_human_share: float = 0.0
 
 
 
@@ -676,8 +687,8 @@ class AbandonController:
     def _evict(self, now: float) -> None:
         while self._minutes and self._minutes[0][0] + 60 <= now - self.settings.window_s:
             _, answered, abandoned = self._minutes.popleft()
-            self.answered -= int(answered)
-            self.abandoned -= int(abandoned)
+            self.answered -= answered
+            self.abandoned -= abandoned
 
     def rate(self, now: float) -> float | None:
         """Abandoned / answered over the window ending at `now`; None when nothing answered."""
@@ -692,17 +703,22 @@ class AbandonController:
             return aim
         return min(s.target, max(0.1 * aim, aim - s.payback * (rate - aim)))
 
-    def _count(self, at: float, answered: int, abandoned: int) -> None:
+    def _count(self, at: float, answered: float, abandoned: float) -> None:
         bucket = self._bucket(at)
         bucket[1] += answered
         bucket[2] += abandoned
         self.answered += answered
         self.abandoned += abandoned
 
-    def remember(self, at: float, abandoned: bool) -> None:
+    def remember(self, at: float, abandoned: bool, machine: bool = False) -> None:
         """Count an answered call of an earlier run into the window (oldest first) without
-        moving `z`: the window is about the campaign, `z` about this run's conditions."""
-        self._count(at, 1, int(abandoned))
+        moving `z`: the window is about the campaign, `z` about this run's conditions. A
+        MACHINE result counts as the estimated share of a person abandoned."""
+        if machine:
+            share = self.settings.machine_human_share
+            self._count(at, share, share)
+        else:
+            self._count(at, 1, int(abandoned))
 
     def next_run(self) -> AbandonController:
         """A controller for the campaign's next run: the same window, `z` back at its start."""
@@ -713,7 +729,12 @@ class AbandonController:
 
     def observe(self, event: Observation) -> None:
         s = self.settings
-        if isinstance(event, DialEnded) and event.answered:
+        if isinstance(event, DialEnded) and event.machine and s.machine_human_share:
+            # Partly a person hung up on: the answered nudge and the abandoned one, in that share.
+            share = s.machine_human_share
+            self._count(event.at, share, share)
+            self.z += s.gain * share * (1 - 2 * self.setpoint(event.at))
+        elif isinstance(event, DialEnded) and event.answered:
             self._count(event.at, 1, 0)
             self.z -= s.gain * self.setpoint(event.at)
         elif isinstance(event, Abandoned):

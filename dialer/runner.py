@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ami_bridge import AmiConnection, Calls
 from asterisk_conf.site import Site
+from campaigns.amd import amd_setting, message_sound
 from campaigns.models import Agent, Campaign
 from campaigns.queue import CampaignError, campaign_named, rules_for
 
@@ -34,7 +35,8 @@ def settings_for(factory: sessionmaker[Session], campaign: str,
     with factory() as session:
         found: Campaign = campaign_named(session, campaign)
         extra, mode = found.settings or {}, found.mode
-        settings = EngineSettings(ring_timeout_s=float(extra.get("ring_seconds", 25)),
+        amd = amd_setting(extra, f"campaign {found.name}")
+        settings = EngineSettings(amd=amd.mode, amd_message=message_sound(rules_for(found).amd_message),ring_timeout_s=float(extra.get("ring_seconds", 25)),
                                   wrap_up_s=float(extra.get("wrap_up_seconds", 10)), mode=mode,
                                   wrap_up_limit_s=presence.wrap_up_limit_s(extra),
                                   agent_line=str(extra.get("agent_line", EngineSettings.agent_line)),

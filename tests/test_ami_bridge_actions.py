@@ -82,7 +82,7 @@ def test_simple_builders():
     assert actions.hangup("PJSIP/6001-00000001") == {"Action": "Hangup", "Channel": "PJSIP/6001-00000001",
                                                      "Cause": "16"}
     assert actions.login("dunning", "pw") == {"Action": "Login", "Username": "dunning", "Secret": "pw",
-                                              "Events": "system,call"}
+                                              "Events": "system,call,user"}
 
 
 @pytest.mark.parametrize("call", [

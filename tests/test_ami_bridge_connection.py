@@ -56,7 +56,7 @@ async def test_login_reaches_connected_once(make, peer):
     assert [s for s, _ in conn.history] == [ConnectionState.DISCONNECTED, ConnectionState.CONNECTING,
                                             ConnectionState.CONNECTED]
     assert peer.received["Login"] == 1
-    assert peer.actions[0]["events"] == "system,call"
+    assert peer.actions[0]["events"] == "system,call,user"
 
 
 async def test_bad_secret_raises_auth_error_and_is_not_retried(make, peer):

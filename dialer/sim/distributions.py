@@ -68,6 +68,7 @@ class AttemptRow:
     answered: bool
     ring_s: float              # dial → answer, or dial → end when not answered
     talk_s: float | None = None  # bridge → end, when an agent talked
+    machine: bool = False      # an answering machine (AMD): not answered, its line held ring_s
 
 
 class AttemptTimes(Protocol):
@@ -86,9 +87,11 @@ def rows_from_attempts(attempts: Iterable[AttemptTimes]) -> list[AttemptRow]:
     for a in attempts:
         if a.dialed_at is None or a.ended_at is None:
             continue
-        ring = ((a.answered_at or a.ended_at) - a.dialed_at).total_seconds()
+        machine = getattr(a, "outcome", None) == "machine"
+        ring = ((a.ended_at if machine else a.answered_at or a.ended_at) - a.dialed_at).total_seconds()
         talk = (a.ended_at - a.bridged_at).total_seconds() if a.bridged_at is not None else None
-        rows.append(AttemptRow(answered=a.answered_at is not None, ring_s=max(0.0, ring), talk_s=talk))
+        rows.append(AttemptRow(answered=a.answered_at is not None and not machine, ring_s=max(0.0, ring),
+                               talk_s=talk, machine=machine))
     return rows
 
 

@@ -83,7 +83,7 @@ def prime(learner: Learner, rows: Iterable[AttemptRow]) -> Learner:
     starts from the campaign rather than from the priors. Only the learner: the abandonment
     controller's window is about time, and these rows carry none."""
     for row in rows:
-        learner.observe(DialEnded(0.0, row.answered, row.ring_s))
+        learner.observe(DialEnded(0.0, row.answered, row.ring_s, row.machine))
         if row.talk_s is not None:
             learner.observe(TalkEnded(0.0, row.talk_s))
     return learner
