@@ -1131,7 +1131,9 @@ def console_serve(host: str, port: int) -> None:
     from agent_console.app import serve
     from agent_console.settings import Settings
     site = _site()
-    serve(site, _database(site), host=host, port=port, settings=Settings(recordings_root=site.recordings_root))
+    from dialer.sandbox_session import ami_settings
+    serve(site, _database(site), host=host, port=port,
+          settings=Settings(recordings_root=site.recordings_root, ami=ami_settings(site)))
 
 
 @console_group.group("accounts")
@@ -1157,9 +1159,13 @@ def accounts_create(username, role, display_name, extension, team, language) -> 
     from campaigns.db import transaction
     password = _password()
     with transaction(_database(_site())) as session:
-        accounts.create_account(session, username, role, password, _now(), display_name=display_name,
-                                extension=extension, team=team, language=language)
+        account = accounts.create_account(session, username, role, password, _now(), display_name=display_name,
+                                          extension=extension, team=team, language=language)
     click.echo(f"account {username} ({role}) created")
+    if role == "supervisor":  # the supervisor's phone: listening in and the agents' hand-over call it
+        credentials.add_supervisor(_site().home, account.username)
+        click.echo(f"its phone: SIP endpoint {account.username} (password in credentials.json); "
+                   "`dunning asterisk sandbox up` or `dunning asterisk config` adds it to Asterisk")
 
 
 @accounts_group.command("list")

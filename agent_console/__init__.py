@@ -5,6 +5,7 @@ middleware), ``pages`` (what every handler shares: the app's keys, who is signed
 rendering, errors, the security headers), the handlers by audience, each with its database
 work below them: ``sign_in`` (signing in and out, the language, one's password),
 ``agent_desk`` (the agent page, presence, disposition, counters, the socket; the case card),
+``call_control`` (the call's controls and a supervisor listening in, through Asterisk),
 ``wallboard`` (the supervisor's wallboard and what it reads), ``qa`` (search, the week's
 sample, a recording and its findings, verdicts) and ``playback`` (logged plays, the audio),
 ``account_admin`` (the administrator's account list); and below them ``accounts``
@@ -30,7 +31,9 @@ Stable element ids for browser tests (``data-testid``; state in ``data-*`` attri
   ``case-waiting`` ``case-debtor`` ``case-reference`` ``case-client`` ``case-amount`` ``case-dpd``
   ``case-due-date`` ``case-id-number`` ``case-status`` ``case-local-time`` ``case-phones`` with
   ``phone-row`` (``data-dialled="true"`` on the number dialled) ``case-promises``
-  ``case-appointments`` ``case-history`` ``third-party-warning``.
+  ``case-appointments`` ``case-history`` ``third-party-warning``; the call's controls:
+  ``call-controls`` ``btn-hangup`` ``btn-transfer`` ``btn-wrong-number`` ``btn-invalid-number``
+  ``btn-callback`` ``call-keys`` ``call-message`` (``data-ok``, ``data-action``).
 - disposition: ``disposition-panel`` ``disposition-form`` ``dispo-call-id`` ``dispo-code``
   ``dispo-amount`` ``dispo-due`` ``dispo-callback-at`` ``dispo-requested-by``
   ``dispo-callback-note`` ``dispo-note`` ``dispo-submit`` ``dispo-message`` (``data-ok``).
@@ -38,7 +41,8 @@ Stable element ids for browser tests (``data-testid``; state in ``data-*`` attri
   ``data-status``) ``wall-abandon-rate`` ``wall-connects-hour`` ``wall-progress``
   ``btn-campaign-pause`` ``btn-campaign-resume``; ``wallboard-agents`` with ``wall-agent-row``
   (``data-extension``, ``data-state``); ``wallboard-calls`` with ``wall-call-row``
-  (``data-call-id``); ``wall-updated`` ``wall-message``.
+  (``data-call-id``) with ``btn-listen`` ``btn-whisper`` ``btn-barge`` (supervisors)
+  ``wall-listen-message`` (``data-ok``, ``data-mode``); ``wall-updated`` ``wall-message``.
 - QA: ``qa-search-form`` ``qa-search-input`` ``qa-search-submit`` ``qa-search-unavailable``
   ``qa-result-count`` ``qa-results`` ``qa-hit`` (``data-recording-id``, ``data-offset``)
   ``qa-hit-link`` ``qa-sample-team`` ``qa-sample`` ``qa-sample-item`` ``qa-sample-unavailable``
@@ -59,7 +63,8 @@ Stable element ids for browser tests (``data-testid``; state in ``data-*`` attri
   ``precision-row`` (``data-rule``, ``data-precision``) ``precision-value``
   ``precision-confirmed`` ``precision-false-positive``.
 - case page (supervisors, QA, administrators): ``case-page`` (``data-case-id``)
-  ``phones-masked`` ``unmask-form`` ``unmask-reason`` ``btn-unmask``.
+  ``phones-masked`` ``unmask-form`` ``unmask-reason`` ``btn-unmask``; in its history
+  ``history-supervision`` with ``supervision-entry`` (``data-mode``, ``data-by``).
 - accounts (administrators): ``accounts`` ``account-row`` (``data-username``, ``data-state``)
   ``locked-until`` ``btn-disable`` ``btn-unlock`` ``lock-events`` with ``lock-event-row``
   (``data-event``: account_locked, lock_lifted, account_unlocked, sign_in_throttled;

@@ -25,7 +25,7 @@ async def agent_page(request: web.Request) -> web.Response:
     codes = [(code, f"code.{code}") for code in DISPOSITION_CODES]
     return render(request, "agent.html", {"pause_reasons": cases.PAUSE_REASONS, "codes": codes,
                                           "strings": strings(request, "state.", "phone.", "code.", "case.",
-                                                              "agent.", "dispo.", "pause.", "promise.", "line."),
+                                                              "agent.", "dispo.", "pause.", "promise.", "line.", "call."),
                                           "wrap_up_limit_s": int(settings.wrap_up_limit.total_seconds()),
                                           "requesters": ("debtor", "third_party", "agent")})
 

@@ -45,7 +45,7 @@ from campaigns.clock import utc_now
 from campaigns.db import transaction
 from campaigns.models import Agent
 
-from . import account_admin, accounts, agent_desk, playback, qa, sign_in, throttle, wallboard
+from . import account_admin, accounts, agent_desk, call_control, playback, qa, sign_in, throttle, wallboard
 from .live import Hub
 from .pages import (ACCESS, CLOCK, DB, FORM, GATE, HUB, LANG, SESSION_COOKIE, SETTINGS, WHO, Who, csrf_ok, error,
                     language, read_form, remote, secure, wants_json)
@@ -62,6 +62,7 @@ EVERYONE = frozenset(ROLES)
 AGENTS = frozenset({"agent"})
 STAFF = frozenset({"supervisor", "qa", "administrator"})  # read cases, recordings, findings (their teams')
 WALLBOARD = frozenset({"supervisor", "administrator"})
+SUPERVISORS = frozenset({"supervisor"})  # listening in on live calls
 ADMINISTRATORS = frozenset({"administrator"})
 
 
@@ -101,6 +102,9 @@ def route_table() -> tuple[tuple[str, str, Callable, frozenset[str]], ...]:
         ("POST", "/agent/disposition", agent_desk.disposition, AGENTS),
         ("GET", "/agent/counters", agent_desk.counters, AGENTS),
         ("GET", "/ws/agent", agent_desk.agent_socket, AGENTS),
+        ("POST", "/agent/call/hangup", call_control.hang_up, AGENTS),
+        ("POST", "/agent/call/transfer", call_control.transfer, AGENTS),
+        ("POST", "/agent/call/number", call_control.mark_number, AGENTS),
         # agents: only the case they are on or have just dispositioned (cases.may_view_case)
         ("GET", "/cases/{case_id:\\d+}", agent_desk.case_page, EVERYONE),
         ("GET", "/api/cases/{case_id:\\d+}", agent_desk.case_json, EVERYONE),
@@ -109,6 +113,7 @@ def route_table() -> tuple[tuple[str, str, Callable, frozenset[str]], ...]:
         ("GET", "/wallboard", wallboard.wallboard_page, WALLBOARD),
         ("GET", "/wallboard/data", wallboard.wallboard_data, WALLBOARD),
         ("POST", "/wallboard/campaigns/{name}/{command}", wallboard.campaign_command, WALLBOARD),
+        ("POST", "/wallboard/calls/{call_id}/{mode}", call_control.listen_in, SUPERVISORS),
         ("GET", "/qa", qa.qa_page, STAFF),
         ("GET", "/qa/recordings/{recording_id:\\d+}", qa.recording_page, STAFF),
         ("POST", "/qa/recordings/{recording_id:\\d+}/play", playback.play, STAFF),
@@ -134,6 +139,7 @@ def make_app(factory, settings: Settings | None = None, now: Callable[[], dt.dat
     app[wallboard.CACHE] = wallboard.FiguresCache(settings.figures_cache_s)
     app[playback.TOKENS] = {}
     app[GATE] = throttle.Gate(settings)
+    link = app[call_control.LINK] = call_control.AsteriskLink()
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                undefined=jinja2.StrictUndefined)
     env.globals["qa_offset"] = qa.offset_label
@@ -148,7 +154,9 @@ def make_app(factory, settings: Settings | None = None, now: Callable[[], dt.dat
                 access[route] = roles
     app[ACCESS] = access
     app.on_startup.append(_start)
+    app.on_startup.append(link.open)
     app.on_shutdown.append(_shutdown)
+    app.on_cleanup.append(link.close)
     app.on_cleanup.append(_cleanup)
     return app
 

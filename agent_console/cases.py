@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ami_bridge.supervision import SPY_MODES
 from campaigns import admin
 from campaigns.models import (
     Agent,
@@ -39,7 +40,7 @@ from campaigns.queue import CampaignError, rules_for
 from campaigns.report import DIALS_TARGET, EFFECTIVE_TARGET, daily
 
 from .accounts import audit, team_campaign_ids
-from .schema import Account
+from .schema import Account, AuditEntry
 from .settings import Settings
 
 #: Pause reason codes (agent_presence.requested_reason); the catalogue words them.
@@ -104,11 +105,14 @@ def case_card(session: Session, attempt: Attempt, now: dt.datetime, mask_phones:
               for p in session.scalars(select(Phone).where(Phone.case_id == case.id).order_by(Phone.id))]
     agents = {a.id: a.extension for a in session.scalars(select(Agent))}
     dispositions = {d.attempt_id: d for d in session.scalars(select(Disposition).where(Disposition.case_id == case.id))}
+    supervised = supervision_by_call(session, f"case {case.id}")
     history = [{"call_id": a.call_id, "at": _stamp(a.dialed_at or a.planned_at, zone), "number": shown(a.number),
                 "outcome": a.outcome or a.state, "agent": agents.get(a.agent_id),
                 "disposition": dispositions[a.id].code if a.id in dispositions else None,
                 "note": dispositions[a.id].note if a.id in dispositions else None,
-                "current": a.id == attempt.id}
+                "current": a.id == attempt.id,
+                "supervision": [{"mode": s["mode"], "by": s["by"], "at": _stamp(s["at"], zone)}
+                                for s in supervised.get(a.call_id, [])]}
                for a in session.scalars(select(Attempt).where(Attempt.case_id == case.id)
                                         .order_by(Attempt.planned_at.desc(), Attempt.id.desc()).limit(50))]
     promises = [{"amount": str(p.amount), "due": p.due_date.isoformat(), "status": p.status,
@@ -282,6 +286,22 @@ def presence_view(session: Session, agent_id: int, now: dt.datetime, settings: S
             "pending_call_id": pending.call_id if pending else None, "can_ready": pending is None,
             "wrap_up_left_s": wrap_left, "line": presence.line if presence else None,
             "line_since": presence.line_since.isoformat() if presence and presence.line_since else None}
+
+
+#: Audit events of a supervisor listening in (agent_console/call_control.py), by mode.
+SPY_EVENTS = {f"call_{mode}": mode for mode in SPY_MODES}
+
+
+def supervision_by_call(session: Session, subject: str) -> dict[str, list[dict]]:
+    """Who listened to, whispered to or barged into each call of a case (`subject`: "case N"),
+    and when, from the audit log: {call id: [{mode, by, at}]}, oldest first."""
+    out: dict[str, list[dict]] = {}
+    rows = session.scalars(select(AuditEntry).where(AuditEntry.subject == subject, AuditEntry.result == "ok",
+                                                    AuditEntry.event.in_(SPY_EVENTS)).order_by(AuditEntry.at))
+    for row in rows:
+        call_id = (row.detail or "").split(" ", 1)[0]
+        out.setdefault(call_id, []).append({"mode": SPY_EVENTS[row.event], "by": row.username, "at": row.at})
+    return out
 
 
 # ---------------------------------------------------------------- the disposition

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ami_bridge import AmiSettings
+
 from .passwords import PasswordRules
 
 
@@ -66,3 +68,6 @@ class Settings:
     qa_sample_seed: str = "dunning-qa"
     #: Campaign figures (the policy over every case) are computed at most this often.
     figures_cache_s: float = 15.0
+    #: The console's own link to Asterisk (agent_console/call_control.py: an agent's hang-up
+    #: and hand-over, a supervisor listening in); None: those buttons answer that there is none.
+    ami: AmiSettings | None = None

@@ -26,7 +26,8 @@ from .settings import Settings
 
 
 async def wallboard_page(request: web.Request) -> web.Response:
-    return render(request, "wallboard.html", {"strings": strings(request, "state.", "wall.", "pause.")})
+    return render(request, "wallboard.html", {"strings": strings(request, "state.", "wall.", "pause."),
+                                              "can_listen": request[WHO].role == "supervisor"})
 
 
 async def wallboard_data(request: web.Request) -> web.Response:

@@ -77,6 +77,16 @@ def setvar(channel: str, name: str, value: str) -> dict[str, str | list[str]]:
     return _checked({"Action": "Setvar", "Channel": channel, "Variable": name, "Value": value})
 
 
+def redirect(channel: str, context: str, exten: str, priority: int = 1) -> dict[str, str | list[str]]:
+    """Send one live channel to another place in the dialplan (out of the bridge it is in)."""
+    if not channel or (channel.startswith("/") and channel.endswith("/")):
+        raise ValueError(f"redirect needs one channel name, got {channel!r}")
+    if not context or not exten or priority < 1:
+        raise ValueError(f"redirect needs a context, an extension and a priority >= 1, got {context!r} {exten!r} {priority}")
+    return _checked({"Action": "Redirect", "Channel": channel, "Context": context, "Exten": exten,
+                     "Priority": str(priority)})
+
+
 def list_commands() -> dict[str, str | list[str]]:
     return {"Action": "ListCommands"}
 

@@ -23,12 +23,18 @@ class Credentials:
     ami_username: str
     ami_secret: str = field(repr=False)
     agent_passwords: dict[str, str] = field(repr=False, default_factory=dict)
+    #: Supervisors' phones, by the supervisor's console user name.
+    supervisor_passwords: dict[str, str] = field(repr=False, default_factory=dict)
 
     def agents(self) -> tuple[Agent, ...]:
         return tuple(Agent(ext, pw) for ext, pw in sorted(self.agent_passwords.items()))
 
+    def supervisors(self) -> tuple[Agent, ...]:
+        return tuple(Agent(name, pw) for name, pw in sorted(self.supervisor_passwords.items()))
 
-def load_or_create(home: Path, agents: tuple[str, ...] = DEFAULT_AGENTS) -> Credentials:
+
+def load_or_create(home: Path, agents: tuple[str, ...] = DEFAULT_AGENTS,
+                   supervisors: tuple[str, ...] = ()) -> Credentials:
     """Read the credentials, creating any that are missing (never replacing one)."""
     path = home / "credentials.json"
     data: dict = {}
@@ -47,9 +53,14 @@ def load_or_create(home: Path, agents: tuple[str, ...] = DEFAULT_AGENTS) -> Cred
         if ext not in passwords:
             passwords[ext] = secrets.token_urlsafe(18)
             changed = True
+    phones = data.setdefault("supervisor_passwords", {})
+    for name in supervisors:
+        if name not in phones:
+            phones[name] = secrets.token_urlsafe(18)
+            changed = True
     if changed:
         write_private(path, json.dumps(data, indent=2, sort_keys=True))
-    return Credentials(data["ami_username"], data["ami_secret"], dict(passwords))
+    return Credentials(data["ami_username"], data["ami_secret"], dict(passwords), dict(phones))
 
 
 def write_private(path: Path, text: str) -> None:
@@ -73,3 +84,9 @@ def add_agent(home: Path, extension: str) -> Credentials:
     """Give `extension` a SIP password (kept if it has one) and return all credentials."""
     current = load_or_create(home)
     return load_or_create(home, tuple(current.agent_passwords) + (extension,))
+
+
+def add_supervisor(home: Path, username: str) -> Credentials:
+    """Give supervisor `username`'s phone a SIP password (kept if it has one): the endpoint
+    ``username`` that listening in and the agents' hand-over call."""
+    return load_or_create(home, supervisors=(username,))

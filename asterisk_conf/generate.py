@@ -17,9 +17,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ami_bridge.supervision import SPY_MODES
+
 #: Contexts the engine relies on; ``dunning asterisk check`` looks for each.
 CONTEXTS = ("dunning-outbound", "dunning-answered", "dunning-agents", "dunning-agent-line",
-            "dunning-auto-answer", "dunning-sim")
+            "dunning-auto-answer", "dunning-supervise", "dunning-transfer", "dunning-sim")
 
 #: Simulated debtors: the leading digits of a test number choose what the
 #: "public network" does with it; the last two digits are a parameter (seconds).
@@ -97,6 +99,9 @@ class ConfigSpec:
     ami_username: str
     ami_secret: str = field(repr=False)
     agents: tuple[Agent, ...] = ()
+    #: Supervisors' phones: one endpoint per supervisor account, named by its user name
+    #: (listening in, and the agents' hand-over, call it).
+    supervisors: tuple[Agent, ...] = ()
     ami_bind: str = "127.0.0.1"
     ami_port: int = 5038
     ami_permit: str = "127.0.0.1/255.255.255.255"
@@ -154,35 +159,39 @@ def manager_user(spec: ConfigSpec) -> str:
 
 
 def pjsip_agents(spec: ConfigSpec) -> str:
-    blocks = []
-    for agent in spec.agents:
-        ext = agent.extension
-        blocks.append(
-            f"[{ext}]\n"
-            "type = endpoint\n"
-            "context = dunning-agents\n"
-            "disallow = all\n"
-            "allow = ulaw,alaw\n"
-            f"auth = {ext}-auth\n"
-            f"aors = {ext}\n"
-            "direct_media = no\n"
-            "rtp_symmetric = yes\n"
-            "force_rport = yes\n"
-            "rewrite_contact = yes\n"
-            f"callerid = Dunning agent <{ext}>\n"
-            "\n"
-            f"[{ext}-auth]\n"
-            "type = auth\n"
-            "auth_type = digest\n"
-            f"username = {ext}\n"
-            f"password = {agent.password}\n"
-            "\n"
-            f"[{ext}]\n"
-            "type = aor\n"
-            "max_contacts = 1\n"
-            "remove_existing = yes\n"
-        )
+    """The agents' endpoints, then the supervisors' phones (neither may dial out)."""
+    blocks = [_endpoint(agent, "agent") for agent in spec.agents]
+    blocks += [_endpoint(phone, "supervisor") for phone in spec.supervisors]
     return "\n".join(blocks)
+
+
+def _endpoint(agent: Agent, who: str) -> str:
+    ext = agent.extension
+    return (
+        f"[{ext}]\n"
+        "type = endpoint\n"
+        "context = dunning-agents\n"
+        "disallow = all\n"
+        "allow = ulaw,alaw\n"
+        f"auth = {ext}-auth\n"
+        f"aors = {ext}\n"
+        "direct_media = no\n"
+        "rtp_symmetric = yes\n"
+        "force_rport = yes\n"
+        "rewrite_contact = yes\n"
+        f"callerid = Dunning {who} <{ext}>\n"
+        "\n"
+        f"[{ext}-auth]\n"
+        "type = auth\n"
+        "auth_type = digest\n"
+        f"username = {ext}\n"
+        f"password = {agent.password}\n"
+        "\n"
+        f"[{ext}]\n"
+        "type = aor\n"
+        "max_contacts = 1\n"
+        "remove_existing = yes\n"
+    )
 
 
 def _sim_context(spec: ConfigSpec) -> str:
@@ -358,6 +367,28 @@ exten => s,1,NoOp(dunning agent line ${{DUNNING_LINE_AGENT}})
 ; no beep (q), on that one channel (u), until it hangs up (E).
 exten => spy,1,ChanSpy(${{DUNNING_SPIED}},qouE)
  same => n,Hangup()
+
+[dunning-supervise]
+; A supervisor listening in: the console calls the supervisor's phone (Originate
+; PJSIP/<supervisor>) into here, the extension being the mode, with DUNNING_SPY_AGENT the
+; agent's extension. ChanSpy on the agent's channel: q no beep, E ends when the agent's channel
+; hangs up, S ends when there is nothing to listen to; w whisper (the agent hears the
+; supervisor, the debtor does not), B barge (both hear the supervisor).
+exten => listen,1,ChanSpy(PJSIP/${{DUNNING_SPY_AGENT}}-,{SPY_MODES["listen"]})
+ same => n,Hangup()
+exten => whisper,1,ChanSpy(PJSIP/${{DUNNING_SPY_AGENT}}-,{SPY_MODES["whisper"]})
+ same => n,Hangup()
+exten => barge,1,ChanSpy(PJSIP/${{DUNNING_SPY_AGENT}}-,{SPY_MODES["barge"]})
+ same => n,Hangup()
+
+[dunning-transfer]
+; An agent hands the debtor over to a supervisor: the console redirects the debtor's channel
+; (still recorded) here, the extension being the supervisor's phone; if the supervisor does
+; not answer, the debtor goes back to the agent (dunning-answered's connect).
+exten => _[0-9A-Za-z].,1,NoOp(dunning hand-over of attempt ${{DUNNING_ATTEMPT}} to ${{EXTEN}})
+ same => n,Dial(PJSIP/${{EXTEN}},{spec.agent_ring_s * 2})
+ same => n,GotoIf($["${{DIALSTATUS}}" != "ANSWER"]?dunning-answered,s,connect)
+ same => n,Hangup(16)
 
 [dunning-auto-answer]
 ; Pre-dial handler on the agent's channel (ringing mode with auto-answer): ask the phone to

@@ -205,6 +205,7 @@ def config_spec(site: Site, credentials: Credentials) -> ConfigSpec:
         ami_username=credentials.ami_username,
         ami_secret=credentials.ami_secret,
         agents=credentials.agents(),
+        supervisors=credentials.supervisors(),
         ami_port=site.ami_port,
         sip_port=site.sip_port,
         rtp_start=site.rtp_ports[0],

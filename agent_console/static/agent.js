@@ -153,6 +153,46 @@
     }
   });
 
+  // The call's controls, each with a key (Alt+letter; listed on the page and in docs/agent.md).
+  function callMessage(result, text) {
+    const message = $("call-message");
+    message.textContent = result.ok ? text : (result.body.message || String(result.status));
+    message.className = result.ok ? "ok" : "error";
+    message.dataset.ok = result.ok ? "true" : "false";
+    message.dataset.action = result.action;
+    show(message, true);
+  }
+  async function callAction(action, url, data, done) {
+    const callId = $("case-panel").dataset.callId;
+    if (!callId) return;
+    const result = await post(url, Object.assign({call_id: callId}, data || {}));
+    result.action = action;
+    callMessage(result, result.ok ? done(result.body) : "");
+  }
+  const hangUp = () => callAction("hangup", "/agent/call/hangup", {}, () => S["call.done_hangup"]);
+  const transfer = () => callAction("transfer", "/agent/call/transfer", {}, (b) => tr("call.done_transfer", b));
+  const markNumber = (mark) => callAction("number", "/agent/call/number", {mark},
+    () => tr("call.done_number", {mark: S[mark === "wrong" ? "call.wrong" : "call.invalid"]}));
+  function callback() {
+    const callId = $("case-panel").dataset.callId;
+    if (!callId || (currentCase && currentCase.disposed)) return;
+    showDisposition(callId);
+    $("dispo-code").value = "callback"; codeChanged();
+    $("dispo-callback-at").focus();
+  }
+  $("btn-hangup").addEventListener("click", hangUp);
+  $("btn-transfer").addEventListener("click", transfer);
+  $("btn-wrong-number").addEventListener("click", () => markNumber("wrong"));
+  $("btn-invalid-number").addEventListener("click", () => markNumber("invalid"));
+  $("btn-callback").addEventListener("click", callback);
+  const KEYS = {h: hangUp, t: transfer, w: () => markNumber("wrong"), i: () => markNumber("invalid"), c: callback,
+                s: () => $("disposition-form").requestSubmit()};
+  document.addEventListener("keydown", (event) => {
+    if (!event.altKey || event.ctrlKey || event.metaKey) return;
+    const run = KEYS[event.key.toLowerCase()] || KEYS[(event.code || "").replace(/^Key/, "").toLowerCase()];
+    if (run) { event.preventDefault(); run(); }
+  });
+
   let delay = 500;
   function connect() {
     const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/agent");

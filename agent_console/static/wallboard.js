@@ -24,6 +24,20 @@
     button.title = S["wall.barge_pending"]; button.disabled = true;
   }
 
+  const canListen = $("wallboard-calls").dataset.canListen === "true";
+  // A supervisor listens in on a call: the console calls the supervisor's own phone.
+  async function listen(callId, mode) {
+    const response = await fetch(`/wallboard/calls/${encodeURIComponent(callId)}/${mode}`, {
+      method: "POST", credentials: "same-origin", headers: {"X-CSRF-Token": csrf, "Accept": "application/json"}});
+    const body = await response.json().catch(() => ({}));
+    const message = $("wall-listen-message");
+    message.textContent = response.ok ? (S["wall.calling_you"] || "").replace("{mode}", S["wall." + mode]).replace("{agent}", body.agent)
+      : (body.message || String(response.status));
+    message.className = response.ok ? "ok" : "error";
+    message.dataset.ok = response.ok ? "true" : "false"; message.dataset.mode = mode;
+    message.hidden = false;
+  }
+
   function draw(data) {
     $("wall-updated").textContent = data.at;
     const live = new Set(data.calls.map((c) => c.call_id));
@@ -83,6 +97,15 @@
     for (const c of data.calls) {
       const row = document.createElement("tr"); row.setAttribute("data-testid", "wall-call-row"); row.dataset.callId = c.call_id;
       cell(row, c.call_id); cell(row, c.campaign); cell(row, c.number); cell(row, c.stage); cell(row, c.agent); cell(row, since(c.seconds));
+      const actions = cell(row, "");
+      if (canListen && c.stage === "talking") {
+        for (const mode of ["listen", "whisper", "barge"]) {
+          const button = document.createElement("button");
+          button.textContent = S["wall." + mode]; button.setAttribute("data-testid", "btn-" + mode);
+          button.addEventListener("click", () => listen(c.call_id, mode));
+          actions.appendChild(button);
+        }
+      }
       calls.appendChild(row);
     }
     if (!data.calls.length) { const row = document.createElement("tr"); cell(row, S["wall.none"]); calls.appendChild(row); }

@@ -1,0 +1,205 @@
+"""Live calls from the console: the agent's call controls (hang up, hand the debtor over to a
+supervisor, mark the number wrong or invalid) and a supervisor listening in on an agent's call
+(listen, whisper, barge).
+
+What reaches Asterisk goes through ami_bridge.supervision, over the console's own AMI link
+(`AsteriskLink`, opened at start-up when settings.ami is set). Every action is checked first
+(an agent acts only on the call bridged to them; a supervisor only on a live, bridged call of
+a campaign of their team, as the wallboard shows them: another team's call is "not found",
+and nothing is sent to Asterisk), and every action, done or refused, is in the audit log
+(event ``call_<action>``, subject the case, detail the call id first). A call's listening-in
+shows in its case's history (cases.supervision_by_call).
+
+The handlers come first; the database work they run (plain functions of a Session) below.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ami_bridge import AmiConnection, AmiError, supervision
+from campaigns.models import Agent, Attempt, AttemptState, Phone
+
+from .accounts import audit
+from .cases import SPY_EVENTS, Refused
+from .pages import CLOCK, DB, FORM, LANG, SETTINGS, WHO, error, remote
+from .schema import Account
+from .wallboard import visible_campaigns
+
+log = logging.getLogger(__name__)
+
+#: How an agent may mark the dialled number: wrong (not the debtor's) or invalid (not in service).
+NUMBER_MARKS = ("wrong", "invalid")
+
+
+class AsteriskLink:
+    """The console's AMI connection, if it has one."""
+
+    def __init__(self) -> None:
+        self.conn: AmiConnection | None = None
+
+    async def open(self, app: web.Application) -> None:
+        settings = app[SETTINGS].ami
+        if settings is not None:
+            self.conn = AmiConnection(settings)
+            await self.conn.start(wait=False)
+
+    async def close(self, app: web.Application) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+
+LINK = web.AppKey("asterisk_link", AsteriskLink)
+
+
+def _refused(request: web.Request, refused: Refused) -> web.Response:
+    return error(request, refused.status, refused.key, request[LANG], **refused.values)
+
+
+async def _send(request: web.Request, event: str, target: dict, action) -> web.Response:
+    """Run `action(conn)` against Asterisk and audit the result; the JSON answer."""
+    app, who = request.app, request[WHO]
+    conn = app[LINK].conn
+    try:
+        if conn is None:
+            raise AmiError("the console has no link to Asterisk (settings.ami)")
+        started = await action(conn)
+    except AmiError as exc:
+        await app[DB](record, who.account_id, event, "failed", target, app[CLOCK](), remote(request), str(exc))
+        return error(request, 502, "call.asterisk", request[LANG], error=str(exc)[:200])
+    if isinstance(started, str):  # the channel listening in, for the record
+        target = {**target, "channel_id": started}
+    await app[DB](record, who.account_id, event, "ok", target, app[CLOCK](), remote(request))
+    return web.json_response({"ok": True, **target})
+
+
+async def hang_up(request: web.Request) -> web.Response:
+    """The agent ends the call they are on (form field ``call_id``)."""
+    target = await _agent_target(request, live=True)
+    if isinstance(target, web.Response):
+        return target
+    return await _send(request, "call_hangup", target, lambda conn: supervision.end_call(conn, target["call_id"]))
+
+
+async def transfer(request: web.Request) -> web.Response:
+    """The agent hands the debtor over to a supervisor of their team (form field
+    ``supervisor``: a user name; default the first of the team's supervisors)."""
+    target = await _agent_target(request, live=True, supervisor=request[FORM].get("supervisor", ""))
+    if isinstance(target, web.Response):
+        return target
+    return await _send(request, "call_transfer", target,
+                       lambda conn: supervision.hand_over(conn, target["call_id"], target["supervisor"]))
+
+
+async def mark_number(request: web.Request) -> web.Response:
+    """The agent marks the number of their call wrong or invalid (form field ``mark``): the
+    policy no longer dials it."""
+    app, who = request.app, request[WHO]
+    try:
+        result = await app[DB](mark_dialled_number, who.account_id, request[FORM].get("call_id", ""),
+                               request[FORM].get("mark", ""), app[CLOCK](), remote(request))
+    except Refused as refused:
+        return _refused(request, refused)
+    return web.json_response({"ok": True, **result})
+
+
+async def listen_in(request: web.Request) -> web.Response:
+    """A supervisor listens to, whispers to or barges into an agent's live call, on the
+    supervisor's own phone."""
+    app, who = request.app, request[WHO]
+    mode = request.match_info["mode"]
+    if mode not in supervision.SPY_MODES:
+        return error(request, 404, "not_found", request[LANG])
+    target = await app[DB](spy_target, who.account_id, request.match_info["call_id"], mode, app[CLOCK](),
+                           remote(request))
+    if isinstance(target, Refused):
+        return _refused(request, target)
+    return await _send(request, f"call_{mode}", target,
+                       lambda conn: supervision.listen_in(conn, target["supervisor"], target["agent"], mode))
+
+
+async def _agent_target(request: web.Request, live: bool, supervisor: str | None = None):
+    app, who = request.app, request[WHO]
+    try:
+        return await app[DB](agent_call, who.account_id, request[FORM].get("call_id", ""), live, supervisor)
+    except Refused as refused:
+        return _refused(request, refused)
+
+
+# ---------------------------------------------------------------- the database work
+
+def _agents_attempt(session: Session, account: Account, call_id: str, live: bool) -> Attempt:
+    """The attempt `call_id` if it is bridged to the account's agent (and, with `live`, not
+    ended), else Refused."""
+    if account.agent_id is None:
+        raise Refused("forbidden", 403)
+    attempt = session.scalar(select(Attempt).where(Attempt.call_id == call_id)) if call_id else None
+    if attempt is None or attempt.agent_id != account.agent_id or attempt.bridged_at is None:
+        raise Refused("forbidden.case", 403)
+    if live and attempt.state == AttemptState.ENDED.value:
+        raise Refused("call.ended", 409)
+    return attempt
+
+
+def agent_call(session: Session, account_id: int, call_id: str, live: bool, supervisor: str | None) -> dict:
+    """What an agent's call control acts on: the call, its case, and for a hand-over the
+    supervisor's phone (a supervisor of the agent's team; `supervisor` names one, or the first)."""
+    account = session.get(Account, account_id)
+    attempt = _agents_attempt(session, account, call_id, live)
+    target = {"call_id": attempt.call_id, "case_id": attempt.case_id}
+    if supervisor is not None:
+        names = list(session.scalars(select(Account.username).where(
+            Account.role == "supervisor", Account.team_id == account.team_id, Account.team_id.is_not(None),
+            Account.disabled_at.is_(None)).order_by(Account.username)))
+        if not names or (supervisor and supervisor not in names):
+            raise Refused("call.no_supervisor", 409)
+        target["supervisor"] = supervisor or names[0]
+    return target
+
+
+def spy_target(session: Session, account_id: int, call_id: str, mode: str, now: dt.datetime,
+               address: str | None) -> dict | Refused:
+    """What a supervisor listens in on: the agent of live call `call_id`, if the call is of a
+    campaign the supervisor sees; else why not (404, audited), as if there were no such call."""
+    account = session.get(Account, account_id)
+    attempt = session.scalar(select(Attempt).where(Attempt.call_id == call_id))
+    visible = {c.id for c in visible_campaigns(session, account)}
+    if (account.role != "supervisor" or attempt is None or attempt.campaign_id not in visible
+            or attempt.state == AttemptState.ENDED.value or attempt.bridged_at is None or attempt.agent_id is None):
+        audit(session, now, f"call_{mode}", "refused", account=account,
+              subject=f"case {attempt.case_id}" if attempt is not None else None, detail=call_id[:63], remote=address)
+        return Refused("not_found", 404)
+    agent = session.get(Agent, attempt.agent_id)
+    return {"call_id": attempt.call_id, "case_id": attempt.case_id, "agent": agent.extension,
+            "supervisor": account.username}
+
+
+def record(session: Session, account_id: int, event: str, result: str, target: dict, now: dt.datetime,
+           address: str | None, why: str | None = None) -> None:
+    """The audit entry of a call action: the case, then the call id first in the detail."""
+    parts = [target["call_id"], f"agent {target['agent']}" if "agent" in target else "",
+             f"supervisor {target['supervisor']}" if "supervisor" in target else "",
+             f"channel {target['channel_id']}" if "channel_id" in target else "", why or ""]
+    audit(session, now, event, result, account=session.get(Account, account_id), subject=f"case {target['case_id']}",
+          detail=" ".join(p for p in parts if p), remote=address)
+
+
+def mark_dialled_number(session: Session, account_id: int, call_id: str, mark: str, now: dt.datetime,
+                        address: str | None) -> dict:
+    """Mark the number of the agent's call wrong or invalid: the phone is no longer valid (the
+    policy's invalid_number block, which nothing lifts), with who said so and why."""
+    if mark not in NUMBER_MARKS:
+        raise Refused("call.bad_mark", 400)
+    account = session.get(Account, account_id)
+    attempt = _agents_attempt(session, account, call_id, live=False)
+    phone = session.get(Phone, attempt.phone_id)
+    phone.valid = False
+    phone.do_not_call_reason = (f"{'wrong number' if mark == 'wrong' else 'invalid number'}: agent "
+                                f"{account.username}, attempt {attempt.id}")
+    audit(session, now, "call_number_marked", "ok", account=account, subject=f"case {attempt.case_id}",
+          detail=f"{attempt.call_id} {mark} phone {phone.id}", remote=address)
+    return {"call_id": attempt.call_id, "phone_id": phone.id, "mark": mark}

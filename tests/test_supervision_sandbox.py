@@ -1,0 +1,209 @@
+"""Supervisors on a live call, and the agent's call controls, with real parts: the engine
+(console mode) dials a simulated debtor through the Asterisk sandbox, the call is bridged to
+the agent's baresip softphone; in headless Chromium a supervisor of the agent's team listens
+to, whispers to and barges into it from the wallboard, each time on her own baresip phone,
+and Asterisk shows her channel running ChanSpy on the agent's channel in that mode; a
+supervisor of another team is refused and nothing reaches Asterisk (its CEL record has no
+channel of his phone); each action is in the audit log and on the case's history; then the
+agent ends the call with Alt+H, or hands it over to the supervisor with Alt+T."""
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from agent_console import accounts
+from agent_console.app import make_app, start
+from agent_console.schema import AuditEntry
+from agent_console.settings import Settings
+from ami_bridge import actions
+from ami_bridge.supervision import SPY_MODES
+from asterisk_conf import credentials, sandbox
+from asterisk_conf.softphone import Softphone
+from campaigns import admin, queue
+from campaigns.db import transaction
+from campaigns.importing import import_batch
+from campaigns.models import Attempt
+from dialer.engine import ShiftedClock
+from dialer.runner import run_campaign
+from dialer.sandbox_session import ami_settings
+from helpers import Driver, set_local, tid
+
+pytestmark = pytest.mark.asterisk
+PASSWORD = "Qm7#vTr!pLx2"
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tone(path: Path, seconds: int, spec: list[str]) -> Path:
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(path), "synth", str(seconds), *spec],
+                   check=True)
+    return path
+
+
+async def channels(ami) -> list:
+    return list((await ami.send(actions.core_show_channels())).items)
+
+
+async def spy_channel(ami, supervisor: str, timeout: float = 15.0):
+    """The supervisor's channel once it runs ChanSpy (its CoreShowChannels entry)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for item in await channels(ami):
+            if item["Channel"].startswith(f"PJSIP/{supervisor}-") and item.get("Application") == "ChanSpy":
+                return item
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no ChanSpy channel of {supervisor} within {timeout} s: {[i['Channel'] for i in await channels(ami)]}")
+
+
+async def gone(ami, prefix: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(i["Channel"].startswith(prefix) for i in await channels(ami)):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{prefix}* still up after {timeout} s")
+
+
+def cel_channels(site, prefix: str) -> list[str]:
+    with open(site.cel_log, newline="") as handle:
+        return [row[4] for row in csv.reader(handle) if len(row) > 4 and row[4].startswith(prefix)]
+
+
+@pytest.fixture
+async def floor(sandbox_site, tmp_path):
+    """A team (east) with agent 6001 and supervisor sue, another team (west) with supervisor
+    wes; sue's phone registered (baresip, answered by itself); one simulated debtor who
+    answers and stays on the line; the engine and the console (with its AMI link) running."""
+    site, factory = sandbox_site
+    creds = credentials.add_supervisor(site.home, "sue")
+    creds = credentials.add_supervisor(site.home, "wes")
+    sandbox.up(site, creds, say=lambda _: None)  # the supervisors' endpoints, app_chanspy
+    clock = ShiftedClock()
+    set_local(clock, 10, 0)
+    stamp = dt.datetime.now().strftime("%H%M%S%f")
+    batch = tmp_path / "batch.csv"
+    batch.write_text("案件编号,姓名,欠款金额,逾期天数,手机\n"
+                     f"S-{stamp},李伟,18600.00,95,13800138000\n", encoding="utf-8")
+    assert import_batch(factory, batch, "SUP", now=clock.now()).ok
+    ext = sorted(creds.agent_passwords)[0]
+    with transaction(factory) as s:
+        admin.add_agent(s, ext, "Alice Agent", clock.now())
+        admin.create_campaign(s, "sup", "SUP", clock.now(), timezone="Asia/Shanghai",
+                              settings={"ring_seconds": 15, "wrap_up_limit_seconds": 300})
+        queue.change_campaign(s, "sup", "start", clock.now())
+        for team in ("east", "west"):
+            accounts.create_team(s, team, clock.now())
+        accounts.assign_campaign(s, "sup", "east")
+        accounts.create_account(s, "alice", "agent", PASSWORD, clock.now(), extension=ext, team="east", language="en")
+        accounts.create_account(s, "sue", "supervisor", PASSWORD, clock.now(), team="east", language="en")
+        accounts.create_account(s, "wes", "supervisor", PASSWORD, clock.now(), team="west", language="en")
+    # the agent says nothing (so what the debtor hears of the supervisor can be told apart);
+    # the supervisor's microphone is a 1 kHz tone
+    alice = Softphone(ext, creds.agent_passwords[ext], tone(tmp_path / "quiet.wav", 240, ["sine", "300", "vol", "0"]),
+                      tmp_path / ext, sip_server=f"127.0.0.1:{site.sip_port}")
+    sue = Softphone("sue", creds.supervisor_passwords["sue"], tone(tmp_path / "tone.wav", 240, ["sine", "1000", "vol", "0.5"]),
+                    tmp_path / "sue", sip_server=f"127.0.0.1:{site.sip_port}", local_port=15900, answer_mode="manual")
+    alice.start()
+    sue.start()
+    sue.keep_answering(0.2)
+    port = free_port()
+    settings = Settings(cookie_secure=False, poll_interval_s=0.2, ami=ami_settings(site))
+    runner = await start(make_app(factory, settings, now=clock.now), "127.0.0.1", port)
+    stop = asyncio.Event()
+    dialler = asyncio.ensure_future(run_campaign(site, factory, "sup", [ext], clock=clock, stop=stop, console=True))
+    d = await Driver.start()
+    try:
+        yield {"site": site, "factory": factory, "base": f"http://127.0.0.1:{port}", "d": d, "ext": ext,
+               "sue": sue, "clock": clock}
+    finally:
+        await d.quit()
+        stop.set()
+        await asyncio.wait_for(dialler, 60)
+        await runner.cleanup()
+        sue.stop()
+        alice.stop()
+
+
+async def sign_in(d, page: str, base: str, username: str, path: str) -> None:
+    await d("goto", page, url=f"{base}/login")
+    await d("fill", page, sel=tid("login-username"), value=username)
+    await d("fill", page, sel=tid("login-password"), value=PASSWORD)
+    await d("click", page, sel=tid("login-submit"))
+    await d("goto", page, url=f"{base}{path}")
+
+
+async def on_a_call(floor) -> str:
+    """The agent goes ready; returns the call id once the call is bridged and on the wallboard."""
+    d, base = floor["d"], floor["base"]
+    await sign_in(d, "agent", base, "alice", "/agent")
+    await d("waitFor", "agent", js="return document.querySelector('[data-testid=ws-status]').dataset.connected === 'true'")
+    await d("click", "agent", sel=tid("btn-ready"))
+    await d("waitFor", "agent", timeout=55000,
+            js="const p = document.querySelector('[data-testid=case-panel]'); return p && !!p.dataset.callId")
+    return await d("attr", "agent", sel=tid("case-panel"), name="data-call-id")
+
+
+def audit(factory, *events: str) -> list[tuple[str, str, str]]:
+    with factory() as s:
+        return [(e.event, e.username, e.result) for e in
+                s.scalars(select(AuditEntry).where(AuditEntry.event.in_(events)).order_by(AuditEntry.id))]
+
+
+async def test_a_supervisor_listens_whispers_and_barges_and_another_team_is_refused(floor, sandbox_ami):
+    d, base, factory, site, ext = floor["d"], floor["base"], floor["factory"], floor["site"], floor["ext"]
+    call_id = await on_a_call(floor)
+    await sign_in(d, "sue", base, "sue", "/wallboard")
+    row = f"[data-testid=wall-call-row][data-call-id='{call_id}']"
+    await asyncio.sleep(3)
+    print("DEBUG", await d("eval", "sue", js="return document.body.innerText"))
+    await d("waitFor", "sue", timeout=10000, js=f"return !!document.querySelector(\"{row} [data-testid=btn-listen]\")")
+    for mode in ("listen", "whisper", "barge"):
+        await d("click", "sue", sel=f"{row} [data-testid=btn-{mode}]")
+        await d("waitFor", "sue", js=f"const m = document.querySelector('[data-testid=wall-listen-message]');"
+                                     f" return m.dataset.mode === '{mode}' && m.dataset.ok === 'true'")
+        spy = await spy_channel(sandbox_ami, "sue")
+        assert spy["ApplicationData"] == f"PJSIP/{ext}-,{SPY_MODES[mode]}", spy
+        floor["sue"].hang_up()  # she hangs up her phone: the listening ends
+        await gone(sandbox_ami, "PJSIP/sue-")
+    # a supervisor of another team: the call is not on his wallboard, and asking for it anyway
+    # is "not found", audited, and nothing reaches Asterisk
+    await sign_in(d, "wes", base, "wes", "/wallboard")
+    assert await d("eval", "wes", js="return document.querySelectorAll('[data-testid=wall-call-row][data-call-id]').length") == 0
+    status = await d("eval", "wes", arg=call_id, js=(
+        "return fetch(`/wallboard/calls/${arg}/listen`, {method: 'POST', headers: {'X-CSRF-Token':"
+        " document.body.dataset.csrf, 'Accept': 'application/json'}}).then(r => r.status)"))
+    assert status == 404
+    await asyncio.sleep(1)
+    assert cel_channels(site, "PJSIP/wes-") == []
+    assert audit(factory, "call_listen", "call_whisper", "call_barge") == [
+        ("call_listen", "sue", "ok"), ("call_whisper", "sue", "ok"), ("call_barge", "sue", "ok"),
+        ("call_listen", "wes", "refused")]
+    assert len(cel_channels(site, "PJSIP/sue-")) >= 3
+    # the call's record: the case page shows who listened in, how and when
+    with factory() as s:
+        case_id = s.scalar(select(Attempt.case_id).where(Attempt.call_id == call_id))
+    await d("goto", "sue", url=f"{base}/cases/{case_id}")
+    modes = await d("eval", "sue", js="return [...document.querySelectorAll('[data-testid=supervision-entry]')]"
+                                      ".map(e => e.dataset.mode + ' ' + e.dataset.by)")
+    assert modes == ["listen sue", "whisper sue", "barge sue"]
+    # the agent ends the call with Alt+H: Asterisk hangs up the debtor, long before the debtor would
+    await d("press", "agent", key="Alt+h")
+    await d("waitFor", "agent", js="const m = document.querySelector('[data-testid=call-message]'); return m.dataset.ok === 'true'")
+    await d("waitFor", "agent", timeout=15000,
+            js="return document.querySelector('[data-testid=agent-state]').dataset.state === 'wrap_up'")
+    with factory() as s:
+        attempt = s.scalar(select(Attempt).where(Attempt.call_id == call_id))
+        assert attempt.state == "ended" and attempt.bridged_at is not None
+    assert audit(factory, "call_hangup") == [("call_hangup", "alice", "ok")]
