@@ -22,10 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ami_bridge import AmiConnection, AmiError, supervision
-from campaigns.models import Agent, Attempt, AttemptState, Phone
+from campaigns.models import Agent, AgentPresence, Attempt, Phone
 
 from .accounts import audit
-from .cases import SPY_EVENTS, Refused
+from .cases import Refused, live_call
 from .pages import CLOCK, DB, FORM, LANG, SETTINGS, WHO, error, remote
 from .schema import Account
 from .wallboard import visible_campaigns
@@ -133,14 +133,15 @@ async def _agent_target(request: web.Request, live: bool, supervisor: str | None
 # ---------------------------------------------------------------- the database work
 
 def _agents_attempt(session: Session, account: Account, call_id: str, live: bool) -> Attempt:
-    """The attempt `call_id` if it is bridged to the account's agent (and, with `live`, not
-    ended), else Refused."""
+    """The attempt `call_id` if the account's agent is talking on it (with `live`), or if it was
+    bridged to them (without: also after the call, in wrap-up), else Refused."""
     if account.agent_id is None:
         raise Refused("forbidden", 403)
     attempt = session.scalar(select(Attempt).where(Attempt.call_id == call_id)) if call_id else None
-    if attempt is None or attempt.agent_id != account.agent_id or attempt.bridged_at is None:
+    on_it = attempt is not None and live_call(session, account.agent_id) == attempt
+    if not on_it and (attempt is None or attempt.agent_id != account.agent_id or attempt.bridged_at is None):
         raise Refused("forbidden.case", 403)
-    if live and attempt.state == AttemptState.ENDED.value:
+    if live and not on_it:
         raise Refused("call.ended", 409)
     return attempt
 
@@ -168,12 +169,14 @@ def spy_target(session: Session, account_id: int, call_id: str, mode: str, now: 
     account = session.get(Account, account_id)
     attempt = session.scalar(select(Attempt).where(Attempt.call_id == call_id))
     visible = {c.id for c in visible_campaigns(session, account)}
+    presence = session.scalar(select(AgentPresence).where(AgentPresence.call_id == call_id,
+                                                          AgentPresence.state == "on_call")) if attempt else None
     if (account.role != "supervisor" or attempt is None or attempt.campaign_id not in visible
-            or attempt.state == AttemptState.ENDED.value or attempt.bridged_at is None or attempt.agent_id is None):
+            or presence is None or live_call(session, presence.agent_id) != attempt):
         audit(session, now, f"call_{mode}", "refused", account=account,
               subject=f"case {attempt.case_id}" if attempt is not None else None, detail=call_id[:63], remote=address)
         return Refused("not_found", 404)
-    agent = session.get(Agent, attempt.agent_id)
+    agent = session.get(Agent, presence.agent_id)
     return {"call_id": attempt.call_id, "case_id": attempt.case_id, "agent": agent.extension,
             "supervisor": account.username}
 

@@ -147,6 +147,16 @@ def pending_attempt(session: Session, agent_id: int) -> Attempt | None:
         .order_by(Attempt.bridged_at.desc()).limit(1))
 
 
+def live_call(session: Session, agent_id: int) -> Attempt | None:
+    """The call the agent is talking on now: the engine marks the agent on_call with the call's
+    id the moment it bridges it (the attempt's bridged_at is written when the call ends)."""
+    presence = session.get(AgentPresence, agent_id)
+    if presence is None or presence.state != "on_call" or not presence.call_id:
+        return None
+    attempt = session.scalar(select(Attempt).where(Attempt.call_id == presence.call_id))
+    return attempt if attempt is not None and attempt.ended_at is None else None
+
+
 def current_attempt(session: Session, agent_id: int) -> Attempt | None:
     """The call the agent is on (bridged, not dispositioned), else the one the engine has
     reserved them for."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from .accounts import audit, live_session_ids, touch_sessions
-from .cases import agents_counters, case_card, pending_attempt, presence_view
+from .cases import agents_counters, case_card, live_call, pending_attempt, presence_view
 from .schema import Account
 from .settings import Settings
 
@@ -131,7 +131,7 @@ class Hub:
                 if changed:
                     messages.append(presence)
                     watch.last_presence = compared
-                attempt = pending_attempt(session, watch.agent_id)
+                attempt = live_call(session, watch.agent_id) or pending_attempt(session, watch.agent_id)
                 if attempt is not None and attempt.call_id not in watch.pushed:
                     card = case_card(session, attempt, now)
                     account = session.get(Account, watch.account_id)

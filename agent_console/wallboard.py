@@ -100,7 +100,10 @@ def wallboard(session: Session, account_id: int, now: dt.datetime, settings: Set
     agents = {a.id: a for a in session.scalars(select(Agent))}
     names = {c.id: c.name for c in campaigns}
     rows = []
-    for presence in session.scalars(select(AgentPresence)):
+    presences = list(session.scalars(select(AgentPresence)))
+    # the calls agents are talking on now (the attempt's bridged_at is written when it ends)
+    talking = {p.call_id: p.agent_id for p in presences if p.state == "on_call" and p.call_id}
+    for presence in presences:
         agent = agents.get(presence.agent_id)
         if agent is None or (presence.campaign_id is not None and presence.campaign_id not in ids
                              and account.role == "supervisor" and account.team_id is not None):
@@ -116,8 +119,9 @@ def wallboard(session: Session, account_id: int, now: dt.datetime, settings: Set
         Attempt.campaign_id.in_(ids), Attempt.state != AttemptState.ENDED.value,
         Attempt.planned_at >= now - dt.timedelta(hours=6)).order_by(Attempt.planned_at)))
     calls = [{"call_id": a.call_id, "campaign": names.get(a.campaign_id), "number": _masked_number(a.number),
-              "agent": agents[a.agent_id].extension if a.agent_id in agents else None,
-              "stage": "talking" if a.bridged_at else "answered" if a.answered_at else a.state,
+              "agent": agents[talking.get(a.call_id, a.agent_id)].extension
+              if talking.get(a.call_id, a.agent_id) in agents else None,
+              "stage": "talking" if a.bridged_at or a.call_id in talking else "answered" if a.answered_at else a.state,
               "seconds": int((now - (a.bridged_at or a.answered_at or a.dialed_at or a.planned_at)).total_seconds())}
              for a in live]
     engine = {s.campaign_id: s for s in session.scalars(select(EngineStatus).where(EngineStatus.campaign_id.in_(ids)))}

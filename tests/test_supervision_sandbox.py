@@ -37,13 +37,7 @@ from helpers import Driver, set_local, tid
 
 pytestmark = pytest.mark.asterisk
 PASSWORD = "Qm7#vTr!pLx2"
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+T0 = time.monotonic()
 
 
 def tone(path: Path, seconds: int, spec: list[str]) -> Path:
@@ -82,7 +76,7 @@ def cel_channels(site, prefix: str) -> list[str]:
 
 
 @pytest.fixture
-async def floor(sandbox_site, tmp_path):
+async def floor(sandbox_site, tmp_path, unused_tcp_port_factory):
     """A team (east) with agent 6001 and supervisor sue, another team (west) with supervisor
     wes; sue's phone registered (baresip, answered by itself); one simulated debtor who
     answers and stays on the line; the engine and the console (with its AMI link) running."""
@@ -112,13 +106,13 @@ async def floor(sandbox_site, tmp_path):
     # the agent says nothing (so what the debtor hears of the supervisor can be told apart);
     # the supervisor's microphone is a 1 kHz tone
     alice = Softphone(ext, creds.agent_passwords[ext], tone(tmp_path / "quiet.wav", 240, ["sine", "300", "vol", "0"]),
-                      tmp_path / ext, sip_server=f"127.0.0.1:{site.sip_port}")
+                      tmp_path / ext, sip_server=f"127.0.0.1:{site.sip_port}", local_port=15930)
     sue = Softphone("sue", creds.supervisor_passwords["sue"], tone(tmp_path / "tone.wav", 240, ["sine", "1000", "vol", "0.5"]),
                     tmp_path / "sue", sip_server=f"127.0.0.1:{site.sip_port}", local_port=15900, answer_mode="manual")
     alice.start()
     sue.start()
     sue.keep_answering(0.2)
-    port = free_port()
+    port = unused_tcp_port_factory()
     settings = Settings(cookie_secure=False, poll_interval_s=0.2, ami=ami_settings(site))
     runner = await start(make_app(factory, settings, now=clock.now), "127.0.0.1", port)
     stop = asyncio.Event()
@@ -148,6 +142,7 @@ async def on_a_call(floor) -> str:
     """The agent goes ready; returns the call id once the call is bridged and on the wallboard."""
     d, base = floor["d"], floor["base"]
     await sign_in(d, "agent", base, "alice", "/agent")
+    print("DEBUG agent signed in", time.monotonic() - T0)
     await d("waitFor", "agent", js="return document.querySelector('[data-testid=ws-status]').dataset.connected === 'true'")
     await d("click", "agent", sel=tid("btn-ready"))
     await d("waitFor", "agent", timeout=55000,
@@ -164,10 +159,10 @@ def audit(factory, *events: str) -> list[tuple[str, str, str]]:
 async def test_a_supervisor_listens_whispers_and_barges_and_another_team_is_refused(floor, sandbox_ami):
     d, base, factory, site, ext = floor["d"], floor["base"], floor["factory"], floor["site"], floor["ext"]
     call_id = await on_a_call(floor)
+    print("DEBUG popup", time.monotonic() - T0)
     await sign_in(d, "sue", base, "sue", "/wallboard")
     row = f"[data-testid=wall-call-row][data-call-id='{call_id}']"
-    await asyncio.sleep(3)
-    print("DEBUG", await d("eval", "sue", js="return document.body.innerText"))
+    print("DEBUG wallboard", time.monotonic() - T0)
     await d("waitFor", "sue", timeout=10000, js=f"return !!document.querySelector(\"{row} [data-testid=btn-listen]\")")
     for mode in ("listen", "whisper", "barge"):
         await d("click", "sue", sel=f"{row} [data-testid=btn-{mode}]")
@@ -207,3 +202,23 @@ async def test_a_supervisor_listens_whispers_and_barges_and_another_team_is_refu
         attempt = s.scalar(select(Attempt).where(Attempt.call_id == call_id))
         assert attempt.state == "ended" and attempt.bridged_at is not None
     assert audit(factory, "call_hangup") == [("call_hangup", "alice", "ok")]
+
+
+async def test_the_agent_hands_the_debtor_over_to_the_teams_supervisor(floor, sandbox_ami):
+    d, factory = floor["d"], floor["factory"]
+    call_id = await on_a_call(floor)
+    await d("press", "agent", key="Alt+t")
+    await d("waitFor", "agent", js="const m = document.querySelector('[data-testid=call-message]'); return m.dataset.ok === 'true'")
+    assert "sue" in await d("text", "agent", sel=tid("call-message"))
+    # Asterisk: the supervisor's phone answered and is bridged with the debtor's channel
+    deadline = time.monotonic() + 15
+    while True:
+        items = await channels(sandbox_ami)
+        debtor = next((i for i in items if i["Uniqueid"] == call_id), None)
+        sue = next((i for i in items if i["Channel"].startswith("PJSIP/sue-")), None)
+        if debtor is not None and sue is not None and sue["BridgeId"] and sue["BridgeId"] == debtor["BridgeId"]:
+            break
+        assert time.monotonic() < deadline, [(i["Channel"], i["BridgeId"], i.get("Application")) for i in items]
+        await asyncio.sleep(0.2)
+    assert sue["ChannelStateDesc"] == "Up" and debtor["Context"] == "dunning-transfer"
+    assert audit(factory, "call_transfer") == [("call_transfer", "alice", "ok")]
