@@ -18,7 +18,7 @@ from asterisk_conf.softphone import Softphone
 from campaigns import admin, queue
 from campaigns.db import transaction
 from campaigns.importing import import_batch
-from campaigns.models import Attempt, Disposition
+from campaigns.models import AgentPresence, Attempt, Disposition
 from dialer.engine import ShiftedClock
 from dialer.runner import run_campaign
 from helpers import Driver, set_local, tid
@@ -78,12 +78,15 @@ async def test_a_real_call_pops_up_in_the_browser_and_the_disposition_frees_the_
         call_id = await d("attr", "agent", sel=tid("case-panel"), name="data-call-id")
         assert await d("text", "agent", sel=tid("case-debtor")) == "李伟"
         assert "*" in await d("text", "agent", sel=tid("case-id-number"))
-        with factory() as s:
+        with factory() as s:  # the case pops up while they talk (bridged_at is written when the call ends)
             attempt = s.scalar(select(Attempt).where(Attempt.call_id == call_id))
-            assert attempt is not None and attempt.bridged_at is not None and attempt.number == "13800138000"
+            assert attempt is not None and attempt.number == "13800138000"
+            assert (s.get(AgentPresence, attempt.agent_id).state, attempt.ended_at) == ("on_call", None)
         # The debtor's side ends the call; the agent is in wrap-up, and ready is blocked.
         await d("waitFor", "agent", timeout=55000,
                 js="return document.querySelector('[data-testid=agent-state]').dataset.state === 'wrap_up'")
+        with factory() as s:
+            assert s.get(Attempt, attempt.id).bridged_at is not None
         assert await d("attr", "agent", sel=tid("btn-ready"), name="data-blocked") == "true"
         await d("select", "agent", sel=tid("dispo-code"), value="refused")
         await d("fill", "agent", sel=tid("dispo-note"), value="says the bank already has his answer")
