@@ -230,8 +230,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "wall.updated": {"en": "Updated", "zh": "更新于"},
     "wall.none": {"en": "nothing now", "zh": "暂无"},
     "wall.barge": {"en": "Barge in", "zh": "强插"},
-    "wall.barge_pending": {"en": "Barge-in comes with the supervisor's listen / whisper / barge actions",
-                           "zh": "强插将随班长的监听 / 耳语 / 强插功能提供"},
     "wall.call_over": {"en": "call ended", "zh": "通话已结束"},
     "wall.number": {"en": "Number", "zh": "号码"},
     "wall.stage": {"en": "Stage", "zh": "阶段"},

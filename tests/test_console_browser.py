@@ -313,6 +313,9 @@ async def test_a_live_finding_is_on_the_wallboard_with_its_call_and_a_barge_in_b
     await d("click", "sup", sel=row + " " + tid("btn-barge"))
     assert await d("eval", "sup", js=f"return document.querySelector('{row} {tid('btn-barge')}').dataset.callId") \
         == "call-east-9"
+    # The supervisor's barge action, refused here: this console has no link to Asterisk.
+    await d("waitFor", "sup", js="const m = document.querySelector('[data-testid=wall-listen-message]'); "
+                                 "return m && !m.hidden && m.dataset.mode === 'barge' && m.dataset.ok === 'false'")
     hang_up(factory, "call-east-9", ids["agent_alice"], NOW + dt.timedelta(seconds=60))
     served["clock"].at = NOW + dt.timedelta(seconds=61)
     await d("waitFor", "sup", js=f"const r = document.querySelector('{row}'); "

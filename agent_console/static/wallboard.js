@@ -18,13 +18,11 @@
     refresh();
   }
 
-  // Barge into a call a live finding is about. The hook for the supervisor's listen / whisper /
-  // barge actions (issue #16 item 3): until they are on the wallboard the button says so.
-  function barge(callId, button) {
-    button.title = S["wall.barge_pending"]; button.disabled = true;
-  }
-
   const canListen = $("wallboard-calls").dataset.canListen === "true";
+  // Barge into a call a live finding is about: the supervisor's own barge action (the
+  // console calls the supervisor's phone into the call); refused as any barge would be.
+  function barge(callId) { listen(callId, "barge"); }
+
   // A supervisor listens in on a call: the console calls the supervisor's own phone.
   async function listen(callId, mode) {
     const response = await fetch(`/wallboard/calls/${encodeURIComponent(callId)}/${mode}`, {
@@ -73,8 +71,8 @@
           if (live.has(alert.call_id)) {
             const button = document.createElement("button");
             button.textContent = S["wall.barge"]; button.setAttribute("data-testid", "btn-barge");
-            button.dataset.callId = alert.call_id; button.title = S["wall.barge_pending"];
-            button.addEventListener("click", () => barge(alert.call_id, button));
+            button.dataset.callId = alert.call_id;
+            button.addEventListener("click", () => barge(alert.call_id));
             act.appendChild(button);
           } else { act.textContent = S["wall.call_over"]; }
         }
