@@ -17,6 +17,8 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 
+from asterisk_conf.generate import CONTEXTS
+
 EOL = "\r\n"
 BANNER = "Asterisk Call Manager/11.0.0" + EOL
 
@@ -107,7 +109,8 @@ ENGINE_COMMANDS = {
     "PJSIPHangup": "system,call,all", "Status": "system,call,reporting,all",
 }
 #: The dialplan contexts ShowDialplan finds (generate.CONTEXTS on the sandbox).
-ENGINE_CONTEXTS = ("dunning-outbound", "dunning-answered", "dunning-agents", "dunning-sim")
+#: What an Asterisk configured by `dunning asterisk config` has: every context the engine relies on.
+ENGINE_CONTEXTS = CONTEXTS
 
 
 class AmiPeer:
