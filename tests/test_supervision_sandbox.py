@@ -202,19 +202,29 @@ async def test_a_supervisor_listens_whispers_and_barges_and_another_team_is_refu
 async def test_the_agent_hands_the_debtor_over_to_the_teams_supervisor(floor, sandbox_ami):
     d, factory = floor["d"], floor["factory"]
     call_id = await on_a_call(floor)
-    await d("press", "agent", key="Alt+t")
-    await d("waitFor", "agent", js="const m = document.querySelector('[data-testid=call-message]'); return m.dataset.ok === 'true'")
-    assert "sue" in await d("text", "agent", sel=tid("call-message"))
-    # Asterisk: the supervisor's phone answered and is bridged with the debtor's channel
-    deadline = time.monotonic() + 15
-    while True:
-        items = await channels(sandbox_ami)
-        debtor = next((i for i in items if i["Uniqueid"] == call_id), None)
-        sue = next((i for i in items if i["Channel"].startswith("PJSIP/sue-")), None)
-        if (debtor is not None and sue is not None and sue.get("ChannelStateDesc") == "Up"
-                and debtor.get("Context") == "dunning-transfer" and debtor.get("Application") == "Dial"):
+    # A supervisor's phone that does not answer sends the debtor back to the agent, who may
+    # press Alt+T again: once more at most here (in a long suite the phone has been seen
+    # unreachable for a moment; issue #16's closing note).
+    for attempt in (1, 2):
+        await d("press", "agent", key="Alt+t")
+        await d("waitFor", "agent", js="const m = document.querySelector('[data-testid=call-message]'); "
+                                       "return m.dataset.ok === 'true'")
+        assert "sue" in await d("text", "agent", sel=tid("call-message"))
+        # Asterisk: the supervisor's phone answered and is bridged with the debtor's channel
+        deadline = time.monotonic() + 15
+        while True:
+            items = await channels(sandbox_ami)
+            debtor = next((i for i in items if i["Uniqueid"] == call_id), None)
+            sue = next((i for i in items if i["Channel"].startswith("PJSIP/sue-")), None)
+            if (debtor is not None and sue is not None and sue.get("ChannelStateDesc") == "Up"
+                    and debtor.get("Context") == "dunning-transfer" and debtor.get("Application") == "Dial"):
+                break
+            if time.monotonic() > deadline:
+                assert attempt == 1, [dict(i) for i in items]
+                break
+            await asyncio.sleep(0.2)
+        if sue is not None and debtor is not None and debtor.get("Context") == "dunning-transfer":
             break
-        assert time.monotonic() < deadline, [dict(i) for i in items]
-        await asyncio.sleep(0.2)
     assert sue.get("BridgeId") == debtor.get("BridgeId"), (dict(sue), dict(debtor))
-    assert audit(factory, "call_transfer") == [("call_transfer", "alice", "ok")]
+    assert [entry for entry in audit(factory, "call_transfer") if entry[2] == "ok"] \
+        and all(entry[:2] == ("call_transfer", "alice") for entry in audit(factory, "call_transfer"))
