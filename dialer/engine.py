@@ -529,6 +529,7 @@ class Engine:
                 seen = self._line_seen[ext] = (key, self._wall(line.history[-1][1]).replace(microsecond=0))
             states[ext] = ("lost" if line.state is LineState.DOWN and line.lost else line.state.value, seen[1])
         return states
+
     def _ready(self) -> list[AgentSeat]:
         """Agents a debtor may be given now: ready, and on a persistent line, with it up."""
         ready = self.pool.ready()
@@ -557,9 +558,10 @@ class Engine:
                 await self.lines.hang_up(seat.extension)
 
     def _on_line(self, line: Line) -> None:
-        """The agent's line went up (the agent can be given debtors) or down: the agent hung
-        up the phone, or never answered the log-in call; the agent is paused (after the call
-        in progress, if any: that call ends as the agent's, not the debtor's)."""
+        """The agent's line went up (the agent can be given debtors) or down: whether the
+        agent hung up (or never answered the log-in call) or Asterisk took the line away is
+        found out by `_line_down`, which pauses the agent only in the first case (after the
+        call in progress, if any: that call ends as the agent's, not the debtor's)."""
         seat = self.pool.seats.get(line.extension)
         if seat is None:
             return
