@@ -27,13 +27,14 @@ Stable element ids for browser tests (``data-testid``; state in ``data-*`` attri
   disposition is owed) ``pause-reason`` ``btn-pause`` ``btn-logout-queue`` ``ready-blocked``
   ``presence-message`` ``wrap-up-left`` ``ws-status`` (``data-connected``) ``counter-dials``
   ``counter-effective`` ``counter-connects`` ``counter-talk``.
-- case pop-up: ``case-panel`` (``data-call-id``, ``data-case-id``, ``data-disposed``)
+- case pop-up: ``case-panel`` (``data-call-id``, ``data-case-id``, ``data-disposed``, ``data-consulting``)
   ``case-waiting`` ``case-debtor`` ``case-reference`` ``case-client`` ``case-amount`` ``case-dpd``
   ``case-due-date`` ``case-id-number`` ``case-status`` ``case-local-time`` ``case-phones`` with
   ``phone-row`` (``data-dialled="true"`` on the number dialled) ``case-promises``
   ``case-appointments`` ``case-history`` ``third-party-warning``; the call's controls:
   ``call-controls`` ``btn-hangup`` ``btn-transfer`` ``btn-wrong-number`` ``btn-invalid-number``
-  ``btn-callback`` ``call-keys`` ``call-message`` (``data-ok``, ``data-action``).
+  ``btn-callback`` ``transfer-consult`` (an attended transfer under way) with ``btn-transfer-complete``
+  ``btn-transfer-cancel``; ``call-keys`` ``call-message`` (``data-ok``, ``data-action``).
 - disposition: ``disposition-panel`` ``disposition-form`` ``dispo-call-id`` ``dispo-code``
   ``dispo-amount`` ``dispo-due`` ``dispo-callback-at`` ``dispo-requested-by``
   ``dispo-callback-note`` ``dispo-note`` ``dispo-submit`` ``dispo-message`` (``data-ok``).

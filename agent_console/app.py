@@ -104,6 +104,7 @@ def route_table() -> tuple[tuple[str, str, Callable, frozenset[str]], ...]:
         ("GET", "/ws/agent", agent_desk.agent_socket, AGENTS),
         ("POST", "/agent/call/hangup", call_control.hang_up, AGENTS),
         ("POST", "/agent/call/transfer", call_control.transfer, AGENTS),
+        ("POST", "/agent/call/transfer/{how}", call_control.transfer_end, AGENTS),
         ("POST", "/agent/call/number", call_control.mark_number, AGENTS),
         # agents: only the case they are on or have just dispositioned (cases.may_view_case)
         ("GET", "/cases/{case_id:\\d+}", agent_desk.case_page, EVERYONE),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 
 from aiohttp import web
 from sqlalchemy import select
@@ -27,7 +28,7 @@ from campaigns.models import Agent, AgentPresence, Attempt, Phone
 from .accounts import audit
 from .cases import Refused, live_call
 from .pages import CLOCK, DB, FORM, LANG, SETTINGS, WHO, error, remote
-from .schema import Account
+from .schema import Account, AuditEntry
 from .wallboard import visible_campaigns
 
 log = logging.getLogger(__name__)
@@ -86,13 +87,54 @@ async def hang_up(request: web.Request) -> web.Response:
 
 
 async def transfer(request: web.Request) -> web.Response:
-    """The agent hands the debtor over to a supervisor of their team (form field
-    ``supervisor``: a user name; default the first of the team's supervisors)."""
+    """The agent transfers the debtor to a supervisor of their team (form field
+    ``supervisor``: a user name; default the first of the team's supervisors). On a persistent
+    line this starts an attended transfer (the debtor on hold, the supervisor's phone called to
+    talk with the agent: ``call_transfer_consult``; then complete or cancel); without one, the
+    debtor is handed over at once (``call_transfer``)."""
     target = await _agent_target(request, live=True, supervisor=request[FORM].get("supervisor", ""))
     if isinstance(target, web.Response):
         return target
+    app, conn = request.app, request.app[LINK].conn
+    agent = await app[DB](agent_extension, request[WHO].account_id)
+    try:
+        consult_id = await supervision.consult(conn, target["call_id"], target["supervisor"], agent) if conn else None
+    except AmiError as exc:
+        return await _send(request, "call_transfer_consult", target, _failed(exc))
+    if consult_id is not None:
+        return await _send(request, "call_transfer_consult", {**target, "consult": True},
+                           lambda conn: _done(consult_id))
     return await _send(request, "call_transfer", target,
                        lambda conn: supervision.hand_over(conn, target["call_id"], target["supervisor"]))
+
+
+async def transfer_end(request: web.Request) -> web.Response:
+    """The agent completes the attended transfer (the debtor to the supervisor, the agent free
+    for the next call) or cancels it (the supervisor dropped, the agent back with the debtor)."""
+    how = request.match_info["how"]
+    if how not in ("complete", "cancel"):
+        return error(request, 404, "not_found", request[LANG])
+    target = await _agent_target(request, live=True)
+    if isinstance(target, web.Response):
+        return target
+    consult_id = await request.app[DB](consultation, request[WHO].account_id, target["call_id"])
+    if consult_id is None:
+        return error(request, 409, "call.no_consultation", request[LANG])
+    target = {**target, "channel_id": consult_id}
+    if how == "complete":
+        return await _send(request, "call_transfer_complete", target,
+                           lambda conn: supervision.complete(conn, target["call_id"], consult_id))
+    return await _send(request, "call_transfer_cancel", target, lambda conn: supervision.cancel(conn, consult_id))
+
+
+async def _done(value: str) -> str:
+    return value
+
+
+def _failed(exc: AmiError):
+    async def action(conn) -> None:
+        raise exc
+    return action
 
 
 async def mark_number(request: web.Request) -> web.Response:
@@ -160,6 +202,28 @@ def agent_call(session: Session, account_id: int, call_id: str, live: bool, supe
             raise Refused("call.no_supervisor", 409)
         target["supervisor"] = supervisor or names[0]
     return target
+
+
+def agent_extension(session: Session, account_id: int) -> str:
+    """The extension (softphone endpoint) of the account's agent."""
+    account = session.get(Account, account_id)
+    return session.get(Agent, account.agent_id).extension
+
+
+#: The audit events of an attended transfer (a consultation, then how it ended).
+TRANSFER_EVENTS = ("call_transfer_consult", "call_transfer_complete", "call_transfer_cancel")
+
+
+def consultation(session: Session, account_id: int, call_id: str) -> str | None:
+    """The consultation the agent started on call `call_id` and has not completed or cancelled
+    (its id, from the audit of ``call_transfer_consult``), else None."""
+    last = session.scalar(select(AuditEntry).where(
+        AuditEntry.account_id == account_id, AuditEntry.event.in_(TRANSFER_EVENTS), AuditEntry.result == "ok",
+        AuditEntry.detail.startswith(f"{call_id} ")).order_by(AuditEntry.id.desc()).limit(1))
+    if last is None or last.event != "call_transfer_consult":
+        return None
+    found = re.search(r"\bchannel (\S+)", last.detail or "")
+    return found.group(1) if found else None
 
 
 def spy_target(session: Session, account_id: int, call_id: str, mode: str, now: dt.datetime,

@@ -171,6 +171,9 @@ class Call:
         self.amd_status: str | None = None
         self.amd_cause = ""
         self.amd_at: float | None = None
+        #: When the agent's attended transfer to a supervisor completed (UserEvent
+        #: DunningTransfer, complete): the agent is free from then on, the call goes on.
+        self.transferred_at: float | None = None
         #: Events of this call may have been missed (adopted from an earlier run, resumed after
         #: a reconnect, or ended without its hang-up seen): its times are to be taken from
         #: Asterisk's own record (dialer/cel.py), not from what was observed.
@@ -511,6 +514,11 @@ class Calls:
             if call.amd_status is None:
                 call.amd_status, call.amd_cause, call.amd_at = event.status, event.cause, at
                 log.info("call %s: AMD %s (%s)", call.call_id, event.status, event.cause)
+                self._tell(call, call.state)
+        elif isinstance(event, UserEvent) and event.name == "DunningTransfer":
+            log.info("call %s: transfer %s (%s)", call.call_id, event.status, event.cause)
+            if event.status == "complete" and call.transferred_at is None:
+                call.transferred_at = at
                 self._tell(call, call.state)
         elif isinstance(event, Hangup):
             call.live.discard(event.uniqueid)

@@ -21,7 +21,8 @@ from ami_bridge.supervision import SPY_MODES
 
 #: Contexts the engine relies on; ``dunning asterisk check`` looks for each.
 CONTEXTS = ("dunning-outbound", "dunning-answered", "dunning-agents", "dunning-agent-line",
-            "dunning-auto-answer", "dunning-supervise", "dunning-transfer", "dunning-sim")
+            "dunning-auto-answer", "dunning-supervise", "dunning-transfer", "dunning-hold",
+            "dunning-consult", "dunning-transferred", "dunning-sim")
 
 #: Simulated debtors: the leading digits of a test number choose what the
 #: "public network" does with it; the last two digits are a parameter (seconds).
@@ -390,6 +391,45 @@ exten => _[0-9A-Za-z].,1,NoOp(dunning hand-over of attempt ${{DUNNING_ATTEMPT}} 
  same => n,GotoIf($["${{DIALSTATUS}}" != "ANSWER"]?dunning-answered,s,connect)
  same => n,Hangup(16)
 
+; An attended transfer on a persistent line (ami_bridge/supervision.py), in three steps.
+[dunning-hold]
+; 1. The console redirects the debtor's channel here (out of the bridge with the agent's line,
+; which goes back to waiting by itself), the extension being the consultation's id: the
+; uniqueid of the supervisor's phone, which the console calls next into dunning-consult. The
+; debtor hears music on hold, still recorded (MixMonitor stays on this channel). Once that
+; channel is gone (the supervisor did not answer or hung up, or the agent cancelled: the
+; console hung it up) the debtor is bridged to the agent's line again.
+exten => _[0-9A-Za-z].,1,UserEvent(DunningTransfer,Attempt: ${{DUNNING_ATTEMPT}},Status: hold,Cause: ${{EXTEN}})
+ same => n,StartMusicOnHold()
+ same => n,Set(HELD=0)
+ same => n(hold),Wait(0.2)
+ same => n,Set(HELD=$[${{HELD}} + 1])
+ same => n,GotoIf($[${{HELD}} < {TRANSFER_GRACE_TICKS}]?hold)
+ same => n,GotoIf($[${{CHANNEL_EXISTS(${{EXTEN}})}}]?hold)
+ same => n,StopMusicOnHold()
+ same => n,UserEvent(DunningTransfer,Attempt: ${{DUNNING_ATTEMPT}},Status: back,Cause: ${{EXTEN}})
+ same => n,Goto(dunning-answered,s,line)
+
+[dunning-consult]
+; 2. The supervisor's phone (Originate PJSIP/<supervisor> with the consultation's id, and
+; DUNNING_LINE the agent's line), once answered, is bridged with the agent's line: the agent
+; and the supervisor talk while the debtor waits. When the supervisor hangs up, the agent's
+; line goes back to waiting (and the debtor, seeing the consultation gone, comes back to it).
+exten => s,1,NoOp(dunning consultation of ${{DUNNING_LINE}})
+ same => n,Bridge(${{DUNNING_LINE}},F(dunning-agent-line^s^{LINE_WAIT_PRIORITY}))
+ same => n,Hangup(16)
+
+[dunning-transferred]
+; 3. Complete: the console redirects the debtor here, the extension being the consultation's
+; id: the supervisor's phone is taken out of the consultation into a bridge with the debtor
+; (still recorded); the agent's line, left alone, goes back to waiting. A consultation already
+; over (the supervisor hung up) brings the debtor back to the agent instead.
+exten => _[0-9A-Za-z].,1,StopMusicOnHold()
+ same => n,GotoIf($[!${{CHANNEL_EXISTS(${{EXTEN}})}}]?dunning-answered,s,line)
+ same => n,UserEvent(DunningTransfer,Attempt: ${{DUNNING_ATTEMPT}},Status: complete,Cause: ${{EXTEN}})
+ same => n,Bridge(${{EXTEN}})
+ same => n,Hangup(16)
+
 [dunning-auto-answer]
 ; Pre-dial handler on the agent's channel (ringing mode with auto-answer): ask the phone to
 ; answer by itself. Call-Info answer-after=0 (Polycom, Yealink, Grandstream, Snom, Zoiper,
@@ -404,6 +444,9 @@ exten => s,1,Set(PJSIP_HEADER(add,Call-Info)=<sip:dunning>\\;answer-after=0)
 
 #: Where an agent's line goes back to wait after a call (the BridgeWait priority above).
 LINE_WAIT_PRIORITY = 2
+#: How long (0.2 s ticks) a debtor on hold waits for the supervisor's phone to be called
+#: before its absence sends the debtor back to the agent (the console calls it right after).
+TRANSFER_GRACE_TICKS = 10
 
 
 #: Asterisk's own record of every call: Channel Event Logging (CEL) written by cel_custom to
@@ -464,6 +507,9 @@ def include_files(spec: ConfigSpec) -> dict[str, str]:
 
 # -- the sandbox's complete configuration ------------------------------------
 
+#: The sandbox's music on hold (asterisk_conf/sandbox.py writes its file).
+MOH_DIRECTORY = "/usr/share/asterisk/sounds/dunning/moh"
+
 #: Everything the engine uses, nothing else, so the sandbox boots in a second.
 SANDBOX_MODULES = (
     "res_timing_timerfd", "res_pjproject", "res_sorcery_config", "res_sorcery_memory",
@@ -472,7 +518,7 @@ SANDBOX_MODULES = (
     "res_pjsip_registrar", "res_pjsip_sdp_rtp", "res_pjsip_nat", "res_pjsip_caller_id",
     "res_rtp_asterisk", "chan_pjsip", "codec_ulaw", "codec_alaw", "codec_gsm",
     "codec_resample", "format_wav", "format_gsm", "format_pcm", "format_sln", "pbx_config",
-    "app_dial", "app_playback", "app_bridgewait", "app_originate", "app_chanspy",
+    "app_dial", "app_playback", "res_musiconhold", "app_bridgewait", "app_originate", "app_chanspy",
     "res_audiosocket", "chan_audiosocket", "func_md5", "res_pjsip_header_funcs", "app_mixmonitor", "app_stack", "app_verbose", "app_echo",
     "func_channel", "func_devstate", "func_logic", "func_strings", "func_callerid", "bridge_simple",
     "bridge_native_rtp", "bridge_holding", "bridge_builtin_features",
@@ -508,6 +554,9 @@ def sandbox_files(spec: ConfigSpec) -> dict[str, str]:
             "#include dunning-extensions.conf\n"
         ),
         "rtp.conf": f"[general]\nrtpstart = {spec.rtp_start}\nrtpend = {spec.rtp_end}\n",
+        # The default class of music on hold (an attended transfer's debtor on hold); a user's
+        # own Asterisk has its own.
+        "musiconhold.conf": f"[default]\nmode = files\ndirectory = {MOH_DIRECTORY}\n",
         "cel.conf": "#include dunning-cel.conf\n",
         "cel_custom.conf": "#include dunning-cel_custom.conf\n",
     }

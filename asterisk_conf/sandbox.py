@@ -37,6 +37,8 @@ STAGES = ("Retrieving Release", "Validating Packages", "Resolving dependencies",
           "Configuring the base system", "Base system installed")
 SPOOL = "/var/spool/asterisk/dunning"
 SOUNDS = "/usr/share/asterisk/sounds/dunning"
+#: The sandbox's music on hold (its default class, generate.MOH_DIRECTORY), under SOUNDS.
+MOH_DIR = "moh"
 
 Say = Callable[[str], None]
 
@@ -295,6 +297,8 @@ def install_sounds(directory: Path, messages: dict[str, tuple[str, str]] | None 
         written.append(synth(directory / "sim-beep.wav", "0.5", "sine", "1000", "vol", "0.5"))
         # A line is never without sound: what a quiet room sends, far below AMD's threshold.
         written.append(synth(directory / "sim-line.wav", "30", "whitenoise", "vol", "0.002"))
+        # Music on hold (a debtor waiting during an attended transfer): a soft pulsing tone.
+        written.append(synth(directory / MOH_DIR / "hold.wav", "20", "sine", "523", "tremolo", "1.5", "80", "vol", "0.2"))
     except SpeechToolMissing as exc:
         raise SandboxError(str(exc)) from None
     return written

@@ -97,6 +97,8 @@ ALERT_RECORDINGS = "recordings_blocked"
 AGENT_LINES = ("persistent", "auto_answer", "ringing")
 #: The reason of the pause that follows an agent's line going down.
 LINE_DOWN = "line down"
+#: Why an agent's call ended while the debtor is still on the line (attended transfer).
+TRANSFERRED = "transferred to a supervisor"
 WHISPERS = ("none", "tone")
 
 
@@ -871,6 +873,8 @@ class Engine:
             problem = await self._store_recording(call.call_id, attempt_id, answered_at)
             if problem:
                 notes.append(problem)
+        if call.transferred_at is not None:
+            notes.append(f"transferred to a supervisor at {self._wall(call.transferred_at):%H:%M:%S}Z")
         note = "; ".join(notes) or None
         await self._db(functools.partial(queue.finish, attempt_id=attempt_id, outcome=value,
                                          answered_at=answered_at, bridged_at=bridged_at, ended_at=ended_at,
@@ -882,8 +886,10 @@ class Engine:
             return
         seat = self.pool.seats[extension]
         now = self.clock.now()
-        if value == MACHINE and seat.attempt != call.call_id:
-            return  # let go when AMD said MACHINE (_on_call_state); maybe on another call now
+        if (value == MACHINE or call.transferred_at is not None) and seat.attempt != call.call_id:
+            # let go when AMD said MACHINE, or when the transfer to a supervisor completed
+            # (_on_call_state); maybe on another call now
+            return
         if seat.state is AgentState.ON_CALL:
             self.pool.apply(extension, AgentEvent.HANGUP, now)
         elif seat.state is AgentState.RESERVED:
@@ -948,10 +954,18 @@ class Engine:
             self.pacing.observe(DialEnded(at, False, (call.ended_at or self.calls_now()) - call.sent_at))
         if outcome == queue.ABANDONED:
             self.pacing.observe(Abandoned(at))
-        if call.bridged_at is not None and call.ended_at is not None:
-            self.pacing.observe(TalkEnded(at, call.ended_at - call.bridged_at))
+        if call.bridged_at is not None and call.ended_at is not None:  # the agent's talk: to the transfer
+            self.pacing.observe(TalkEnded(at, (call.transferred_at or call.ended_at) - call.bridged_at))
 
     def _on_call_state(self, call: Call, state: CallState) -> None:
+        if call.transferred_at is not None:
+            # The agent handed the debtor over to a supervisor (attended transfer): the agent's
+            # part of the call is over (wrap-up, then the next debtor); the attempt goes on
+            # until the debtor's channel hangs up.
+            for seat in self.pool.seats.values():
+                if seat.attempt == call.call_id and seat.state is AgentState.ON_CALL:
+                    self._spawn(self._transferred(call, seat.extension))
+            return
         if state is CallState.ANSWERED:
             if self.settings.amd != "off" and call.amd_status is None:
                 return  # AMD listens: told again with its result
@@ -975,6 +989,16 @@ class Engine:
         for seat in self.pool.seats.values():
             if seat.attempt == call.call_id and seat.state is AgentState.RESERVED:
                 self.pool.apply(seat.extension, AgentEvent.BRIDGE, self.clock.now())
+
+    async def _transferred(self, call: Call, extension: str) -> None:
+        """The agent's wrap-up after an attended transfer: the attempt is marked bridged first,
+        so that a console agent's wrap-up waits for its disposition (dialer/presence.py)."""
+        now = self.clock.now()
+        await self._db(presence.mark_transferred, call.call_id, self._wall(call.answered_at) or now,
+                       self._wall(call.bridged_at) or now)
+        seat = self.pool.seats[extension]
+        if seat.attempt == call.call_id and seat.state is AgentState.ON_CALL:
+            self.pool.apply(extension, AgentEvent.HANGUP, self.clock.now(), reason=TRANSFERRED)
 
     def _count(self, outcome: str) -> None:
         self.summary.outcomes[outcome] = self.summary.outcomes.get(outcome, 0) + 1

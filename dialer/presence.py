@@ -84,6 +84,15 @@ def console_events(state: AgentState, request: Request, wrap_up_for_s: float | N
     return []
 
 
+def mark_transferred(session: Session, call_id: str, answered_at: dt.datetime, bridged_at: dt.datetime) -> None:
+    """The agent of call `call_id` handed the debtor over to a supervisor (attended transfer)
+    and is in wrap-up while the call goes on: the attempt shows it was answered and bridged, so
+    the wrap-up waits for its disposition (`read_requests`) as after any other call."""
+    attempt = session.scalar(select(Attempt).where(Attempt.call_id == call_id))
+    if attempt is not None and attempt.bridged_at is None:
+        attempt.answered_at, attempt.bridged_at = attempt.answered_at or answered_at, bridged_at
+
+
 def read_requests(session: Session, agent_ids: Iterable[int]) -> dict[int, Request]:
     """What each of these agents asked for in the console (agents with no row: nothing)."""
     ids = list(agent_ids)

@@ -10,8 +10,10 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from agent_console.schema import AuditEntry
+from agent_console.call_control import consultation, record
+from agent_console.schema import Account, AuditEntry
 from ami_bridge import supervision
+from ami_bridge.events import parse_event
 from asterisk_conf.generate import Agent, ConfigSpec, extensions_contexts, pjsip_agents, sandbox_files
 from campaigns import admin
 from campaigns.db import sessions
@@ -122,3 +124,61 @@ def test_the_spy_originate_and_the_dialplan_agree_on_the_modes():
     assert "load => app_chanspy.so" in sandbox_files(spec)["modules.conf"]
     assert supervision.hand_over_action("call-1", "sue") == {
         "Action": "Redirect", "Channel": "call-1", "Context": "dunning-transfer", "Exten": "sue", "Priority": "1"}
+
+
+def test_the_attended_transfers_actions_and_the_dialplan_agree():
+    """Consult: the debtor to dunning-hold,<consultation id>, then the supervisor's phone called
+    with that id into dunning-consult, which bridges the agent's line; complete: the debtor to
+    dunning-transferred,<id>; the agent's line is found among Asterisk's channels by its id."""
+    request = supervision.consult_request("sue", "line-2612071200ab12-6001-3", "6001", "xfer-1")
+    assert (request.call_id, request.channel, request.context, request.exten) == (
+        "xfer-1", "PJSIP/sue", "dunning-consult", "s")
+    assert dict(request.variables) == {"DUNNING_LINE": "line-2612071200ab12-6001-3"}
+    assert supervision.hold_action("call-1", "xfer-1") == {
+        "Action": "Redirect", "Channel": "call-1", "Context": "dunning-hold", "Exten": "xfer-1", "Priority": "1"}
+    assert supervision.complete_action("call-1", "xfer-1")["Context"] == "dunning-transferred"
+    for bad in (("sue", "call-1", "6001"), ("sue;x", "line-1-6001-1", "6001"), ("sue", "line-1-6001-1", "60,01")):
+        try:
+            supervision.consult_request(*bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} accepted")
+    listed = [parse_event({"Event": "CoreShowChannel", "Uniqueid": uid, "Linkedid": uid, "Channel": f"PJSIP/{ext}-1",
+                           "ChannelState": state}, 0.0)
+              for uid, ext, state in (("line-1-6002-1", "6002", "6"), ("line-1-6001-1", "6001", "5"),
+                                      ("line-1-6001-2", "6001", "6"), ("call-1", "6001", "6"))]
+    assert supervision.line_of(listed, "6001") == "line-1-6001-2"
+    assert supervision.line_of(listed, "6003") is None
+    spec = ConfigSpec(ami_username="dunning", ami_secret="s" * 16, agents=(Agent("6001", "p" * 12),))
+    dialplan = extensions_contexts(spec)
+    assert "Bridge(${DUNNING_LINE},F(dunning-agent-line^s^2))" in dialplan  # the line back to waiting after
+    assert "[dunning-hold]\n" in dialplan and "StartMusicOnHold()" in dialplan
+    assert "Goto(dunning-answered,s,line)" in dialplan  # the consultation gone: back to the agent
+    assert " same => n,Bridge(${EXTEN})" in dialplan  # complete: the debtor with the supervisor
+    assert "load => res_musiconhold.so" in sandbox_files(spec)["modules.conf"]
+    assert "[default]\nmode = files\n" in sandbox_files(spec)["musiconhold.conf"]
+
+
+async def test_an_attended_transfer_ends_only_after_it_began_and_only_by_the_agent(console):
+    ids, factory = console["ids"], console["factory"]
+    alice, bob = console["browser"](), console["browser"]()
+    await alice.login("alice", PASSWORDS["alice"])
+    await bob.login("bob", PASSWORDS["bob"])
+    bridge(factory, ids["C-EAST"], ids["agent_alice"], "call-east-1", NOW)
+    assert (await bob.post("/agent/call/transfer/complete", {"call_id": "call-east-1"})).status == 403
+    assert (await alice.post("/agent/call/transfer/sideways", {"call_id": "call-east-1"})).status == 404
+    for how in ("complete", "cancel"):  # no consultation under way on this call
+        response = await alice.post(f"/agent/call/transfer/{how}", {"call_id": "call-east-1"})
+        assert response.status == 409 and "No transfer in progress" in (await response.json())["message"]
+    with sessions(factory.kw["bind"])() as s, s.begin():
+        account = s.scalar(select(Account).where(Account.username == "alice"))
+        record(s, account.id, "call_transfer_consult", "ok",
+               {"call_id": "call-east-1", "case_id": ids["C-EAST"], "supervisor": "sue", "channel_id": "xfer-9"}, NOW, None)
+    with sessions(factory.kw["bind"])() as s:
+        assert consultation(s, account.id, "call-east-1") == "xfer-9"
+        assert consultation(s, account.id, "call-east-10") is None
+    # the consultation found, the console (no link to Asterisk here) says so, audited as failed
+    response = await alice.post("/agent/call/transfer/complete", {"call_id": "call-east-1"})
+    assert response.status == 502
+    [complete] = _audit(factory, "call_transfer_complete")
+    assert (complete.result, complete.detail.split()[:3]) == ("failed", ["call-east-1", "channel", "xfer-9"])

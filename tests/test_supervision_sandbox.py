@@ -75,10 +75,13 @@ def cel_channels(site, prefix: str) -> list[str]:
 
 
 @pytest.fixture
-async def floor(sandbox_site, tmp_path, unused_tcp_port_factory):
+async def floor(request, sandbox_site, tmp_path, unused_tcp_port_factory):
     """A team (east) with agent 6001 and supervisor sue, another team (west) with supervisor
     wes; sue's phone registered (baresip, answered by itself); one simulated debtor who
-    answers and stays on the line; the engine and the console (with its AMI link) running."""
+    answers and stays on the line; the engine and the console (with its AMI link) running.
+    With the parameter "persistent" the campaign runs on persistent agent lines and the
+    agent's baresip rings until the agent answers (manual answer, as at a desk)."""
+    line = getattr(request, "param", "ringing")
     site, factory = sandbox_site
     creds = credentials.add_supervisor(site.home, "sue")
     creds = credentials.add_supervisor(site.home, "wes")
@@ -94,7 +97,7 @@ async def floor(sandbox_site, tmp_path, unused_tcp_port_factory):
     with transaction(factory) as s:
         admin.add_agent(s, ext, "Alice Agent", clock.now())
         admin.create_campaign(s, "sup", "SUP", clock.now(), timezone="Asia/Shanghai",
-                              settings={"ring_seconds": 15, "wrap_up_limit_seconds": 300})
+                              settings={"ring_seconds": 15, "wrap_up_limit_seconds": 300, "agent_line": line})
         queue.change_campaign(s, "sup", "start", clock.now())
         for team in ("east", "west"):
             accounts.create_team(s, team, clock.now())
@@ -104,10 +107,13 @@ async def floor(sandbox_site, tmp_path, unused_tcp_port_factory):
         accounts.create_account(s, "wes", "supervisor", PASSWORD, clock.now(), team="west", language="en")
     # the agent's microphone is silence, the supervisor's a 1 kHz tone
     alice = Softphone(ext, creds.agent_passwords[ext], tone(tmp_path / "quiet.wav", 240, ["sine", "300", "vol", "0"]),
-                      tmp_path / ext, sip_server=f"127.0.0.1:{site.sip_port}", local_port=15930)
+                      tmp_path / ext, sip_server=f"127.0.0.1:{site.sip_port}", local_port=15930,
+                      answer_mode="manual" if line == "persistent" else "auto")
     sue = Softphone("sue", creds.supervisor_passwords["sue"], tone(tmp_path / "tone.wav", 240, ["sine", "1000", "vol", "0.5"]),
                     tmp_path / "sue", sip_server=f"127.0.0.1:{site.sip_port}", local_port=15900, answer_mode="manual")
     alice.start()
+    if line == "persistent":
+        alice.keep_answering(0.3)
     sue.start()
     sue.keep_answering(0.2)
     port = unused_tcp_port_factory()
@@ -118,7 +124,7 @@ async def floor(sandbox_site, tmp_path, unused_tcp_port_factory):
     d = await Driver.start()
     try:
         yield {"site": site, "factory": factory, "base": f"http://127.0.0.1:{port}", "d": d, "ext": ext,
-               "sue": sue, "clock": clock}
+               "sue": sue, "alice": alice, "clock": clock}
     finally:
         await d.quit()
         stop.set()
@@ -227,3 +233,115 @@ async def test_the_agent_hands_the_debtor_over_to_the_teams_supervisor(floor, sa
             break
     assert sue.get("BridgeId") == debtor.get("BridgeId"), (dict(sue), dict(debtor))
     assert audit(factory, "call_transfer") == [("call_transfer", "alice", "ok")] * attempt
+
+
+async def call_message(d, action: str) -> str:
+    """The call screen's message once `action` succeeded."""
+    await d("waitFor", "agent", js="const m = document.querySelector('[data-testid=call-message]'); "
+                                   f"return m.dataset.ok === 'true' && m.dataset.action === '{action}'")
+    return await d("text", "agent", sel=tid("call-message"))
+
+
+async def asterisk_shows(ami, what, timeout: float = 15.0) -> dict:
+    """Asterisk's channels (uniqueid -> CoreShowChannels entry) once `what(channels)` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        items = {i["Uniqueid"]: dict(i) for i in await channels(ami)}
+        if what(items):
+            return items
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not so within {timeout} s: {list(items.values())}")
+        await asyncio.sleep(0.2)
+
+
+def line_of(items: dict, ext: str) -> dict | None:
+    return next((i for uid, i in items.items() if uid.startswith("line-") and uid.split("-")[2] == ext), None)
+
+
+def sue_of(items: dict) -> dict | None:
+    return next((i for i in items.values() if i["Channel"].startswith("PJSIP/sue-")), None)
+
+
+def on_hold_while_consulting(call_id: str, ext: str):
+    """The debtor waits in dunning-hold while sue's phone (up) and the agent's line share a bridge."""
+    def check(items: dict) -> bool:
+        debtor, line, sue = items.get(call_id), line_of(items, ext), sue_of(items)
+        return (debtor is not None and debtor.get("Context") == "dunning-hold" and not debtor.get("BridgeId")
+                and line is not None and sue is not None and sue.get("ChannelStateDesc") == "Up"
+                and sue.get("Context") == "dunning-consult" and bool(sue.get("BridgeId"))
+                and sue.get("BridgeId") == line.get("BridgeId"))
+    return check
+
+
+def with_the_agent(call_id: str, ext: str):
+    """The debtor and the agent's line share a bridge again; no channel of sue's phone."""
+    def check(items: dict) -> bool:
+        debtor, line = items.get(call_id), line_of(items, ext)
+        return (sue_of(items) is None and debtor is not None and line is not None
+                and debtor.get("Context") == "dunning-answered" and bool(debtor.get("BridgeId"))
+                and debtor.get("BridgeId") == line.get("BridgeId"))
+    return check
+
+
+@pytest.mark.parametrize("floor", ["persistent"], indirect=True)
+async def test_an_attended_transfer_consults_then_cancels_then_completes(floor, sandbox_ami):
+    """On a persistent line, Alt+T puts the debtor on hold and calls the supervisor's phone into
+    the agent's line; Alt+X cancels (the supervisor dropped, the agent back with the debtor);
+    Alt+T, Alt+T consults again and completes: the debtor with the supervisor, the agent's line
+    back waiting and the agent in wrap-up, free, while the call goes on; the audit has each step."""
+    d, factory, ext = floor["d"], floor["factory"], floor["ext"]
+    call_id = await on_a_call(floor)
+    await d("press", "agent", key="Alt+t")
+    assert "sue" in await call_message(d, "transfer")
+    assert await d("attr", "agent", sel=tid("case-panel"), name="data-consulting") == "true"
+    await asterisk_shows(sandbox_ami, on_hold_while_consulting(call_id, ext))
+    await d("press", "agent", key="Alt+x")
+    await call_message(d, "transfer_cancel")
+    await asterisk_shows(sandbox_ami, with_the_agent(call_id, ext))
+    assert await d("attr", "agent", sel=tid("case-panel"), name="data-consulting") == "false"
+    # again, and this time complete it
+    await d("press", "agent", key="Alt+t")
+    await call_message(d, "transfer")
+    await asterisk_shows(sandbox_ami, on_hold_while_consulting(call_id, ext))
+    await d("press", "agent", key="Alt+t")
+    await call_message(d, "transfer_complete")
+
+    def transferred(items: dict) -> bool:
+        debtor, line, sue = items.get(call_id), line_of(items, ext), sue_of(items)
+        return (debtor is not None and sue is not None and debtor.get("Context") == "dunning-transferred"
+                and bool(debtor.get("BridgeId")) and debtor.get("BridgeId") == sue.get("BridgeId")
+                and line is not None and line.get("Application") == "BridgeWait"
+                and line.get("BridgeId") != debtor.get("BridgeId"))
+    await asterisk_shows(sandbox_ami, transferred)
+    # the engine lets the agent go (wrap-up) while the debtor talks with the supervisor
+    await d("waitFor", "agent", timeout=15000,
+            js="return document.querySelector('[data-testid=agent-state]').dataset.state === 'wrap_up'")
+    with factory() as s:
+        assert s.scalar(select(Attempt.state).where(Attempt.call_id == call_id)) != "ended"
+    assert audit(factory, "call_transfer", "call_transfer_consult", "call_transfer_complete", "call_transfer_cancel") == [
+        ("call_transfer_consult", "alice", "ok"), ("call_transfer_cancel", "alice", "ok"),
+        ("call_transfer_consult", "alice", "ok"), ("call_transfer_complete", "alice", "ok")]
+    # the supervisor ends the call: the attempt ends, its record says it was transferred
+    floor["sue"].hang_up()
+    deadline = time.monotonic() + 15
+    while True:
+        with factory() as s:
+            attempt = s.scalar(select(Attempt).where(Attempt.call_id == call_id))
+        if attempt.state == "ended" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.3)
+    assert attempt.state == "ended" and attempt.bridged_at is not None, attempt.state
+    assert "transferred to a supervisor" in (attempt.note or "")
+
+
+@pytest.mark.parametrize("floor", ["persistent"], indirect=True)
+async def test_a_supervisor_who_does_not_answer_leaves_the_agent_with_the_debtor(floor, sandbox_ami):
+    d, ext = floor["d"], floor["ext"]
+    floor["sue"].keep_answering(None)  # her phone rings and nobody picks it up
+    call_id = await on_a_call(floor)
+    await d("press", "agent", key="Alt+t")
+    await call_message(d, "transfer")
+    await asterisk_shows(sandbox_ami, lambda items: items.get(call_id, {}).get("Context") == "dunning-hold"
+                         and sue_of(items) is not None)
+    # the consultation's ring time (20 s) runs out: the debtor is bridged to the agent's line again
+    await asterisk_shows(sandbox_ami, with_the_agent(call_id, ext), timeout=40)

@@ -62,6 +62,7 @@
   function applyCase(card) {
     currentCase = card;
     const panel = $("case-panel");
+    if (panel.dataset.callId !== card.call_id) consulting(false);
     panel.dataset.callId = card.call_id;
     panel.dataset.caseId = card.case_id;
     panel.classList.add("popped");
@@ -170,7 +171,20 @@
     callMessage(result, result.ok ? done(result.body) : "");
   }
   const hangUp = () => callAction("hangup", "/agent/call/hangup", {}, () => S["call.done_hangup"]);
-  const transfer = () => callAction("transfer", "/agent/call/transfer", {}, (b) => tr("call.done_transfer", b));
+  // Alt+T: on a persistent line an attended transfer (the debtor on hold while the agent talks
+  // with the supervisor; Alt+T again completes it, Alt+X or Esc cancels it), else a hand-over.
+  let onHold = false;
+  function consulting(on) {
+    onHold = on;
+    $("case-panel").dataset.consulting = on ? "true" : "false";
+    show($("transfer-consult"), on);
+  }
+  const endTransfer = (how) => onHold && callAction(
+    "transfer_" + how, "/agent/call/transfer/" + how, {}, (b) => { consulting(false); return tr("call.done_" + how, b); });
+  const transfer = () => onHold ? endTransfer("complete") : callAction("transfer", "/agent/call/transfer", {}, (b) => {
+    consulting(!!b.consult);
+    return tr(b.consult ? "call.done_consult" : "call.done_transfer", b);
+  });
   const markNumber = (mark) => callAction("number", "/agent/call/number", {mark},
     () => tr("call.done_number", {mark: S[mark === "wrong" ? "call.wrong" : "call.invalid"]}));
   function callback() {
@@ -182,12 +196,15 @@
   }
   $("btn-hangup").addEventListener("click", hangUp);
   $("btn-transfer").addEventListener("click", transfer);
+  $("btn-transfer-complete").addEventListener("click", () => endTransfer("complete"));
+  $("btn-transfer-cancel").addEventListener("click", () => endTransfer("cancel"));
   $("btn-wrong-number").addEventListener("click", () => markNumber("wrong"));
   $("btn-invalid-number").addEventListener("click", () => markNumber("invalid"));
   $("btn-callback").addEventListener("click", callback);
-  const KEYS = {h: hangUp, t: transfer, w: () => markNumber("wrong"), i: () => markNumber("invalid"), c: callback,
-                s: () => $("disposition-form").requestSubmit()};
+  const KEYS = {h: hangUp, t: transfer, x: () => endTransfer("cancel"), w: () => markNumber("wrong"),
+                i: () => markNumber("invalid"), c: callback, s: () => $("disposition-form").requestSubmit()};
   document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && onHold) { event.preventDefault(); endTransfer("cancel"); return; }
     if (!event.altKey || event.ctrlKey || event.metaKey) return;
     const run = KEYS[event.key.toLowerCase()] || KEYS[(event.code || "").replace(/^Key/, "").toLowerCase()];
     if (run) { event.preventDefault(); run(); }
