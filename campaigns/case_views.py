@@ -12,11 +12,14 @@ conversation.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import and_, bindparam, case, func, select
+from sqlalchemy import Text, TypeDecorator, bindparam, cast, exists, func, literal_column, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import Session
 
 from .models import (
@@ -98,78 +101,132 @@ _SINCE = bindparam("since")
 _cases, _phones, _attempts = Case.__table__.c, Phone.__table__.c, Attempt.__table__.c
 _appointments, _promises, _dispositions = (Appointment.__table__.c, PromiseToPay.__table__.c,
                                            Disposition.__table__.c)
-#: The statements, built once (a dial decision runs them for one case: their cost is the query).
-_CASES = select(_cases.id, _cases.status, _cases.amount_due, _cases.days_past_due, _cases.timezone, _cases.extra,
-                _cases.due_date, _cases.created_at).where(_cases.id.in_(_IDS))
-_PHONES = select(_phones.case_id, _phones.id, _phones.role, _phones.dial, _phones.valid, _phones.do_not_call) \
-    .where(_phones.case_id.in_(_IDS)).order_by(_phones.id)
-_APPOINTMENTS = select(_appointments.case_id, _appointments.at, _appointments.requested_by, _appointments.note,
-                       _appointments.phone_id).where(_appointments.case_id.in_(_IDS),
-                                                     _appointments.status != "cancelled")
-_PROMISES = select(_promises.case_id, _promises.due_date, _promises.amount, _promises.status) \
-    .where(_promises.case_id.in_(_IDS))
-_RECENT = select(_attempts.id, _attempts.case_id, _attempts.phone_id, _attempts.planned_at, _attempts.answered_at,
-                 _attempts.bridged_at, _attempts.outcome, _dispositions.code).outerjoin(
-    Disposition.__table__, _dispositions.attempt_id == _attempts.id).where(
-    _attempts.case_id.in_(_IDS), _attempts.planned_at >= _SINCE).order_by(_attempts.planned_at, _attempts.id)
-_mine = and_(_attempts.campaign_id == _CAMPAIGN)
-_summary = select(
-    _attempts.case_id.label("case_id"), func.max(_attempts.bridged_at).label("talked"),
-    func.max(case((and_(_mine, _attempts.state == AttemptState.ENDED.value, _attempts.dialed_at.is_not(None)),
-                   _attempts.id))).label("last_id"),
-    func.max(case((and_(_mine, _attempts.state != AttemptState.ENDED.value), 1), else_=0)).label("in_call")) \
-    .where(_attempts.case_id.in_(_IDS)).group_by(_attempts.case_id) \
-    .with_hint(Attempt.__table__, "INDEXED BY ix_attempts_case_planned", "sqlite").subquery()
-_last = Attempt.__table__.alias("last_attempt")
-#: Per case, over all its attempts: the last conversation's moment, the outcome of the
-#: campaign's latest finished dial, and whether a call of the campaign is in progress.
-_SUMMARY = select(_summary.c.case_id, _summary.c.talked, _last.c.outcome, _summary.c.in_call).outerjoin(
-    _last, _last.c.id == _summary.c.last_id)
+
+
+class _JsonList(TypeDecorator):
+    """A JSON array built by the database (`json_list`): a list (None when there are no rows)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return []
+        return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+class json_list(FunctionElement):  # noqa: N801 (an SQL function's name)
+    """The rows of a subquery as a JSON array of objects, {name: column}: one value per case,
+    so that a case's numbers, appointments, promises and attempts come in one statement."""
+
+    type = _JsonList()
+    inherit_cache = True
+
+    def __init__(self, **columns):
+        self.names = tuple(columns)
+        args = []
+        for name, column in columns.items():
+            args += [literal_column(f"'{name}'"), column]
+        super().__init__(*args)
+
+
+@compiles(json_list, "postgresql")
+def _json_list_pg(element, compiler, **kw):
+    return f"json_agg(json_build_object({compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(json_list)
+def _json_list_sqlite(element, compiler, **kw):
+    return f"json_group_array(json_object({compiler.process(element.clauses, **kw)}))"
+
+
+#: A promise's amount as its column keeps it (SQLite's CAST drops trailing zeros: 500.00 → 500).
+_PROMISE_EXP = Decimal(1).scaleb(-PromiseToPay.__table__.c.amount.type.scale)
+
+
+def _moment(text: str | None) -> dt.datetime | None:
+    """A timestamp inside a JSON array (stored naive UTC, in either database's spelling)."""
+    return None if text is None else dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+
+
+def _of_case(*where, **columns):
+    return select(json_list(**columns)).where(*where)
+
+
+_CASE_ID = _cases.id
+_by_case = Attempt.__table__.c.case_id == _CASE_ID
+#: Of this campaign: `+ 0` keeps the campaign's indexes out of a case's correlated queries
+#: (SQLite's planner would otherwise walk the campaign's attempts instead of the case's few).
+_mine = _attempts.campaign_id + 0 == _CAMPAIGN
+
+
+def _attempts_of_case(*columns, where=()):
+    """A correlated query over the case's attempts."""
+    return select(*columns).where(_by_case, *where)
+
+
+#: The statement (built once; a dial decision runs it for one case, a refresh for `CHUNK`): per
+#: case its row, its numbers, open appointments, promises, the attempts of the history asked
+#: for with their dispositions, the last conversation's moment (any campaign), the outcome of
+#: the campaign's latest finished dial, and whether a call of the campaign is in progress.
+_RECORDS = select(
+    _cases.id, _cases.status, _cases.amount_due, _cases.days_past_due, _cases.timezone, _cases.extra,
+    _cases.due_date, _cases.created_at,
+    _of_case(_phones.case_id == _CASE_ID, id=_phones.id, role=_phones.role, dial=_phones.dial,
+             valid=_phones.valid, do_not_call=_phones.do_not_call).scalar_subquery().label("phones"),
+    _of_case(_appointments.case_id == _CASE_ID, _appointments.status != "cancelled", at=_appointments.at,
+             by=_appointments.requested_by, note=_appointments.note, phone_id=_appointments.phone_id)
+    .scalar_subquery().label("appointments"),
+    _of_case(_promises.case_id == _CASE_ID, due_date=_promises.due_date, amount=cast(_promises.amount, Text),
+             status=_promises.status).scalar_subquery().label("promises"),
+    _attempts_of_case(json_list(id=_attempts.id, phone_id=_attempts.phone_id, at=_attempts.planned_at,
+                                answered=_attempts.answered_at.is_not(None),
+                                bridged=_attempts.bridged_at.is_not(None), outcome=_attempts.outcome,
+                                code=_dispositions.code), where=[_attempts.planned_at >= _SINCE])
+    .select_from(Attempt.__table__.outerjoin(Disposition.__table__, _dispositions.attempt_id == _attempts.id))
+    .scalar_subquery().label("recent"),
+    _attempts_of_case(func.max(_attempts.bridged_at)).scalar_subquery().label("talked"),
+    _attempts_of_case(_attempts.outcome, where=[
+        _mine, _attempts.state == AttemptState.ENDED.value, _attempts.dialed_at.is_not(None)])
+    .order_by(_attempts.id.desc()).limit(1).scalar_subquery().label("last_outcome"),
+    exists(_attempts_of_case(_attempts.id, where=[_mine, _attempts.state != AttemptState.ENDED.value]))
+    .label("in_call"),
+).where(_cases.id.in_(_IDS))
+
+
+def _conversation(row: dict) -> bool | None:
+    if row["outcome"] == ABANDONED or not row["bridged"]:
+        return None
+    return row["code"] not in NO_CONVERSATION_CODES
+
+
+def _history(rows: list[dict]) -> tuple[AttemptView, ...]:
+    """The case's attempts (oldest first) as the policy sees them."""
+    rows = sorted(((_moment(row["at"]), row["id"], row) for row in rows if row["outcome"] not in NOT_DIALLED),
+                  key=lambda item: item[:2])
+    return tuple(AttemptView(phone_id=row["phone_id"], at=at,
+                             answered=bool(row["answered"]) and row["outcome"] not in (ABANDONED, MACHINE),
+                             conversation=_conversation(row)) for at, _id, row in rows)
 
 
 def _records(session: Session, campaign_id: int, ids: list[int], now: dt.datetime,
              history: dt.timedelta) -> dict[int, CaseRecord]:
-    run = session.execute
-    by_ids = {"ids": ids}
-    cases = run(_CASES, by_ids).all()
-    phones = _group((row.case_id, PhoneView(id=row.id, role=PhoneRole(row.role), dial=row.dial, valid=row.valid,
-                                            do_not_call=row.do_not_call)) for row in run(_PHONES, by_ids))
-    appointments = _group((row.case_id, AppointmentView(at=row.at, by=row.requested_by, note=row.note,
-                                                        phone_id=row.phone_id)) for row in run(_APPOINTMENTS, by_ids))
-    promises = _group((row.case_id, PromiseView(due_date=row.due_date, amount=Decimal(row.amount), status=row.status))
-                      for row in run(_PROMISES, by_ids))
-    recent = run(_RECENT, {"ids": ids, "since": now - history}).all()
-    last_talk, abandoned, busy = {}, set(), set()
-    for case_id, talked, last_outcome, in_call in run(_SUMMARY, {"ids": ids, "campaign_id": campaign_id}):
-        if talked is not None:
-            last_talk[case_id] = talked
-        if last_outcome == ABANDONED:
-            abandoned.add(case_id)
-        if in_call:
-            busy.add(case_id)
-
-    def conversation(row) -> bool | None:
-        if row.outcome == ABANDONED or row.bridged_at is None:
-            return None
-        return row.code not in NO_CONVERSATION_CODES
-
-    attempts: dict[int, list[AttemptView]] = {}
-    for row in recent:
-        if row.outcome in NOT_DIALLED:
-            continue
-        attempts.setdefault(row.case_id, []).append(AttemptView(
-            phone_id=row.phone_id, at=row.planned_at,
-            answered=row.answered_at is not None and row.outcome not in (ABANDONED, MACHINE),
-            conversation=conversation(row)))
     out = {}
-    for c in cases:
+    for c in session.execute(_RECORDS, {"ids": ids, "campaign_id": campaign_id, "since": now - history}):
+        phones = tuple(PhoneView(id=p["id"], role=PhoneRole(p["role"]), dial=p["dial"], valid=bool(p["valid"]),
+                                 do_not_call=bool(p["do_not_call"])) for p in sorted(c.phones, key=lambda p: p["id"]))
+        appointments = tuple(AppointmentView(at=_moment(a["at"]), by=a["by"], note=a["note"], phone_id=a["phone_id"])
+                             for a in c.appointments)
+        promises = tuple(PromiseView(due_date=dt.date.fromisoformat(p["due_date"]), amount=Decimal(p["amount"]).quantize(_PROMISE_EXP),
+                                     status=p["status"]) for p in c.promises)
         view = CaseView(id=c.id, status=CaseStatus(c.status), amount_due=Decimal(c.amount_due),
-                        days_past_due=c.days_past_due, phones=tuple(phones.get(c.id, ())), timezone=c.timezone,
+                        days_past_due=c.days_past_due, phones=phones, timezone=c.timezone,
                         urgent=flag(c.extra, "urgent"), evening=flag(c.extra, "evening"), due_date=c.due_date,
-                        assigned_at=c.created_at, last_conversation_at=last_talk.get(c.id),
-                        appointments=tuple(appointments.get(c.id, ())), promises=tuple(promises.get(c.id, ())))
-        mine = tuple(attempts.get(c.id, ()))
-        out[c.id] = CaseRecord(view, mine, c.id in busy, c.id in abandoned, max((a.at for a in mine), default=None))
+                        assigned_at=c.created_at, last_conversation_at=c.talked,
+                        appointments=appointments, promises=promises)
+        mine = _history(c.recent)
+        out[c.id] = CaseRecord(view, mine, bool(c.in_call), c.last_outcome == ABANDONED,
+                               max((a.at for a in mine), default=None))
     return out
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, event, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, event, func, insert, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from . import case_views
@@ -354,6 +354,19 @@ _ABANDONED = _BEST.where(_T.c.last_abandoned.is_(True))
 _DUE = select(_T.c.case_id, _T.c.amount_cents, _T.c.days_past_due).where(_MINE, _T.c.phase == int(HopperPhase.DUE))
 
 
+def _candidates(session: Session, best_query, with_due: bool, params: dict):
+    """The best READY row of `best_query` (or None) and, `with_due`, the first `BATCH` DUE rows
+    in the queue's order: one statement (each part locked, skipping rows another engine holds),
+    so that a dial decision costs few round trips to the database."""
+    best = best_query.limit(1).with_for_update(skip_locked=True).cte("best")
+    parts = [select(literal(True).label("is_best"), *best.c)]
+    if with_due:
+        due = _DUE.order_by(*PRIORITY).limit(BATCH).with_for_update(skip_locked=True).cte("due")
+        parts.append(select(literal(False), *due.c))
+    rows = session.execute(union_all(*parts) if with_due else parts[0], params).all()
+    return next((row for row in rows if row.is_best), None), [row for row in rows if not row.is_best]
+
+
 def take(session: Session, campaign: Campaign, agent_id: int | None, call_id: str, now: dt.datetime,
          rules: Rules | None = None, *, only_abandoned: bool = False, server: str | None = None) -> Planned | None:
     """The highest-priority case the policy allows now, its attempt row written PLANNED; None
@@ -371,10 +384,8 @@ def take(session: Session, campaign: Campaign, agent_id: int | None, call_id: st
     asked = 0
     while True:
         # The DUE cases first (there are few: a change was just made), then the best READY one.
-        due = session.execute(_DUE.order_by(*PRIORITY).limit(BATCH).with_for_update(skip_locked=True),
-                              params).all() if asked < TAKE_BUDGET else []
         query = best_query.where(_T.c.case_id.not_in(skipped)) if skipped else best_query
-        best = session.execute(query.limit(1).with_for_update(skip_locked=True), params).first()
+        best, due = _candidates(session, query, asked < TAKE_BUDGET, params)
         if best is not None:
             key = (-best.amount_cents, -best.days_past_due, best.case_id)
             due = [row for row in due if (-row.amount_cents, -row.days_past_due, row.case_id) < key]

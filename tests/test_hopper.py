@@ -158,7 +158,10 @@ def _change(factory, name: str, ids: list[int], st_: dict, now: dt.datetime) -> 
                 s.add(Disposition(attempt_id=last.id, case_id=case_id, code="wrong_party", created_at=now))
 
 
-def _compare(factory, name: str, now: dt.datetime, st_: dict) -> None:
+def _compare(factory, name: str, now: dt.datetime, st_: dict) -> dt.datetime:
+    """The hopper's take at `now` against the whole evaluation's first pick; the call taken is
+    ended 20 s later. Returns the moment the scenario has reached (time never runs back: a
+    decision comes after the end of the call before it, as on a floor)."""
     agent_reserved = st_["mode"] != "ahead"
     only_abandoned = st_["mode"] == "abandoned"
     with transaction(factory) as s:
@@ -172,6 +175,7 @@ def _compare(factory, name: str, now: dt.datetime, st_: dict) -> None:
         planned = hopper.take(s, campaign, 1 if agent_reserved else None, f"{name}-{next(_serial)}", now, rules,
                               only_abandoned=only_abandoned)
         got = None if planned is None else (planned.case_id, planned.phone_id)
+        ended = now + dt.timedelta(seconds=20)
         if got != expected and expected is not None:
             state = s.get(DialState, (campaign.id, expected[0]))
             s.refresh(state)
@@ -192,12 +196,13 @@ def _compare(factory, name: str, now: dt.datetime, st_: dict) -> None:
             detail = None
         assert got == expected, (now.isoformat(), st_["mode"], got, expected, detail)
         if planned is None:
-            return
+            return now
         assert planned.case_id in allowed, "the hopper offered a case the policy refuses"
         answered = st_["outcome"] in ("answered", "abandoned", "debtor_hung_up")
         queue.finish(s, planned.attempt_id, st_["outcome"], answered_at=now if answered else None,
                      bridged_at=now if answered and st_["outcome"] != "abandoned" else None,
-                     ended_at=now + dt.timedelta(seconds=20))
+                     ended_at=ended)
+    return ended
 
 
 def _agent(factory, now):
@@ -219,10 +224,10 @@ def test_the_hopper_takes_what_the_whole_evaluation_picks_first(database, sc):
     _agent(factory, now)
     name, ids = _build(factory, sc, now)
     for st_ in sc["steps"]:
-        _compare(factory, name, now, st_)
+        now = _compare(factory, name, now, st_)
         if st_["change"]:
             _change(factory, name, ids, st_, now)
-            _compare(factory, name, now, st_)
+            now = _compare(factory, name, now, st_)
         now = _next(now, st_, sc["zone"])
     with transaction(factory) as s:
         campaign = queue.campaign_named(s, name)
