@@ -250,13 +250,22 @@ _MINE = _T.c.campaign_id == bindparam("k_campaign")
 #: Time moves states forward: answers that ran out (READY or WAITING past `valid_until`) wait
 #: for their `reopen_at` (DEFERRED); WAITING ones become READY at `eligible_at`, DEFERRED
 #: ones DUE. Each statement an index range of (campaign, phase, moment).
-_ADVANCE = tuple(
-    update(_T).where(_MINE, _T.c.phase == int(phase), column <= _NOW).values(**values)
-    for phase, column, values in (
-        (HopperPhase.READY, _T.c.valid_until, {"phase": int(HopperPhase.DEFERRED), "eligible_at": _T.c.reopen_at}),
-        (HopperPhase.WAITING, _T.c.valid_until, {"phase": int(HopperPhase.DEFERRED), "eligible_at": _T.c.reopen_at}),
-        (HopperPhase.WAITING, _T.c.eligible_at, {"phase": int(HopperPhase.READY)}),
-        (HopperPhase.DEFERRED, _T.c.eligible_at, {"phase": int(HopperPhase.DUE)})))
+_MOVES = (
+    (HopperPhase.READY, _T.c.valid_until, {"phase": int(HopperPhase.DEFERRED), "eligible_at": _T.c.reopen_at}),
+    (HopperPhase.WAITING, _T.c.valid_until, {"phase": int(HopperPhase.DEFERRED), "eligible_at": _T.c.reopen_at}),
+    (HopperPhase.WAITING, _T.c.eligible_at, {"phase": int(HopperPhase.READY)}),
+    (HopperPhase.DEFERRED, _T.c.eligible_at, {"phase": int(HopperPhase.DUE)}))
+_ADVANCE = tuple(update(_T).where(_MINE, _T.c.phase == int(phase), column <= _NOW).values(**values)
+                 for phase, column, values in _MOVES)
+#: The same moves, at most `ADVANCE_STEP` rows each (the earliest first): what a dial decision
+#: does, so that a window's edge moving a whole time zone's cases never stalls one; the
+#: engine's background refresh moves them all.
+ADVANCE_STEP = 64
+_ADVANCE_STEP = tuple(
+    update(_T).where(_MINE, _T.c.phase == int(phase), column <= _NOW, _T.c.case_id.in_(
+        select(_T.c.case_id).where(_MINE, _T.c.phase == int(phase), column <= _NOW).order_by(column)
+        .limit(ADVANCE_STEP).scalar_subquery())).values(**values)
+    for phase, column, values in _MOVES)
 #: The next moment `advance` will have something to move.
 _NEXT_CHANGE = select(*[
     select(func.min(column)).where(_MINE, _T.c.phase == int(phase)).scalar_subquery()
@@ -285,8 +294,9 @@ def _sooner(session: Session, campaign: Campaign, moments) -> None:
     _NEXT[key] = (soonest, hit[1])
 
 
-def advance(session: Session, campaign: Campaign, now: dt.datetime) -> None:
-    """Move the campaign's states with time (see the module's doc); no policy is asked."""
+def advance(session: Session, campaign: Campaign, now: dt.datetime, *, step: bool = False) -> None:
+    """Move the campaign's states with time (see the module's doc); no policy is asked. With
+    `step`, at most `ADVANCE_STEP` rows a move (the next call goes on where this one stopped)."""
     key = _cache_key(session, campaign)
     hit = _NEXT.get(key)
     if hit is not None and time.monotonic() < hit[1] and (hit[0] is None or now < hit[0]):
@@ -294,8 +304,10 @@ def advance(session: Session, campaign: Campaign, now: dt.datetime) -> None:
     params = {"k_campaign": campaign.id, "now": now, "lock_key": _LOCKS + campaign.id}
     if session.get_bind().dialect.name == "postgresql" and not session.scalar(_LOCK, params):
         return
-    for statement in _ADVANCE:
-        session.execute(statement, params)
+    moved = [session.execute(statement, params).rowcount for statement in (_ADVANCE_STEP if step else _ADVANCE)]
+    if step and max(moved) >= ADVANCE_STEP:
+        _NEXT[key] = (now, 0.0)  # more to move: the next call moves on
+        return
     found = [moment for moment in session.execute(_NEXT_CHANGE, params).one() if moment is not None]
     _NEXT[key] = (min(found, default=None), time.monotonic() + NEXT_TRUSTED_S)
 
@@ -345,9 +357,11 @@ def _before(amount_cents: int, days: int, case_id: int):
                     DialState.case_id < case_id))
 
 
+#: The best READY row whose answer still holds (one whose `valid_until` has passed waits for
+#: `advance`: a dial decision moves only `ADVANCE_STEP` rows, the background the rest).
 _BEST = select(_T.c.case_id, _T.c.amount_cents, _T.c.days_past_due).where(
-    _MINE, _T.c.phase == int(HopperPhase.READY)).order_by(*[c.__clause_element__() if hasattr(c, "__clause_element__")
-                                                              else c for c in PRIORITY])
+    _MINE, _T.c.phase == int(HopperPhase.READY), or_(_T.c.valid_until.is_(None), _T.c.valid_until > _NOW)) \
+    .order_by(*[c.__clause_element__() if hasattr(c, "__clause_element__") else c for c in PRIORITY])
 _AHEAD = _BEST.where(_T.c.last_abandoned.is_(False),
                      or_(_T.c.needs_agent_until.is_(None), _T.c.needs_agent_until <= _NOW))
 _ABANDONED = _BEST.where(_T.c.last_abandoned.is_(True))
@@ -377,7 +391,7 @@ def take(session: Session, campaign: Campaign, agent_id: int | None, call_id: st
     `server`: the Asterisk server the engine dials it on (written on the attempt)."""
     rules = rules or rules_for(campaign)
     _clock(session, campaign.id, now)
-    advance(session, campaign, now)
+    advance(session, campaign, now, step=True)
     best_query = _ABANDONED if only_abandoned else _AHEAD if agent_id is None else _BEST
     params = {"k_campaign": campaign.id, "now": now}
     skipped: list[int] = []  # READY cases whose allowed number is a contact's (no agent reserved)

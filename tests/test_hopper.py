@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from campaigns import admin, evaluation, hopper, queue
 from campaigns.db import sessions, transaction
@@ -287,6 +287,48 @@ def test_states_follow_changes_and_a_clock_set_back(database):
         back = hopper.figures(s, campaign, T0 + dt.timedelta(minutes=3))  # the clock set back
         assert back.dialable == 4, "a moment before the states were computed: asked again"
         assert hopper.check(s, campaign, T0 + dt.timedelta(minutes=3)) == []
+
+
+def _phases(s, campaign) -> dict[HopperPhase, int]:
+    rows = s.execute(select(DialState.phase, func.count()).where(DialState.campaign_id == campaign.id)
+                     .group_by(DialState.phase)).all()
+    return {HopperPhase(phase): count for phase, count in rows}
+
+
+def test_a_decision_at_the_windows_edges_moves_a_bounded_number_of_states(database):
+    """At 21:00 every READY answer of a one-zone campaign runs out at once, at 08:00 every case
+    comes back: a dial decision moves at most ADVANCE_STEP states of each kind itself, offers
+    no answer that has run out, and still takes a case the policy allows; the engine's
+    background refresh moves the rest, after which the decision is the whole evaluation's."""
+    factory = sessions(database)
+    size = 3 * hopper.ADVANCE_STEP + 8
+    _floor(factory, size, T0)
+    evening, morning = T0 + dt.timedelta(hours=11), T0 + dt.timedelta(hours=22)  # 21:00, 08:00 Shanghai
+    with transaction(factory) as s:
+        campaign = queue.campaign_named(s, "floor")
+        hopper.refresh(s, campaign, T0)
+        assert _phases(s, campaign) == {HopperPhase.READY: size}
+    with transaction(factory) as s:
+        campaign = queue.campaign_named(s, "floor")
+        assert hopper.take(s, campaign, 1, "edge-1", evening - dt.timedelta(seconds=1)) is not None
+        assert hopper.take(s, campaign, 1, "edge-2", evening) is None, "21:00: nothing may be dialled"
+        phases = _phases(s, campaign)
+        assert phases[HopperPhase.READY] == size - 1 - hopper.ADVANCE_STEP, phases
+        hopper.refresh(s, campaign, evening)
+        assert HopperPhase.READY not in _phases(s, campaign)
+    with transaction(factory) as s:
+        campaign = queue.campaign_named(s, "floor")
+        rules = queue.rules_for(campaign)
+        allowed = {record.view.id for record, _ in evaluation.evaluate(s, campaign, morning, rules)
+                   if decide(record.view, record.history, morning, campaign.timezone, rules).allowed}
+        assert len(allowed) >= size - 1
+        planned = hopper.take(s, campaign, 1, "morning-1", morning)
+        assert planned is not None and planned.case_id in allowed
+        assert _phases(s, campaign).get(HopperPhase.DEFERRED, 0) >= size - 2 - 2 * hopper.ADVANCE_STEP
+        hopper.refresh(s, campaign, morning)
+        expected = evaluation.first_pick(s, campaign, morning, rules, agent_reserved=True)
+        planned = hopper.take(s, campaign, 1, "morning-2", morning)
+        assert (planned.case_id, planned.phone_id) == expected
 
 
 def test_rebuild_and_check_repair_a_damaged_hopper(database):
