@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
+import math
 import subprocess
 import time
+from array import array
 from pathlib import Path
 
 import pytest
@@ -345,3 +347,54 @@ async def test_a_supervisor_who_does_not_answer_leaves_the_agent_with_the_debtor
                          and sue_of(items) is not None)
     # the consultation's ring time (20 s) runs out: the debtor is bridged to the agent's line again
     await asterisk_shows(sandbox_ami, with_the_agent(call_id, ext), timeout=40)
+
+
+SIM_RECORDINGS = "/var/spool/asterisk/dunning-sim"
+
+
+def dbfs(pcm: bytes) -> float:
+    """The loudness of 16-bit mono PCM (dBFS; -inf for digital silence)."""
+    samples = array("h", pcm[:len(pcm) // 2 * 2])
+    if not samples:
+        return -math.inf
+    rms = math.sqrt(sum(s * s for s in samples) / len(samples))
+    return 20 * math.log10(rms / 32768) if rms else -math.inf
+
+
+async def test_the_debtor_hears_a_barge_and_not_a_whisper(floor, sandbox_ami):
+    """At the simulated debtor's end (dunning-sim-answer records what the debtor hears when
+    the global DUNNING_SIM_RECORD names a directory) the supervisor's phone, which sends a
+    constant tone, is heard for no longer than her barge lasted, though she also whispered for
+    3 s or more on the same call (the agent's microphone is silent, the debtor's recording of
+    what it hears has nothing else loud)."""
+    d, base, site = floor["d"], floor["base"], floor["site"]
+    folder = site.sandbox_root / SIM_RECORDINGS.lstrip("/")
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.wav"):
+        old.unlink()
+    await sandbox_ami.send({"Action": "Setvar", "Variable": "DUNNING_SIM_RECORD", "Value": SIM_RECORDINGS})
+    try:
+        call_id = await on_a_call(floor)
+    finally:
+        await sandbox_ami.send({"Action": "Setvar", "Variable": "DUNNING_SIM_RECORD", "Value": ""})
+    [heard] = list(folder.glob("*-heard.wav"))
+    await sign_in(d, "sue", base, "sue", "/wallboard")
+    row = f"[data-testid=wall-call-row][data-call-id='{call_id}']"
+    await d("waitFor", "sue", timeout=10000, js=f"return !!document.querySelector(\"{row} [data-testid=btn-listen]\")")
+    lasted = {}
+    for mode in ("whisper", "barge"):
+        started = time.monotonic()
+        await d("click", "sue", sel=f"{row} [data-testid=btn-{mode}]")
+        await spy_channel(sandbox_ami, "sue")
+        await asyncio.sleep(3)  # her channel spies, in this mode, for 3 s at least
+        floor["sue"].hang_up()
+        await gone(sandbox_ami, "PJSIP/sue-")
+        lasted[mode] = time.monotonic() - started  # at most this long
+    await d("press", "agent", key="Alt+h")  # the call ends: the recording is complete
+    await gone(sandbox_ami, f"PJSIP/{floor['ext']}-")
+    pcm = heard.read_bytes()[44:]
+    frames = [dbfs(pcm[at:at + 1600]) for at in range(0, len(pcm) - 1599, 1600)]  # 0.1 s each
+    toned = sum(level > -20 for level in frames) / 10  # seconds of her tone (half scale: -9 dBFS)
+    assert toned >= 2.0, (lasted, frames)  # the barge is heard
+    # the whisper's 3 s would come on top: the debtor heard her only while she barged in
+    assert toned <= lasted["barge"] + 0.5, (lasted, frames)
