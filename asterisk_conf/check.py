@@ -20,6 +20,7 @@ REQUIRED_ACTIONS = {
     "CoreShowChannels": "the engine may list channels to reconcile after a reconnect (write = reporting)",
     "ShowDialPlan": "the engine may read the dialplan (write = reporting)",
     "Setvar": "the engine may name the agent for a call placed ahead of a free agent (write = call)",
+    "Redirect": "the console may put a debtor on hold, hand over or transfer a call (write = call)",
     "StopMixMonitor": "app_mixmonitor is loaded (every call is recorded)",
     "PJSIPHangup": "chan_pjsip is loaded (the agents' softphones)",
 }
@@ -29,9 +30,13 @@ TOO_WIDE = ("Command", "Reload", "UpdateConfig", "GetConfig", "ModuleLoad", "DBP
 #: and the CLI (Command) write = command, both withheld on purpose. So `check` says so.
 NOT_CHECKED = (
     "not checked over AMI (the engine's user may not list modules or run CLI commands): "
-    "the dialplan's applications Dial, Playback, Gosub, Log and function IF "
-    "(app_dial, app_playback, app_stack, app_verbose, func_logic) and the prompts in "
-    f"{SOUNDS}/; on the Asterisk host: asterisk -rx 'module show like app_' and ls {SOUNDS}/"
+    "the dialplan's applications Dial, Playback, Gosub, Log, Bridge, BridgeWait, ChanSpy, AMD, "
+    "WaitForSilence, UserEvent, MusicOnHold, Originate and function IF (app_dial, app_playback, "
+    "app_stack, app_verbose, app_bridgewait, bridge_holding, app_chanspy, app_amd, "
+    "app_waitforsilence, app_userevent, res_musiconhold, app_originate, func_logic; "
+    "res_audiosocket and chan_audiosocket for `dunning live`), the read = user class the engine's "
+    "AMI user needs to hear the dialplan's UserEvents (answering machines, transfers), and the "
+    f"prompts in {SOUNDS}/; on the Asterisk host: asterisk -rx 'module show like app_' and ls {SOUNDS}/"
 )
 
 

@@ -103,7 +103,7 @@ OriginateScript = Callable[["AmiPeer", dict[str, str]], None]
 ENGINE_COMMANDS = {
     "Ping": "<none>", "Login": "<none>", "Logoff": "<none>", "ListCommands": "<none>",
     "Events": "<none>", "CoreSettings": "system,reporting,all", "Getvar": "call,reporting,all",
-    "Setvar": "call,all", "Hangup": "system,call,all", "Originate": "originate,all",
+    "Setvar": "call,all", "Redirect": "call,all", "Hangup": "system,call,all", "Originate": "originate,all",
     "CoreShowChannels": "system,reporting,all", "ShowDialPlan": "config,reporting,all",
     "StopMixMonitor": "system,call,all", "MixMonitor": "system,call,all",
     "PJSIPHangup": "system,call,all", "Status": "system,call,reporting,all",
