@@ -121,6 +121,17 @@ async def transfer_end(request: web.Request) -> web.Response:
     if consult_id is None:
         return error(request, 409, "call.no_consultation", request[LANG])
     target = {**target, "channel_id": consult_id}
+    conn = request.app[LINK].conn
+    if how == "complete" and conn is not None:
+        try:
+            over = not await supervision.consultation_up(conn, consult_id)
+        except AmiError as exc:
+            return await _send(request, "call_transfer_complete", target, _failed(exc))
+        if over:  # not answered, or hung up: the dialplan has brought the debtor back
+            app, who = request.app, request[WHO]
+            await app[DB](record, who.account_id, "call_transfer_complete", "failed", target, app[CLOCK](),
+                          remote(request), "the supervisor's phone is no longer on the line")
+            return error(request, 409, "call.consult_over", request[LANG])
     if how == "complete":
         return await _send(request, "call_transfer_complete", target,
                            lambda conn: supervision.complete(conn, target["call_id"], consult_id))

@@ -159,6 +159,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
                           "zh": "客户已保持，正在呼叫主管 {supervisor}。Alt+T 完成转接，Alt+X 或 Esc 回到客户。"},
     "call.done_complete": {"en": "Transferred to supervisor {supervisor}: you are free for the next call.", "zh": "已转给主管 {supervisor}，您可以接听下一通电话。"},
     "call.done_cancel": {"en": "Transfer cancelled: you are back with the debtor.", "zh": "已取消转接，您已回到客户通话。"},
+    "call.consult_over": {"en": "The supervisor is no longer on the line (not answered, or hung up): you are back with the debtor.",
+                          "zh": "主管已不在线（未接听或已挂断），您已回到客户通话。"},
     "call.no_consultation": {"en": "No transfer in progress on this call.", "zh": "当前通话没有进行中的转接。"},
     "call.done_hangup": {"en": "Hung up.", "zh": "已挂断。"},
     "call.done_transfer": {"en": "Handed over to supervisor {supervisor}.", "zh": "已转给主管 {supervisor}。"},

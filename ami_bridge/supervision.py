@@ -127,6 +127,14 @@ async def consult(conn: AmiConnection, call_id: str, supervisor: str, agent_exte
     return request.call_id
 
 
+async def consultation_up(conn: AmiConnection, consult_id: str) -> bool:
+    """Whether the supervisor's phone of consultation `consult_id` is still answered (not
+    unanswered and gone, nor hung up)."""
+    listed = (await conn.send(actions.core_show_channels())).events
+    return any(isinstance(c, CoreShowChannel) and c.uniqueid == consult_id and c.channel_state == STATE_UP
+               for c in listed)
+
+
 async def complete(conn: AmiConnection, call_id: str, consult_id: str) -> None:
     """End an attended transfer: the debtor to the supervisor, the agent's line free again."""
     await conn.send(complete_action(call_id, consult_id))

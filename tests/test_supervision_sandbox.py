@@ -347,6 +347,16 @@ async def test_a_supervisor_who_does_not_answer_leaves_the_agent_with_the_debtor
                          and sue_of(items) is not None)
     # the consultation's ring time (20 s) runs out: the debtor is bridged to the agent's line again
     await asterisk_shows(sandbox_ami, with_the_agent(call_id, ext), timeout=40)
+    # Alt+T (complete) now: the console says the supervisor is not on the line and leaves the
+    # debtor with the agent
+    await d("press", "agent", key="Alt+t")
+    await d("waitFor", "agent", js="const m = document.querySelector('[data-testid=call-message]'); "
+                                   "return m.dataset.ok === 'false' && m.dataset.action === 'transfer_complete'")
+    assert "no longer on the line" in await d("text", "agent", sel=tid("call-message"))
+    assert await d("attr", "agent", sel=tid("case-panel"), name="data-consulting") == "false"
+    await asterisk_shows(sandbox_ami, with_the_agent(call_id, ext))
+    assert audit(floor["factory"], "call_transfer_consult", "call_transfer_complete") == [
+        ("call_transfer_consult", "alice", "ok"), ("call_transfer_complete", "alice", "failed")]
 
 
 SIM_RECORDINGS = "/var/spool/asterisk/dunning-sim"

@@ -163,11 +163,12 @@
     message.dataset.action = result.action;
     show(message, true);
   }
-  async function callAction(action, url, data, done) {
+  async function callAction(action, url, data, done, refused) {
     const callId = $("case-panel").dataset.callId;
     if (!callId) return;
     const result = await post(url, Object.assign({call_id: callId}, data || {}));
     result.action = action;
+    if (!result.ok && result.status === 409 && refused) refused();
     callMessage(result, result.ok ? done(result.body) : "");
   }
   const hangUp = () => callAction("hangup", "/agent/call/hangup", {}, () => S["call.done_hangup"]);
@@ -179,8 +180,9 @@
     $("case-panel").dataset.consulting = on ? "true" : "false";
     show($("transfer-consult"), on);
   }
-  const endTransfer = (how) => onHold && callAction(
-    "transfer_" + how, "/agent/call/transfer/" + how, {}, (b) => { consulting(false); return tr("call.done_" + how, b); });
+  const endTransfer = (how) => onHold && callAction(  // 409: the consultation or the call is over
+    "transfer_" + how, "/agent/call/transfer/" + how, {}, (b) => { consulting(false); return tr("call.done_" + how, b); },
+    () => consulting(false));
   const transfer = () => onHold ? endTransfer("complete") : callAction("transfer", "/agent/call/transfer", {}, (b) => {
     consulting(!!b.consult);
     return tr(b.consult ? "call.done_consult" : "call.done_transfer", b);
