@@ -393,6 +393,7 @@ EXPECTED = {
     ("GET", "/agent"): "agent", ("POST", "/agent/presence"): "agent", ("POST", "/agent/disposition"): "agent",
     ("GET", "/agent/counters"): "agent", ("GET", "/ws/agent"): "agent",
     ("POST", "/agent/call/hangup"): "agent", ("POST", "/agent/call/transfer"): "agent",
+    ("POST", "/agent/call/transfer/{how}"): "agent",
     ("POST", "/agent/call/number"): "agent", ("POST", "/wallboard/calls/{call_id}/{mode}"): "supervisor",
     ("GET", "/cases/{case_id}"): "agent supervisor qa administrator",
     ("GET", "/api/cases/{case_id}"): "agent supervisor qa administrator",
@@ -438,7 +439,7 @@ async def test_every_route_declares_its_roles_and_no_role_reaches_another(consol
         k: (v if v == "public" else " ".join(sorted(v.split()))) for k, v in EXPECTED.items()}
     values = {"case_id": ids["C-EAST"], "recording_id": ids["recording"], "token": "not-a-token",
               "finding_id": "0", "name": "nope", "command": "nope", "username": "nobody",
-              "call_id": "nope", "mode": "listen"}
+              "call_id": "nope", "mode": "listen", "how": "cancel"}
     browsers = {name: await signed_in(console, name) for name in ROLE_OF}
     anonymous = console["browser"]()
     # what is not declared is refused to every role, administrators included
