@@ -82,10 +82,14 @@ def test_config_out_writes_the_prompts_the_dialplan_plays(tmp_path):
     from campaigns.amd import preset_messages
     made = {p.name for p in (out / "sounds").iterdir()}
     # The prompts, each shipped preset's answering-machine message, the simulated network's
-    # greetings, hellos, beep and line noise (its dunning-sim context is in the file too).
+    # greetings, hellos, beep and line noise (its dunning-sim context is in the file too)...
     assert made == {"debtor-voice.wav", "no-agent.wav", *(f"{m}.wav" for m in preset_messages()),
                     *(f"sim-machine-{i}.wav" for i in range(len(sandbox.SIM_MACHINES))),
-                    *(f"sim-hello-{i}.wav" for i in range(len(sandbox.SIM_HELLOS))), "sim-beep.wav", "sim-line.wav"}
+                    *(f"sim-hello-{i}.wav" for i in range(len(sandbox.SIM_HELLOS))), "sim-beep.wav", "sim-line.wav",
+                    sandbox.MOH_DIR}
+    # ... and the sandbox's music on hold (its default class: a debtor on hold during a transfer).
+    with wave.open(str(out / "sounds" / sandbox.MOH_DIR / "hold.wav")) as w:
+        assert w.getframerate() == 8000 and w.getnframes() > 8000 * 10
     assert f"wrote {out / 'sounds' / 'no-agent.wav'}" in result.output
     assert f"cp {out / 'sounds'}/*.wav /usr/share/asterisk/sounds/dunning/" in result.output
     for conf in out.glob("*.conf"):
