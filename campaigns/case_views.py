@@ -88,13 +88,6 @@ def records(session: Session, campaign_id: int, case_ids: Iterable[int], now: dt
     return found
 
 
-def _group(rows) -> dict[int, list]:
-    out: dict[int, list] = {}
-    for key, value in rows:
-        out.setdefault(key, []).append(value)
-    return out
-
-
 _IDS = bindparam("ids", expanding=True)
 _CAMPAIGN = bindparam("campaign_id")
 _SINCE = bindparam("since")
@@ -123,7 +116,6 @@ class json_list(FunctionElement):  # noqa: N801 (an SQL function's name)
     inherit_cache = True
 
     def __init__(self, **columns):
-        self.names = tuple(columns)
         args = []
         for name, column in columns.items():
             args += [literal_column(f"'{name}'"), column]
@@ -154,7 +146,7 @@ def _of_case(*where, **columns):
 
 
 _CASE_ID = _cases.id
-_by_case = Attempt.__table__.c.case_id == _CASE_ID
+_by_case = _attempts.case_id == _CASE_ID
 #: Of this campaign: `+ 0` keeps the campaign's indexes out of a case's correlated queries
 #: (SQLite's planner would otherwise walk the campaign's attempts instead of the case's few).
 _mine = _attempts.campaign_id + 0 == _CAMPAIGN
@@ -217,8 +209,9 @@ def _records(session: Session, campaign_id: int, ids: list[int], now: dt.datetim
                                  do_not_call=bool(p["do_not_call"])) for p in sorted(c.phones, key=lambda p: p["id"]))
         appointments = tuple(AppointmentView(at=_moment(a["at"]), by=a["by"], note=a["note"], phone_id=a["phone_id"])
                              for a in c.appointments)
-        promises = tuple(PromiseView(due_date=dt.date.fromisoformat(p["due_date"]), amount=Decimal(p["amount"]).quantize(_PROMISE_EXP),
-                                     status=p["status"]) for p in c.promises)
+        promises = tuple(PromiseView(due_date=dt.date.fromisoformat(p["due_date"]),
+                                     amount=Decimal(p["amount"]).quantize(_PROMISE_EXP), status=p["status"])
+                         for p in c.promises)
         view = CaseView(id=c.id, status=CaseStatus(c.status), amount_due=Decimal(c.amount_due),
                         days_past_due=c.days_past_due, phones=phones, timezone=c.timezone,
                         urgent=flag(c.extra, "urgent"), evening=flag(c.extra, "evening"), due_date=c.due_date,

@@ -255,17 +255,25 @@ _MOVES = (
     (HopperPhase.WAITING, _T.c.valid_until, {"phase": int(HopperPhase.DEFERRED), "eligible_at": _T.c.reopen_at}),
     (HopperPhase.WAITING, _T.c.eligible_at, {"phase": int(HopperPhase.READY)}),
     (HopperPhase.DEFERRED, _T.c.eligible_at, {"phase": int(HopperPhase.DUE)}))
-_ADVANCE = tuple(update(_T).where(_MINE, _T.c.phase == int(phase), column <= _NOW).values(**values)
-                 for phase, column, values in _MOVES)
-#: The same moves, at most `ADVANCE_STEP` rows each (the earliest first): what a dial decision
-#: does, so that a window's edge moving a whole time zone's cases never stalls one; the
-#: engine's background refresh moves them all.
+#: At most this many rows a move when a dial decision advances (the earliest first), so that a
+#: window's edge moving a whole time zone's cases never stalls one; the engine's background
+#: refresh moves them all.
 ADVANCE_STEP = 64
-_ADVANCE_STEP = tuple(
-    update(_T).where(_MINE, _T.c.phase == int(phase), column <= _NOW, _T.c.case_id.in_(
-        select(_T.c.case_id).where(_MINE, _T.c.phase == int(phase), column <= _NOW).order_by(column)
-        .limit(ADVANCE_STEP).scalar_subquery())).values(**values)
-    for phase, column, values in _MOVES)
+
+
+def _moves(limit: int | None) -> tuple:
+    """The UPDATE of each move, of every row due to move, or of the first `limit` of them."""
+    statements = []
+    for phase, column, values in _MOVES:
+        due = (_MINE, _T.c.phase == int(phase), column <= _NOW)
+        if limit is not None:
+            due += (_T.c.case_id.in_(select(_T.c.case_id).where(*due).order_by(column).limit(limit)
+                                     .scalar_subquery()),)
+        statements.append(update(_T).where(*due).values(**values))
+    return tuple(statements)
+
+
+_ADVANCE, _ADVANCE_STEP = _moves(None), _moves(ADVANCE_STEP)
 #: The next moment `advance` will have something to move.
 _NEXT_CHANGE = select(*[
     select(func.min(column)).where(_MINE, _T.c.phase == int(phase)).scalar_subquery()
