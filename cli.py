@@ -289,7 +289,8 @@ def import_file(file: Path, client_code: str, mapping: Path | None, encoding: st
     """Import a bank's batch FILE (CSV in UTF-8, UTF-8 with BOM, GBK or GB18030; or XLSX).
     All or nothing by default: any problem, and nothing is written. Every problem is
     reported with its file, row, column and value."""
-    from campaigns.importing import BatchImportError, import_batch, load_mapping
+    from campaigns.batch_file import BatchImportError, load_mapping
+    from campaigns.importing import import_batch
     site = _site()
     try:
         columns = load_mapping(mapping) if mapping else None

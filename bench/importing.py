@@ -66,7 +66,7 @@ REMARKS = ("首次委托", "二次委托", "", "", "已失联", "客户称已还
 
 
 def id_number(rng: random.Random) -> str:
-    from campaigns.importing import id_check_digit
+    from campaigns.batch_cells import id_check_digit
     born = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(365 * 54))
     region = rng.choice(REGIONS)
     if rng.random() < 0.02:     # a legacy 15-digit number

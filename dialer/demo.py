@@ -30,8 +30,9 @@ from asterisk_conf.site import Site
 from asterisk_conf.softphone import Softphone
 from asterisk_conf.speech import speak
 from campaigns import admin, queue
+from campaigns.batch_cells import parse_phone
 from campaigns.db import transaction
-from campaigns.importing import import_batch, parse_phone
+from campaigns.importing import import_batch
 from campaigns.report import daily, render
 
 from .engine import SystemClock

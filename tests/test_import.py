@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import random
+import signal
 import unicodedata
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -28,22 +31,21 @@ from phonenumbers import PhoneNumberType
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import selectinload
 
-from campaigns.db import sessions
-from campaigns.importing import (
-    BatchImportError,
+from campaigns import importing
+from campaigns.batch_cells import (
     DialNumber,
     InvalidValue,
-    Problem,
-    check_id_number,
-    import_batch,
-    load_mapping,
     _birth_date,
     _date,
     _parsed_number,
+    check_id_number,
     parse_amount,
     parse_phones,
     plain_number,
 )
+from campaigns.batch_file import BatchImportError, Problem, load_mapping
+from campaigns.db import sessions
+from campaigns.importing import import_batch
 from campaigns.models import Batch, Case, Client, Phone
 
 NOW = dt.datetime(2024, 3, 15, 9, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -53,8 +55,16 @@ HINT = "(a mobile has 11 digits; a landline needs its area code, as 0755-8888 88
 SCIENTIFIC = "written in scientific notation, so digits are lost: format the column as text in Excel and export again"
 
 
+@pytest.fixture(params=["here", "beside"])
+def checking(request, monkeypatch):
+    """Where the rows are checked: in the importing process, or beside it in a process of
+    its own (campaigns.parallel_check, as a large file is), whatever the file's size."""
+    monkeypatch.setattr(importing, "PARALLEL_FROM_BYTES", 0 if request.param == "beside" else 1 << 62)
+    return request.param
+
+
 @pytest.fixture
-def factory(database):
+def factory(database, checking):
     return sessions(database)
 
 
@@ -626,15 +636,44 @@ def test_twenty_thousand_rows_with_progress(factory, tmp_path):
     assert ticks[-1] == (40_000, 40_000)
     assert all(total == 40_000 for _, total in ticks) and len(ticks) <= 202
     assert [done for done, _ in ticks] == sorted({done for done, _ in ticks})
-    assert any(done == 20_000 for done, _ in ticks)       # every row checked before any written
     assert counts(factory) == {"clients": 1, "batches": 1, "cases": 20_000, "phones": 22_000}
 
 
+def children() -> list[int]:
+    """This process's child processes (Linux)."""
+    tasks = Path(f"/proc/{os.getpid()}/task")
+    return [int(pid) for task in tasks.iterdir() for pid in (task / "children").read_text().split()]
+
+
+@pytest.mark.parametrize("checking", ["beside"], indirect=True)
+def test_a_checker_killed_mid_import_stops_it_and_nothing_is_written(factory, tmp_path):
+    """The process checking the rows beside the import dies (killed, out of memory) once
+    rows are being written: the import stops with an error saying so, and writes nothing."""
+    path = write_csv(tmp_path / "large.csv", many_cases(20_000))
+    killed = []
+
+    def kill_the_checker(done: int, total: int) -> None:
+        if done >= total // 4 and not killed:
+            killed.extend(children())
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+    with pytest.raises(BatchImportError) as caught:
+        run(factory, path, progress=kill_the_checker)
+    assert len(killed) == 1
+    assert str(caught.value) == ("checking the file stopped (the checking process ended with exit status -9); "
+                                 "nothing was written")
+    assert counts(factory) == NOTHING
+    assert run(factory, path).imported == 20_000      # and the next import is whole
+
+
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)
-def test_seventy_thousand_rows_all_or_nothing_past_postgresqls_parameter_limit(factory, tmp_path):
+@pytest.mark.parametrize("checking", ["beside"], indirect=True)
+def test_seventy_thousand_rows_all_or_nothing_past_postgresqls_parameter_limit(factory, tmp_path, monkeypatch):
     """More cases than PostgreSQL takes parameters in one statement (65,535), to a client that
     has cases already (so its references are looked up too): a bad last row, and nothing is
-    written; the database refusing the last case as it is written, and nothing is; then all."""
+    written; another import adding the last row's case while this one runs, and nothing is
+    (that case is found as the client's own); the database refusing the last case as it is
+    written (added between the look-up and the writing), and nothing is; then all."""
     assert run(factory, write_csv(tmp_path / "first.csv", CASES[:1])).ok
     before = counts(factory)
     rows = many_cases(70_000)
@@ -645,29 +684,50 @@ def test_seventy_thousand_rows_all_or_nothing_past_postgresqls_parameter_limit(f
     assert counts(factory) == before
     rows[-1]["手机"] = "13912345678"
     path = write_csv(tmp_path / "large.csv", rows, encoding="gbk")
+    last = rows[-1]["案件编号"]
+
+    def another_import_takes_the_last_case() -> int:
+        with factory.begin() as session:
+            batch = session.scalars(select(Batch)).one()
+            session.add(Case(client_id=batch.client_id, batch_id=batch.id, reference=last,
+                             debtor_name="赵磊", amount_due=Decimal(1), days_past_due=1, created_at=NOW))
+        return batch.id
     taken = []
 
-    def another_import_takes_the_last_case(done: int, total: int) -> None:
-        if done > total // 2 and not taken:     # writing has begun: add the last row's case meanwhile
-            with factory.begin() as session:
-                batch = session.scalars(select(Batch)).one()
-                session.add(Case(client_id=batch.client_id, batch_id=batch.id, reference=rows[-1]["案件编号"],
-                                 debtor_name="赵磊", amount_due=Decimal(1), days_past_due=1, created_at=NOW))
-            taken.append(done)
-    report = run(factory, path, progress=another_import_takes_the_last_case)
-    assert taken and report.batch_id is None and len(report.problems) == 1, report.problems
+    def meanwhile(done: int, total: int) -> None:
+        if done > total // 2 and not taken:     # writing has begun
+            taken.append(another_import_takes_the_last_case())
+    report = run(factory, path, progress=meanwhile)
+    assert taken and report.batch_id is None and report.problems == [Problem(
+        "large.csv", 70_001, "案件编号", last, f'client {CLIENT} already has this case, from batch #{taken[0]} "first"')]
+    assert counts(factory) == {**before, "cases": before["cases"] + 1}
+
+    def clear() -> None:
+        with factory.begin() as session:
+            session.execute(delete(Case).where(Case.reference == last))
+    clear()
+    looked_up = importing.BatchWriter.known_references_marked
+
+    def then_taken(writer, chunk):
+        found = looked_up(writer, chunk)
+        if any(reference == last for _, reference in chunk.firsts):
+            another_import_takes_the_last_case()
+        return found
+    monkeypatch.setattr(importing.BatchWriter, "known_references_marked", then_taken)
+    report = run(factory, path)
+    assert report.batch_id is None and len(report.problems) == 1, report.problems
     assert report.problems[0].message.startswith("the database refused the batch (was the same file or case imported "
                                                  "at the same time?): duplicate key value violates unique constraint")
     assert counts(factory) == {**before, "cases": before["cases"] + 1}
-    with factory.begin() as session:
-        session.execute(delete(Case).where(Case.reference == rows[-1]["案件编号"]))
+    monkeypatch.undo()
+    clear()
     report = run(factory, path)
     assert (report.ok, report.rows, report.imported) == (True, 70_000, 70_000)
     assert counts(factory) == {"clients": 1, "batches": 2, "cases": 70_001, "phones": before["phones"] + 77_000}
     with factory() as session:
-        last = session.scalars(select(Case).where(Case.reference == rows[-1]["案件编号"])
-                               .options(selectinload(Case.phones))).one()
-    assert (last.batch_id, phones_of(last)) == (report.batch_id, [("own_mobile", "+8613912345678", "13912345678", None)])
+        stored = session.scalars(select(Case).where(Case.reference == last).options(selectinload(Case.phones))).one()
+    assert (stored.batch_id, phones_of(stored)) == (report.batch_id,
+                                                    [("own_mobile", "+8613912345678", "13912345678", None)])
 
 
 def test_a_time_zone_column(factory, tmp_path):

@@ -193,6 +193,16 @@ def test_the_policy_loads_no_database_console_or_worker_pool():
     assert "concurrent.futures.process" not in loaded
 
 
+def test_the_batch_checker_loads_no_database_and_no_spreadsheet_reader():
+    """The process that checks a large batch beside the import (campaigns.parallel_check)
+    starts with what it needs: no SQLAlchemy, and openpyxl only for an XLSX file."""
+    loaded = loaded_by("campaigns.parallel_check")
+    ours = {m for m in loaded if m.split(".")[0] in PACKAGES + TOP_MODULES}
+    assert ours == {"campaigns", "campaigns.batch_cells", "campaigns.batch_file", "campaigns.enums",
+                    "campaigns.parallel_check"}
+    assert not {m for m in loaded if m.split(".")[0] in ("sqlalchemy", "openpyxl", "psycopg")}
+
+
 def test_the_engine_loads_no_console():
     loaded = loaded_by("dialer.engine")
     assert not {m for m in loaded if m.split(".")[0] == "agent_console"}
