@@ -35,6 +35,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -123,12 +124,12 @@ def name(rng: random.Random) -> str:
     return rng.choice(SURNAMES) + given
 
 
-def rows(count: int, seed: int = 1) -> list[list[str]]:
-    """`count` valid rows under HEADERS."""
+def rows(count: int, seed: int = 1, first: int = 0) -> list[list[str]]:
+    """`count` valid rows under HEADERS, their case references numbered from `first`."""
     rng = random.Random(seed)
     switchboards = [landline(rng) for _ in range(2000)]
     out = []
-    for n in range(count):
+    for n in range(first, first + count):
         home = landline(rng) if rng.random() < 0.3 else ""
         work = ""
         if not home and rng.random() < 0.3:
@@ -143,14 +144,15 @@ def rows(count: int, seed: int = 1) -> list[list[str]]:
     return out
 
 
-def write_csv(path: Path, count: int, seed: int = 1, encoding: str = "gb18030") -> Path:
-    """A batch file of `count` rows, as a bank's export writes it (CRLF, GB18030)."""
+def write_csv(path: Path, count: int, seed: int = 1, encoding: str = "gb18030", first: int = 0) -> Path:
+    """A batch file of `count` rows, as a bank's export writes it (CRLF, GB18030), its case
+    references numbered from `first`."""
     import csv
     import io
     out = io.StringIO(newline="")
     writer = csv.writer(out)
     writer.writerow(HEADERS)
-    writer.writerows(rows(count, seed))
+    writer.writerows(rows(count, seed, first))
     path.write_bytes(out.getvalue().encode(encoding))
     return path
 
@@ -202,8 +204,26 @@ def reset_peak() -> None:
         refs.write("5")
 
 
-def child(implementation: str, database: str, file: Path, work: Path) -> None:
-    """Import `file` once into a fresh database; print what it took as JSON."""
+def children_peak_kb(stop: threading.Event, peak: list[int]) -> None:
+    """The largest peak resident set (VmHWM) of this process's children while they run,
+    read every 20 ms into peak[0]: the process checking a large batch beside the import."""
+    tasks = Path(f"/proc/{os.getpid()}/task")
+    while not stop.wait(0.02):
+        for task in tasks.iterdir():
+            for pid in (task / "children").read_text().split():
+                try:
+                    if b"parallel_check" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        continue    # not the checker yet (forked, not yet exec'd: the importer's pages)
+                    with open(f"/proc/{pid}/status") as status:
+                        kb = next((int(line.split()[1]) for line in status if line.startswith("VmHWM:")), 0)
+                except (OSError, StopIteration):
+                    continue
+                peak[0] = max(peak[0], kb)
+
+
+def child(implementation: str, database: str, files: list[Path], work: Path) -> None:
+    """Import each of `files` in turn into one fresh database, for one client; print what
+    each took as JSON."""
     from sqlalchemy import func, select
 
     from campaigns.db import sessions
@@ -211,39 +231,51 @@ def child(implementation: str, database: str, file: Path, work: Path) -> None:
     module = baseline_module() if implementation == "baseline" else importlib.import_module("campaigns.importing")
     engine = fresh_database(database, os.environ.get(URL_VARIABLE), work)
     factory = sessions(engine)
-    before = resident_kb()
-    reset_peak()
-    started = time.perf_counter()
-    report = module.import_batch(factory, file, "BENCH", now=NOW, progress=lambda done, total: None)
-    seconds = time.perf_counter() - started
-    peak = resident_kb("VmHWM")
-    with factory() as session:
-        written = (session.scalar(select(func.count()).select_from(Case)),
-                   session.scalar(select(func.count()).select_from(Phone)))
+    results = []
+    for file in files:
+        with factory() as session:
+            had, had_phones = (session.scalar(select(func.count()).select_from(Case)),
+                               session.scalar(select(func.count()).select_from(Phone)))
+        before = resident_kb()
+        reset_peak()
+        stop, checker = threading.Event(), [0]
+        watch = threading.Thread(target=children_peak_kb, args=(stop, checker), daemon=True)
+        watch.start()
+        started = time.perf_counter()
+        report = module.import_batch(factory, file, "BENCH", now=NOW, progress=lambda done, total: None)
+        seconds = time.perf_counter() - started
+        peak = resident_kb("VmHWM")
+        stop.set()
+        watch.join()
+        with factory() as session:
+            written = (session.scalar(select(func.count()).select_from(Case)) - had,
+                       session.scalar(select(func.count()).select_from(Phone)) - had_phones)
+        results.append({"seconds": seconds, "rows": report.rows, "imported": report.imported, "ok": report.ok,
+                        "problems": [str(p) for p in report.problems[:3]], "cases": written[0], "phones": written[1],
+                        "client_had": had, "before_kb": before, "peak_kb": peak, "checker_kb": checker[0]})
     engine.dispose()
-    print(json.dumps({"seconds": seconds, "rows": report.rows, "imported": report.imported, "ok": report.ok,
-                      "problems": [str(p) for p in report.problems[:3]], "cases": written[0], "phones": written[1],
-                      "before_kb": before, "peak_kb": peak}))
+    print(json.dumps(results))
 
 
-def measure(implementation: str, database: str, file: Path, url: str | None, work: Path) -> dict:
-    """Run one import in a child process: its figures, and its peak resident set while it
-    imported (the child's VmHWM: its ru_maxrss would count the parent's pages it had when
-    forked, before its exec)."""
+def measure(implementation: str, database: str, files: list[Path], url: str | None, work: Path) -> list[dict]:
+    """Run the imports of `files`, one after the other into one database, in a child process:
+    the figures of each, and its peak resident set while it imported (the child's VmHWM: its
+    ru_maxrss would count the parent's pages it had when forked, before its exec)."""
     env = {**os.environ, URL_VARIABLE: url or ""}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen([sys.executable, "-m", "bench.importing", "--child", implementation,
-                                    "--database", database, "--file", str(file), "--work", str(work)],
-                                   cwd=REPO, env=env, stdout=out, stderr=err)
+                                    "--database", database, *(f"--file={file}" for file in files),
+                                    "--work", str(work)], cwd=REPO, env=env, stdout=out, stderr=err)
         process.wait()
         out.seek(0)
         err.seek(0)
         if process.returncode != 0:
             raise SystemExit(f"{implementation} on {database} failed:\n{err.read()}")
-        result = json.loads(out.read().strip().splitlines()[-1])
-    if not result["ok"] or result["imported"] != result["rows"] or result["cases"] != result["rows"]:
-        raise SystemExit(f"{implementation} on {database} did not import the file whole: {result}")
-    return result
+        results = json.loads(out.read().strip().splitlines()[-1])
+    for result in results:
+        if not result["ok"] or result["imported"] != result["rows"] or result["cases"] != result["rows"]:
+            raise SystemExit(f"{implementation} on {database} did not import the file whole: {result}")
+    return results
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -252,15 +284,18 @@ IMPLEMENTATIONS = ("ours", "baseline")
 
 
 def report(results: list[dict]) -> list[str]:
-    lines = ["| rows | database | import | seconds | rows/s | peak RSS MB | growth MB | ours / baseline |",
-             "|---:|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| rows | database | client had | import | seconds | rows/s | peak RSS MB | growth MB | checker MB "
+             "| ours / baseline |",
+             "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         rate = r["rows"] / r["seconds"]
         base = next((b for b in results if b["implementation"] == "baseline" and b["rows"] == r["rows"]
-                     and b["database"] == r["database"]), None)
+                     and b["database"] == r["database"] and b["client_had"] == r["client_had"]), None)
         ratio = f"{rate / (base['rows'] / base['seconds']):.1f}x" if base and r["implementation"] == "ours" else ""
-        lines.append(f"| {r['rows']:,} | {r['database']} | {r['implementation']} | {r['seconds']:.1f} | {rate:,.0f} "
-                     f"| {r['peak_kb'] / 1024:.0f} | {(r['peak_kb'] - r['before_kb']) / 1024:.0f} | {ratio} |")
+        checker = f"{r['checker_kb'] / 1024:.0f}" if r["checker_kb"] else "–"
+        lines.append(f"| {r['rows']:,} | {r['database']} | {r['client_had']:,} | {r['implementation']} "
+                     f"| {r['seconds']:.1f} | {rate:,.0f} | {r['peak_kb'] / 1024:.0f} "
+                     f"| {(r['peak_kb'] - r['before_kb']) / 1024:.0f} | {checker} | {ratio} |")
     return lines
 
 
@@ -274,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--child", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), help=argparse.SUPPRESS)
-    parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--file", type=Path, action="append", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -292,15 +327,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as work:
         for rows in [int(n) for n in args.rows.split(",")]:
             file = write_csv(Path(work) / f"batch-{rows}.csv", rows, args.seed)
-            say(f"{file.name}: {rows:,} rows, {file.stat().st_size / 2 ** 20:.1f} MB in GB18030")
+            # The next month's batch for the same client: its references are looked up among the first's.
+            second = write_csv(Path(work) / f"batch-{rows}-next.csv", rows, args.seed + 1, first=rows)
+            say(f"{file.name}: {rows:,} rows, {file.stat().st_size / 2 ** 20:.1f} MB in GB18030; then {second.name}, "
+                f"as many for the same client")
             for database in databases:
                 for implementation in implementations:
-                    result = measure(implementation, database, file, args.postgres, Path(work))
-                    result.update(implementation=implementation, database=database)
-                    results.append(result)
-                    say(f"  {database:10} {implementation:8} {result['seconds']:6.1f} s  "
-                        f"{result['rows'] / result['seconds']:8,.0f} rows/s  peak {result['peak_kb'] / 1024:.0f} MB  "
-                        f"({result['cases']:,} cases, {result['phones']:,} phones)")
+                    files = [file, second] if implementation == "ours" else [file]
+                    for result in measure(implementation, database, files, args.postgres, Path(work)):
+                        result.update(implementation=implementation, database=database)
+                        results.append(result)
+                        say(f"  {database:10} {implementation:8} {result['seconds']:6.1f} s  "
+                            f"{result['rows'] / result['seconds']:8,.0f} rows/s  peak {result['peak_kb'] / 1024:.0f} "
+                            f"MB, checker {result['checker_kb'] / 1024:.0f} MB  ({result['cases']:,} cases, "
+                            f"{result['phones']:,} phones; the client had {result['client_had']:,})")
         if args.postgres:
             from sqlalchemy import create_engine, text
             admin = create_engine(args.postgres)

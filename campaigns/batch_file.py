@@ -542,13 +542,7 @@ def open_table(path: Path, file: str, encoding: str | None = None) -> BatchTable
         return XlsxTable(path, file)
     if start == b"\xd0\xcf\x11\xe0":
         raise _Unreadable(Problem(file, 0, "", "", "an old Excel .xls file: save it as .xlsx or CSV"))
-    if encoding is not None:
-        candidates = [codec_name(encoding)]
-    elif start.startswith(codecs.BOM_UTF8):
-        candidates = ["utf-8-sig"]
-    else:
-        candidates = ["utf-8", "gb18030"]
-    for name in candidates:
+    for name in _encodings(start, encoding):
         try:
             return CsvTable(path, file, name)       # its first pass decodes the whole file
         except UnicodeDecodeError:
@@ -558,6 +552,16 @@ def open_table(path: Path, file: str, encoding: str | None = None) -> BatchTable
                 raise
     decode(path.read_bytes(), file, encoding)       # raises _Unreadable, saying where it fails
     raise AssertionError("unreachable: the file decoded after all")
+
+
+def _encodings(start: bytes, encoding: str | None) -> list[str]:
+    """The encodings to try, in order, for a file that starts with these bytes: the one
+    asked for; else UTF-8 with its BOM; else UTF-8, then GB18030 (a superset of GBK)."""
+    if encoding is not None:
+        return [codec_name(encoding)]
+    if start.startswith(codecs.BOM_UTF8):
+        return ["utf-8-sig"]
+    return ["utf-8", "gb18030"]
 
 
 def _decodes(path: Path, name: str) -> bool:
@@ -576,14 +580,8 @@ def _decodes(path: Path, name: str) -> bool:
 def decode(data: bytes, file: str, encoding: str | None = None) -> tuple[str, str]:
     """The encoding used and the text. Without `encoding`: UTF-8 (a BOM is dropped) if the
     bytes are strictly UTF-8, else GB18030 (a superset of GBK and GB2312)."""
-    if encoding is not None:
-        candidates = [codec_name(encoding)]
-    elif data.startswith(codecs.BOM_UTF8):
-        candidates = ["utf-8-sig"]
-    else:
-        candidates = ["utf-8", "gb18030"]
     failures = []
-    for name in candidates:
+    for name in _encodings(data, encoding):
         try:
             return name, data.decode(_python_codec(name))
         except UnicodeDecodeError as exc:

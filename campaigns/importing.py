@@ -14,6 +14,7 @@ import from starting (a bad mapping file, an unknown encoding, a bad client code
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 from array import array
@@ -115,19 +116,20 @@ def import_batch(factory: sessionmaker[Session], path: Path, client_code: str, *
         raise BatchImportError("a batch name has at most 200 characters")
     mapping = check_mapping(mapping or {})
     encoding = encoding and codec_name(encoding)
-    sha256 = _sha256(path)
     file = path.name
-    with factory() as session:
-        earlier = _same_file(session, client_code, sha256)
-    if earlier is not None:
-        return ImportReport(file, "", problems=[Problem(file, 0, "", "", earlier)])
     options = {"today": now.date(), "mapping": mapping, "encoding": encoding}
-    if path.stat().st_size >= PARALLEL_FROM_BYTES:
-        with checked_beside(path, file, **options) as messages:
-            return _imported(factory, messages, client_code, now, skip_invalid, progress,
-                             Batch(name=batch_name, file_name=file, sha256=sha256, imported_at=now))
-    with collector_paused():
-        return _imported(factory, check_rows(path, file, **options), client_code, now, skip_invalid, progress,
+    with contextlib.ExitStack() as stack:
+        if path.stat().st_size >= PARALLEL_FROM_BYTES:     # started first: it reads while the file is hashed
+            messages = stack.enter_context(checked_beside(path, file, **options))
+        else:
+            stack.enter_context(collector_paused())
+            messages = check_rows(path, file, **options)
+        sha256 = _sha256(path)
+        with factory() as session:
+            earlier = _same_file(session, client_code, sha256)
+        if earlier is not None:
+            return ImportReport(file, "", problems=[Problem(file, 0, "", "", earlier)])
+        return _imported(factory, messages, client_code, now, skip_invalid, progress,
                          Batch(name=batch_name, file_name=file, sha256=sha256, imported_at=now))
 
 
@@ -213,6 +215,15 @@ class BatchWriter:
     def __init__(self, session: Session, client_code: str, now: dt.datetime, batch: Batch, head: FileHead) -> None:
         self.session, self.batch, self.head, self.now = session, batch, head, now
         self.client_code = client_code
+        if session.get_bind().dialect.name == "postgresql":
+            # Every look-up in this transaction is by an index: a client's case by its reference,
+            # and the foreign keys' checks (a phone's case, a case's client and batch). The
+            # planner must not take a table for small because it was when a plan was made: a
+            # connection that once checked a phone's case among a few cases kept a sequential
+            # scan for that check, and a 70,000-row import then read every case for each phone
+            # (minutes). So the plans made before are dropped, and none made here scans a table.
+            session.execute(sql("DISCARD PLANS"))
+            session.execute(sql("SET LOCAL enable_seqscan = off"))
         self.client = session.scalar(select(Client).where(Client.code == client_code))
         self.known: dict[str, tuple[int, str]] = {}     # references the client has: batch id, name
         self.tables: tuple[CaseIds, BulkRows, BulkRows] | None = None

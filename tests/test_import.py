@@ -28,7 +28,7 @@ from batch_files import (
     write_xlsx,
 )
 from phonenumbers import PhoneNumberType
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import selectinload
 
 from campaigns import importing
@@ -637,6 +637,44 @@ def test_twenty_thousand_rows_with_progress(factory, tmp_path):
     assert all(total == 40_000 for _, total in ticks) and len(ticks) <= 202
     assert [done for done, _ in ticks] == sorted({done for done, _ in ticks})
     assert counts(factory) == {"clients": 1, "batches": 1, "cases": 20_000, "phones": 22_000}
+
+
+def on_the_connection(factory, *statements: str) -> None:
+    """Statements run on the pool's connection, outside any transaction that lasts: a SET
+    stays with the connection, as a planner setting stays with a server's session."""
+    with factory() as session:
+        for statement in statements:
+            session.execute(text(statement))
+        session.commit()
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_a_plan_made_on_a_few_cases_does_not_make_a_large_import_read_every_case(factory, tmp_path, monkeypatch):
+    """PostgreSQL plans a foreign key's check once per connection and keeps the plan. One made
+    while the cases were few scans the table (forced here: the planner is told to scan while a
+    batch of five cases is imported, then told no more); a large batch through that connection read
+    every case for each phone (it took minutes). Counted within the import's transaction
+    (pg_stat_get_xact_numscans), chunk by chunk: the writing reads no table whole."""
+    on_the_connection(factory, "SET enable_indexscan = off", "SET enable_bitmapscan = off")
+    assert run(factory, write_csv(tmp_path / "first.csv", CASES)).ok     # 12 phones: a plan for all after 5
+    on_the_connection(factory, "RESET enable_indexscan", "RESET enable_bitmapscan")
+    written = importing.BatchWriter.write
+    scans: list[int] = []
+
+    def count(writer) -> None:
+        scans.append(writer.session.scalar(text(
+            "SELECT sum(pg_stat_get_xact_numscans(oid)) FROM pg_class WHERE relname IN "
+            "('cases', 'phones', 'clients', 'batches') AND relkind = 'r' AND pg_table_is_visible(oid)")))
+
+    def counted(writer, cases) -> None:
+        if not scans:
+            count(writer)
+        written(writer, cases)
+        count(writer)
+    monkeypatch.setattr(importing.BatchWriter, "write", counted)
+    report = run(factory, write_csv(tmp_path / "next.csv", many_cases(6_000)))
+    assert (report.ok, report.imported) == (True, 6_000)
+    assert len(scans) == 4 and len(set(scans)) == 1, scans
 
 
 def children() -> list[int]:
