@@ -5,8 +5,8 @@ checked a chunk at a time; for a large file in a process of its own, `parallel_c
 that the rows are checked while the previous ones are written) and writes, in one
 transaction, the batch, its cases and their phones, a chunk at a time: all of it, or with
 ``skip_invalid`` the rows without a problem, or nothing at all. Two checks need the
-database: the same file imported before (by its SHA-256, before anything is read) and the
-case references the client already has (a query for each chunk's references).
+database: the same file imported before (by its SHA-256, before anything is written) and
+the case references the client already has (looked up for each chunk).
 
 What the bank must fix is said as `Problem`s (file, row, column, value, why); what stops the
 import from starting (a bad mapping file, an unknown encoding, a bad client code) as
@@ -90,7 +90,6 @@ class ImportReport:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
-
 
 
 class _Refused(Exception):
@@ -192,8 +191,6 @@ def _ticker(progress: Progress | None) -> Callable[[int, int], None]:
     return tick
 
 
-
-
 def _same_file(session: Session, client_code: str, sha256: str) -> str | None:
     """Why the file cannot be imported again, if this client has imported it before."""
     batch = session.scalar(select(Batch).join(Client, Client.id == Batch.client_id)
@@ -202,7 +199,6 @@ def _same_file(session: Session, client_code: str, sha256: str) -> str | None:
         return None
     return (f"already imported for client {client_code} as batch #{batch.id} \"{batch.name}\" on "
             f"{batch.imported_at:%Y-%m-%d %H:%M} UTC (same SHA-256 {sha256[:12]}…); nothing was written")
-
 
 
 class BatchWriter:
@@ -216,14 +212,11 @@ class BatchWriter:
         self.session, self.batch, self.head, self.now = session, batch, head, now
         self.client_code = client_code
         if session.get_bind().dialect.name == "postgresql":
-            # Every look-up in this transaction is by an index: a client's case by its reference,
-            # and the foreign keys' checks (a phone's case, a case's client and batch). The
-            # planner must not take a table for small because it was when a plan was made: a
-            # connection that once checked a phone's case among a few cases kept a sequential
-            # scan for that check, and a 70,000-row import then read every case for each phone
-            # (minutes). So the plans made before are dropped, and none made here scans a table.
+            # A connection keeps its plan for a foreign key's check: one made while the cases
+            # were few scans the table, and a large batch through that connection then read
+            # every case for each of its phones (minutes). So the plans made before are dropped:
+            # the checks are planned anew at this import's first chunk, after its cases are in.
             session.execute(sql("DISCARD PLANS"))
-            session.execute(sql("SET LOCAL enable_seqscan = off"))
         self.client = session.scalar(select(Client).where(Client.code == client_code))
         self.known: dict[str, tuple[int, str]] = {}     # references the client has: batch id, name
         self.tables: tuple[CaseIds, BulkRows, BulkRows] | None = None
