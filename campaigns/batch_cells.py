@@ -436,3 +436,13 @@ def _landline_and_extension(text: str) -> DialNumber | None:
     if landline is None or not 1 <= len(extension) <= 10 or not _CHINA.is_landline(national := landline[1]):
         return None
     return DialNumber(f"+{_CHINA.country_code}{national}", _CHINA.national_digits(national), extension)
+
+
+def phone_cell(value: object) -> tuple[tuple[str, str, str | None], ...]:
+    """parse_phones, each number as (e164, dial, extension): a cell with one plain mobile or
+    landline is read here without further ado, as `plain_number` would."""
+    if value.__class__ is str and PLAIN_CELL.fullmatch(value):
+        match = PLAIN_NUMBER.fullmatch(value.replace(" ", "").replace("-", ""))
+        if match is not None and _CHINA.is_valid(national := match[1] or match[2]):
+            return ((f"+{_CHINA.country_code}{national}", _CHINA.national_digits(national), None),)
+    return tuple((number.e164, number.dial, number.extension) for number in parse_phones(value))

@@ -22,7 +22,6 @@ import datetime as dt
 import gc
 import io
 import json
-import marshal
 import pickle
 import tempfile
 import tomllib
@@ -34,19 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from .batch_cells import (
-    _CHINA,
-    PLAIN_CELL,
-    PLAIN_NUMBER,
     InvalidValue,
     cell_text,
     check_id_number,
     parse_amount,
     parse_date,
     parse_days,
-    parse_phones,
     parse_reference,
     parse_text,
     parse_timezone,
+    phone_cell,
 )
 from .enums import PhoneRole
 
@@ -80,12 +76,9 @@ class Problem:
         return f"{', '.join(where)}: {self.message}"
 
 
-
-
 class BatchImportError(ValueError):
     """The import cannot start: a bad mapping file, an unknown encoding, a bad client code.
     (What is wrong inside the bank's file is reported as `Problem`s instead.)"""
-
 
 
 # --- the fields of a case and the headers that name them ------------------------------------
@@ -221,7 +214,7 @@ def _extra_keys(headers: Sequence[str], claimed: set[int]) -> tuple[str, ...]:
 
 # --- one row ---------------------------------------------------------------------------------
 
-#: A checked case as spooled: (row, reference, debtor_name, id_number, amount_due as text,
+#: A checked case: (row, reference, debtor_name, id_number, amount_due as text,
 #: days_past_due, due_date in ISO form or None, timezone, extra as JSON text, phones), each phone (role,
 #: e164, dial, extension, contact_name, relation): plain values, quick to marshal.
 CaseRow = tuple
@@ -296,16 +289,6 @@ class RowCheck:
 ROLES = [(name, role.value) for name, role in DEBTOR_PHONES.items()]
 
 
-def phone_cell(value: object) -> tuple[tuple[str, str, str | None], ...]:
-    """parse_phones, each number as (e164, dial, extension): a cell with one plain mobile or
-    landline is read here without further ado, as `plain_number` would."""
-    if value.__class__ is str and PLAIN_CELL.fullmatch(value):
-        match = PLAIN_NUMBER.fullmatch(value.replace(" ", "").replace("-", ""))
-        if match is not None and _CHINA.is_valid(national := match[1] or match[2]):
-            return ((f"+{_CHINA.country_code}{national}", _CHINA.national_digits(national), None),)
-    return tuple((number.e164, number.dial, number.extension) for number in parse_phones(value))
-
-
 def _phones(values: Mapping[str, Any]) -> tuple[tuple, ...]:
     """The case's phones, debtor's first; a number given twice (as mobile and as contact, say)
     is kept once, in its first role."""
@@ -325,16 +308,13 @@ def _phones(values: Mapping[str, Any]) -> tuple[tuple, ...]:
     return tuple(kept)
 
 
-
-
 class Spool:
     """Items kept in a temporary file a chunk at a time and read back in order, so that a
-    large batch takes the memory of one chunk. By default items of marshal's types only (str,
-    int, tuple, dict, None…): it is several times quicker than pickle, and the file is read
-    back by the same process; `codec=pickle` for any other."""
+    large sheet takes the memory of one chunk: an XLSX sheet's rows, read once (its cells may
+    be dates and times: pickled)."""
 
-    def __init__(self, chunk: int = CHUNK, codec: Any = marshal) -> None:
-        self.chunk, self.codec = chunk, codec
+    def __init__(self, chunk: int = CHUNK) -> None:
+        self.chunk = chunk
         self.count = 0
         self._buffer: list[Any] = []
         self._file = tempfile.TemporaryFile()
@@ -347,7 +327,7 @@ class Spool:
 
     def _flush(self) -> None:
         if self._buffer:
-            blob = self.codec.dumps(self._buffer)
+            blob = pickle.dumps(self._buffer)
             self._file.write(len(blob).to_bytes(8, "little") + blob)
             self._buffer = []
 
@@ -355,18 +335,16 @@ class Spool:
         self._flush()
         self._file.seek(0)
         while size := self._file.read(8):
-            yield self.codec.loads(self._file.read(int.from_bytes(size, "little")))
+            yield pickle.loads(self._file.read(int.from_bytes(size, "little")))
 
     def close(self) -> None:
         self._file.close()
-
 
 
 class _Unreadable(Exception):
     def __init__(self, problem: Problem):
         super().__init__(str(problem))
         self.problem = problem
-
 
 
 # --- the whole file, a chunk at a time -------------------------------------------------------
@@ -422,7 +400,7 @@ def check_rows(path: Path, file: str, *, today: dt.date, mapping: Mapping[str, s
         column = head.reference_column
         check = RowCheck(columns, file=file, today=today)
         first: dict[str, int] = {}      # each case reference: its first row
-        rows = CheckedRows(0, [], [], [], [])
+        rows, done = CheckedRows(0, [], [], [], []), 0
         for done, (row, cells) in enumerate(table.data(), 1):
             reference, case, found = check(row, cells)
             if reference is not None:
@@ -438,10 +416,13 @@ def check_rows(path: Path, file: str, *, today: dt.date, mapping: Mapping[str, s
                 rows.cases.append(case)
             else:
                 rows.problems += found
-            if done % chunk == 0 or done == table.rows:
+            if done % chunk == 0:
                 rows.checked = done
                 yield rows
                 rows = CheckedRows(done, [], [], [], [])
+        if done % chunk:        # the last rows (and any the file gained since they were counted)
+            rows.checked = done
+            yield rows
 
 
 @contextlib.contextmanager
@@ -515,7 +496,7 @@ class XlsxTable(BatchTable):
             workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
         except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as exc:
             raise _Unreadable(Problem(file, 0, "", "", f"not a readable XLSX workbook ({exc})")) from None
-        self.spool = Spool(codec=pickle)     # cells may be dates and times
+        self.spool = Spool()     # cells may be dates and times
         try:
             for number, cells in enumerate(workbook.worksheets[0].iter_rows(values_only=True), 1):
                 if number == 1:

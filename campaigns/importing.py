@@ -135,38 +135,49 @@ def import_batch(factory: sessionmaker[Session], path: Path, client_code: str, *
 def _imported(factory: sessionmaker[Session], messages: Iterator[FileHead | CheckedRows], client_code: str,
               now: dt.datetime, skip_invalid: bool, progress: Progress | None, batch: Batch) -> ImportReport:
     """Write what `check_rows` gives as it comes, in one transaction: each chunk's cases
-    once its references are found new, until a row has a problem (without `skip_invalid`:
-    the rest are only checked, for the report, and the transaction is rolled back)."""
+    once its references are found new. At the first row with a problem (without
+    `skip_invalid`) the transaction is rolled back at once, and the rest of the file is only
+    checked, for the report, with no lock held."""
     head = next(messages)
     report = ImportReport(head.file, head.encoding, rows=head.rows, problems=list(head.problems))
     if report.problems:
         return report
     tick = _ticker(progress)
     total = 2 * head.rows
+    with factory() as session:
+        references = KnownReferences(session.scalar(select(Client.id).where(Client.code == client_code)), head,
+                                     client_code)
+    written = 0
     try:
         with transaction(factory) as session:
             writer = BatchWriter(session, client_code, now, batch, head)
             for chunk in messages:
-                tick(chunk.checked + report.imported, total)
-                problems, cases = writer.known_references_marked(chunk)
-                (report.skipped if skip_invalid else report.problems).extend(problems)
-                if not report.problems:
-                    writer.write(cases)
-                    report.imported += len(cases)
-                    tick(chunk.checked + report.imported, total)
-            if skip_invalid and not report.imported:
+                tick(chunk.checked + written, total)
+                problems, cases = references.marked(session, chunk)
+                if skip_invalid:
+                    report.skipped += problems
+                elif problems:
+                    report.problems += problems
+                    raise _Refused
+                writer.write(cases)
+                written += len(cases)
+                tick(chunk.checked + written, total)
+            if skip_invalid and not written:
                 report.problems.append(Problem(head.file, 0, "", "", "every row has a problem: nothing to import"))
-            if report.problems:
                 raise _Refused
     except _Refused:
-        report.imported = 0
-        return report
+        pass
     except IntegrityError as exc:
-        report.imported = 0
         report.problems.append(Problem(head.file, 0, "", "", "the database refused the batch (was the same file "
                                                              f"or case imported at the same time?): {exc.orig}"))
+    if report.problems:
+        with factory() as session:      # the rest of the file, checked for the report
+            for chunk in messages:
+                tick(chunk.checked + written, total)
+                problems, _ = references.marked(session, chunk)
+                (report.skipped if skip_invalid else report.problems).extend(problems)
         return report
-    report.batch_id = batch.id
+    report.batch_id, report.imported = batch.id, written
     tick(total, total)
     return report
 
@@ -201,6 +212,58 @@ def _same_file(session: Session, client_code: str, sha256: str) -> str | None:
             f"{batch.imported_at:%Y-%m-%d %H:%M} UTC (same SHA-256 {sha256[:12]}…); nothing was written")
 
 
+class KnownReferences:
+    """The case references the client already has, found as the file's chunks come: a row
+    with one (its first row or a repeated one) is a problem, and its case is not written."""
+
+    def __init__(self, client_id: int | None, head: FileHead, client_code: str) -> None:
+        self.client_id, self.head, self.client_code = client_id, head, client_code
+        self.known: dict[str, tuple[int, str]] = {}     # each reference found: batch id, batch name
+
+    def marked(self, session: Session, chunk: CheckedRows) -> tuple[list[Problem], list[tuple]]:
+        """The chunk's problems, with each row whose case reference the client already has
+        marked; and its cases to write, those rows' left out."""
+        if self.client_id is None:      # a new client has no cases
+            return chunk.problems, chunk.cases
+        if chunk.firsts:
+            found = _known(session, self.client_id, [reference for _, reference in chunk.firsts])
+            if found:
+                names = dict(session.execute(select(Batch.id, Batch.name).where(Batch.id.in_(set(found.values()))))
+                             .all())
+                self.known.update((reference, (batch_id, names[batch_id])) for reference, batch_id in found.items())
+        known = self.known
+        rows = [(row, reference) for row, reference in (*chunk.firsts, *chunk.repeated) if reference in known]
+        if not rows:
+            return chunk.problems, chunk.cases
+        file, column, code = self.head.file, self.head.reference_column, self.client_code
+        marked = [Problem(file, row, column, reference, f"client {code} already has this case, from batch "
+                                                        f"#{known[reference][0]} \"{known[reference][1]}\"")
+                  for row, reference in rows]
+        left_out = {row for row, _ in rows}
+        # A row's own problems first, then this one (the sort is stable).
+        return (sorted(chunk.problems + marked, key=lambda problem: problem.row),
+                [case for case in chunk.cases if case[0] not in left_out])
+
+
+def _known(session: Session, client_id: int, references: list[str]) -> dict[str, int]:
+    """Which of these references the client has, with their batch ids. On PostgreSQL one
+    query, each reference looked up in the client's unique index (a LATERAL look-up, so that
+    the planner cannot choose otherwise): given the IN-list SQLite is given, PostgreSQL's
+    planner, its statistics from before this import (a client it thought small), read every
+    case of the client, this import's too, for each look-up (110 s for 70,000 rows into a
+    client with one case)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return dict(session.execute(sql(
+            f"SELECT r.reference, c.batch_id FROM unnest(CAST(:references AS VARCHAR[])) AS r(reference) "
+            f"CROSS JOIN LATERAL (SELECT batch_id FROM {Case.__tablename__} WHERE client_id = :client "
+            f"AND reference = r.reference LIMIT 1) AS c"), {"references": references, "client": client_id}).all())
+    found: dict[str, int] = {}
+    for start in range(0, len(references), REFERENCE_CHUNK):
+        found.update(session.execute(select(Case.reference, Case.batch_id).where(
+            Case.client_id == client_id, Case.reference.in_(references[start:start + REFERENCE_CHUNK]))).all())
+    return found
+
+
 class BatchWriter:
     """A batch's cases and phones written a chunk at a time within the import's transaction:
     with the first chunk the client (created if new) and the batch, then each chunk's cases,
@@ -218,7 +281,6 @@ class BatchWriter:
             # the checks are planned anew at this import's first chunk, after its cases are in.
             session.execute(sql("DISCARD PLANS"))
         self.client = session.scalar(select(Client).where(Client.code == client_code))
-        self.known: dict[str, tuple[int, str]] = {}     # references the client has: batch id, name
         self.tables: tuple[CaseIds, BulkRows, BulkRows] | None = None
 
     def _begun(self) -> tuple[CaseIds, BulkRows, BulkRows]:
@@ -237,50 +299,6 @@ class BatchWriter:
                 "client_id": client.id, "batch_id": batch.id, "status": CaseStatus.NEW.value, "created_at": self.now},
                 texts=("extra",)), BulkRows(connection, Phone.__table__, ("case_id", *PHONE_COLUMNS)))
         return self.tables
-
-    def known_references_marked(self, chunk: CheckedRows) -> tuple[list[Problem], list[tuple]]:
-        """The chunk's problems, with each row whose case reference the client already has
-        (on its first row or a repeated one) marked; and its cases to write, those rows' left
-        out. The client's cases are looked up by their references (`_known`)."""
-        if self.client is None or not chunk.firsts:
-            return chunk.problems, chunk.cases
-        found = self._known([reference for _, reference in chunk.firsts])
-        if found:
-            names = dict(self.session.execute(select(Batch.id, Batch.name).where(Batch.id.in_(set(found.values())))
-                                              ).all())
-            self.known.update((reference, (batch_id, names[batch_id])) for reference, batch_id in found.items())
-        known = self.known
-        rows = [(row, reference) for row, reference in (*chunk.firsts, *chunk.repeated) if reference in known]
-        if not rows:
-            return chunk.problems, chunk.cases
-        file, column, code = self.head.file, self.head.reference_column, self.client.code
-        marked = [Problem(file, row, column, reference, f"client {code} already has this case, from batch "
-                                                        f"#{known[reference][0]} \"{known[reference][1]}\"")
-                  for row, reference in rows]
-        left_out = {row for row, _ in rows}
-        # A row's own problems first, then this one (the sort is stable).
-        return (sorted(chunk.problems + marked, key=lambda problem: problem.row),
-                [case for case in chunk.cases if case[0] not in left_out])
-
-    def _known(self, references: list[str]) -> dict[str, int]:
-        """Which of these references the client has, with their batch ids. On PostgreSQL one
-        query, each reference looked up in the client's unique index (a LATERAL look-up, so
-        that the planner cannot choose otherwise): given the IN-list SQLite is given,
-        PostgreSQL's planner, its statistics from before this import (a client it thought
-        small), read every case of the client, this import's too, for each look-up (110 s
-        for 70,000 rows into a client with one case)."""
-        if self.session.get_bind().dialect.name == "postgresql":
-            return dict(self.session.execute(sql(
-                f"SELECT r.reference, c.batch_id FROM unnest(CAST(:references AS VARCHAR[])) AS r(reference) "
-                f"CROSS JOIN LATERAL (SELECT batch_id FROM {Case.__tablename__} WHERE client_id = :client "
-                f"AND reference = r.reference LIMIT 1) AS c"), {"references": references, "client": self.client.id}
-            ).all())
-        found: dict[str, int] = {}
-        for start in range(0, len(references), REFERENCE_CHUNK):
-            found.update(self.session.execute(select(Case.reference, Case.batch_id).where(
-                Case.client_id == self.client.id, Case.reference.in_(references[start:start + REFERENCE_CHUNK]))
-            ).all())
-        return found
 
     def write(self, cases: Sequence[tuple]) -> None:
         """The cases (CaseRows) and their phones."""

@@ -28,7 +28,8 @@ from batch_files import (
     write_xlsx,
 )
 from phonenumbers import PhoneNumberType
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select
+from sqlalchemy import text as sql
 from sqlalchemy.orm import selectinload
 
 from campaigns import importing
@@ -644,7 +645,7 @@ def on_the_connection(factory, *statements: str) -> None:
     stays with the connection, as a planner setting stays with a server's session."""
     with factory() as session:
         for statement in statements:
-            session.execute(text(statement))
+            session.execute(sql(statement))
         session.commit()
 
 
@@ -662,7 +663,7 @@ def test_a_plan_made_on_a_few_cases_does_not_make_a_large_import_read_every_case
     scans: list[int] = []
 
     def count(writer) -> None:
-        scans.append(writer.session.scalar(text(
+        scans.append(writer.session.scalar(sql(
             "SELECT sum(pg_stat_get_xact_numscans(oid)) FROM pg_class WHERE relname IN "
             "('cases', 'phones', 'clients', 'batches') AND relkind = 'r' AND pg_table_is_visible(oid)")))
 
@@ -675,6 +676,46 @@ def test_a_plan_made_on_a_few_cases_does_not_make_a_large_import_read_every_case
     report = run(factory, write_csv(tmp_path / "next.csv", many_cases(6_000)))
     assert (report.ok, report.imported) == (True, 6_000)
     assert len(scans) == 4 and len(set(scans)) == 1, scans
+
+
+def test_a_case_the_client_has_repeated_in_a_later_chunk_is_marked_on_both_rows(factory, tmp_path):
+    """The case reference on row 2 is the client's already, and row 2,002 repeats it: the
+    chunk of row 2,002 (rows are checked 2,000 at a time) has no reference of its own to look
+    up, and its row is still the client's case as well as a repeat."""
+    first = run(factory, write_csv(tmp_path / "march.csv", CASES[:1]))
+    rows = [CASES[0], *many_cases(1_999), case(0, 欠款金额="7,000")]
+    report = run(factory, write_csv(tmp_path / "april.csv", rows))
+    known = f'client {CLIENT} already has this case, from batch #{first.batch_id} "march"'
+    assert report.problems == [Problem("april.csv", 2, "案件编号", "ZS2024030001", known),
+                               Problem("april.csv", 2_002, "案件编号", "ZS2024030001", "the same case reference as row 2"),
+                               Problem("april.csv", 2_002, "案件编号", "ZS2024030001", known)]
+    assert counts(factory)["cases"] == 1
+
+
+@pytest.mark.parametrize("checking", ["beside"], indirect=True)
+def test_a_file_named_from_the_current_directory_is_checked_there(factory, tmp_path, monkeypatch):
+    """`dunning import batch.csv` from the folder the file is in: the checker (started in
+    another folder) reads that file."""
+    write_csv(tmp_path / "batch.csv", CASES)
+    monkeypatch.chdir(tmp_path)
+    report = run(factory, Path("batch.csv"))
+    assert (report.ok, report.imported) == (True, 5)
+
+
+@pytest.mark.parametrize("checking", ["beside"], indirect=True)
+def test_the_checker_is_given_nothing_secret(factory, tmp_path, monkeypatch):
+    """The database's URL and the AMI secret stay in the importing process: the checker's
+    environment (read from /proc while it runs) has neither."""
+    monkeypatch.setenv("DUNNING_AMI_SECRET", "ami-secret-4711")
+    monkeypatch.setenv("DUNNING_DATABASE_URL", "postgresql+psycopg://u:db-secret-4711@127.0.0.1/x")
+    seen: list[bytes] = []
+
+    def look(done: int, total: int) -> None:
+        if not seen:
+            seen.extend(Path(f"/proc/{pid}/environ").read_bytes() for pid in children())
+    assert run(factory, write_csv(tmp_path / "large.csv", many_cases(10_000)), progress=look).ok
+    assert len(seen) == 1 and b"PATH=" in seen[0]
+    assert b"secret-4711" not in seen[0] and b"DUNNING_" not in seen[0]
 
 
 def children() -> list[int]:
@@ -744,14 +785,14 @@ def test_seventy_thousand_rows_all_or_nothing_past_postgresqls_parameter_limit(f
         with factory.begin() as session:
             session.execute(delete(Case).where(Case.reference == last))
     clear()
-    looked_up = importing.BatchWriter.known_references_marked
+    looked_up = importing.KnownReferences.marked
 
-    def then_taken(writer, chunk):
-        found = looked_up(writer, chunk)
+    def then_taken(references, session, chunk):
+        found = looked_up(references, session, chunk)
         if any(reference == last for _, reference in chunk.firsts):
             another_import_takes_the_last_case()
         return found
-    monkeypatch.setattr(importing.BatchWriter, "known_references_marked", then_taken)
+    monkeypatch.setattr(importing.KnownReferences, "marked", then_taken)
     report = run(factory, path)
     assert report.batch_id is None and len(report.problems) == 1, report.problems
     assert report.problems[0].message.startswith("the database refused the batch (was the same file or case imported "
