@@ -274,12 +274,7 @@ class BatchWriter:
     def __init__(self, session: Session, client_code: str, now: dt.datetime, batch: Batch, head: FileHead) -> None:
         self.session, self.batch, self.head, self.now = session, batch, head, now
         self.client_code = client_code
-        if session.get_bind().dialect.name == "postgresql":
-            # A connection keeps its plan for a foreign key's check: one made while the cases
-            # were few scans the table, and a large batch through that connection then read
-            # every case for each of its phones (minutes). So the plans made before are dropped:
-            # the checks are planned anew at this import's first chunk, after its cases are in.
-            session.execute(sql("DISCARD PLANS"))
+        self.replan = session.get_bind().dialect.name == "postgresql"
         self.client = session.scalar(select(Client).where(Client.code == client_code))
         self.tables: tuple[CaseIds, BulkRows, BulkRows] | None = None
 
@@ -304,6 +299,12 @@ class BatchWriter:
         """The cases (CaseRows) and their phones."""
         if not cases:
             return
+        if self.replan:
+            # A connection keeps its plan for a foreign key's check: one made while the cases
+            # were few scans the table, and a large batch through that connection then read
+            # every case for each of its phones (minutes). So the plans are dropped before each
+            # chunk (a fraction of a millisecond) and the checks planned on the table as it is.
+            self.session.execute(sql("DISCARD PLANS"))
         case_ids, case_rows, phone_rows = self._begun()
         ids = case_ids.take(len(cases))
         case_rows.write([(case_id, reference, name, id_number, Decimal(amount), days,
