@@ -13,12 +13,15 @@ landline for about half of them (a work switchboard shared by many debtors, some
 extension), a contact with a name, relation and phone for nine in ten, a card number and a
 remark kept as extra columns. Two or three phones a row, all valid: every row is imported.
 
-Each import runs in a child process of its own, on a fresh database (migrated before the
-clock starts), through ``campaigns.importing.import_batch`` exactly as ``dunning import``
-calls it (with a progress callback): the time is the call's, the rows/s the file's rows over
-it, and the memory the child's peak resident set during the call (VmHWM, reset just before
-it) and that peak's growth over the child's size before the call (interpreter, modules,
-engine). Not ``ru_maxrss``: a child's counts the parent's pages it held between fork and exec.
+Each implementation runs in a child process of its own, on a fresh database (migrated before
+the clock starts), through ``campaigns.importing.import_batch`` exactly as ``dunning import``
+calls it (with a progress callback): ours imports the batch for a new client, then the next
+batch (as many cases, new references) for the same client; the previous implementation the
+first only. The time is the call's, the rows/s the file's rows over it, and the memory the
+child's peak resident set during the call (VmHWM, reset just before it), that peak's growth
+over the child's size before the call (interpreter, modules, engine), and the peak of the
+process checking the rows beside the import (``campaigns.parallel_check``, polled from
+/proc). Not ``ru_maxrss``: a child's counts the parent's pages it held between fork and exec.
 
 The baseline is the implementation this one replaced, loaded from git as it was
 (``git show BASELINE_COMMIT:campaigns/importing.py``, as module ``campaigns._importing_baseline``)
