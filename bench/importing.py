@@ -195,9 +195,10 @@ def fresh_database(database: str, url: str | None, work: Path):
     return engine
 
 
-def resident_kb(field: str = "VmRSS") -> int:
-    """This process's resident set now (VmRSS), or its peak since exec or the last reset (VmHWM)."""
-    with open("/proc/self/status") as status:
+def resident_kb(field: str = "VmRSS", pid: int | str = "self") -> int:
+    """A process's resident set now (VmRSS), or its peak since exec or the last reset (VmHWM):
+    this process's by default."""
+    with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:"))
 
 
@@ -217,9 +218,8 @@ def children_peak_kb(stop: threading.Event, peak: list[int]) -> None:
                 try:
                     if b"parallel_check" not in Path(f"/proc/{pid}/cmdline").read_bytes():
                         continue    # not the checker yet (forked, not yet exec'd: the importer's pages)
-                    with open(f"/proc/{pid}/status") as status:
-                        kb = next((int(line.split()[1]) for line in status if line.startswith("VmHWM:")), 0)
-                except (OSError, StopIteration):
+                    kb = resident_kb("VmHWM", pid)
+                except (OSError, StopIteration):    # it has ended meanwhile
                     continue
                 peak[0] = max(peak[0], kb)
 

@@ -118,10 +118,10 @@ def import_batch(factory: sessionmaker[Session], path: Path, client_code: str, *
     file = path.name
     options = {"today": now.date(), "mapping": mapping, "encoding": encoding}
     with contextlib.ExitStack() as stack:
+        stack.enter_context(collector_paused())
         if path.stat().st_size >= PARALLEL_FROM_BYTES:     # started first: it reads while the file is hashed
             messages = stack.enter_context(checked_beside(path, file, **options))
         else:
-            stack.enter_context(collector_paused())
             messages = check_rows(path, file, **options)
         sha256 = _sha256(path)
         with factory() as session:
@@ -144,13 +144,12 @@ def _imported(factory: sessionmaker[Session], messages: Iterator[FileHead | Chec
         return report
     tick = _ticker(progress)
     total = 2 * head.rows
-    with factory() as session:
-        references = KnownReferences(session.scalar(select(Client.id).where(Client.code == client_code)), head,
-                                     client_code)
     written = 0
     try:
         with transaction(factory) as session:
-            writer = BatchWriter(session, client_code, now, batch, head)
+            client_id = session.scalar(select(Client.id).where(Client.code == client_code))
+            references = KnownReferences(client_id, head, client_code)
+            writer = BatchWriter(session, client_id, client_code, now, batch, head)
             for chunk in messages:
                 tick(chunk.checked + written, total)
                 problems, cases = references.marked(session, chunk)
@@ -271,27 +270,28 @@ class BatchWriter:
     phones need not wait for them. A file refused before anything is written leaves no trace,
     not even a batch number taken (PostgreSQL's sequences are not rolled back)."""
 
-    def __init__(self, session: Session, client_code: str, now: dt.datetime, batch: Batch, head: FileHead) -> None:
+    def __init__(self, session: Session, client_id: int | None, client_code: str, now: dt.datetime, batch: Batch,
+                 head: FileHead) -> None:
         self.session, self.batch, self.head, self.now = session, batch, head, now
-        self.client_code = client_code
+        self.client_id, self.client_code = client_id, client_code     # no id: a new client
         self.replan = session.get_bind().dialect.name == "postgresql"
-        self.client = session.scalar(select(Client).where(Client.code == client_code))
         self.tables: tuple[CaseIds, BulkRows, BulkRows] | None = None
 
     def _begun(self) -> tuple[CaseIds, BulkRows, BulkRows]:
         """The client and the batch written, the tables ready: at the first chunk to write."""
         if self.tables is None:
-            session, client, batch = self.session, self.client, self.batch
-            if client is None:
-                self.client = client = Client(code=self.client_code, name=self.client_code, created_at=self.now)
+            session, batch = self.session, self.batch
+            if self.client_id is None:
+                client = Client(code=self.client_code, name=self.client_code, created_at=self.now)
                 session.add(client)
                 session.flush()
-            batch.client_id, batch.rows = client.id, self.head.rows
+                self.client_id = client.id
+            batch.client_id, batch.rows = self.client_id, self.head.rows
             session.add(batch)
             session.flush()
             connection = session.connection()
             self.tables = (CaseIds(connection), BulkRows(connection, Case.__table__, ("id", *CASE_COLUMNS), {
-                "client_id": client.id, "batch_id": batch.id, "status": CaseStatus.NEW.value, "created_at": self.now},
+                "client_id": self.client_id, "batch_id": batch.id, "status": CaseStatus.NEW.value, "created_at": self.now},
                 texts=("extra",)), BulkRows(connection, Phone.__table__, ("case_id", *PHONE_COLUMNS)))
         return self.tables
 
