@@ -160,6 +160,11 @@ class Call:
         self.failure_message = ""
         self.reason: int | None = None
         self.answered_at: float | None = None
+        #: When our half answered: the call went on into the dialplan after the answer
+        #: (dunning-answered: recorded, then put through). None for a call answered by the
+        #: debtor in the instant Asterisk gave the dial up (its ring time over, a freeze, a
+        #: shutdown): dropped before the recording started (`dropped_at_answer`).
+        self.reached_us_at: float | None = None
         self.bridged_at: float | None = None
         self.ended_at: float | None = None
         self.first_hangup_side: Side | None = None
@@ -189,6 +194,12 @@ class Call:
 
     def __repr__(self) -> str:
         return f"<Call {self.call_id} {self.state.value} outcome={self.outcome and self.outcome.value}>"
+
+    @property
+    def dropped_at_answer(self) -> bool:
+        """The debtor answered, but the call never went on past the answer: the debtor heard
+        silence, no agent and no recording."""
+        return self.answered_at is not None and self.reached_us_at is None
 
     def facts(self) -> CallFacts:
         return CallFacts(
@@ -487,7 +498,8 @@ class Calls:
 
     def _on_originate_response(self, call: Call, event: OriginateResponse) -> None:
         call.reason = event.reason
-        if event.reason == 4:
+        if event.reason == 4:  # success: our half answered
+            call.reached_us_at = call.reached_us_at or event.received_at
             self._answered(call, event.received_at)
 
     def _on_channel_event(self, call: Call, event: ChannelEvent) -> None:
@@ -505,6 +517,8 @@ class Calls:
             if event.channel_state in (STATE_RING, STATE_RINGING):
                 self._transition(call, CallState.RINGING, f"{event.channel} {event.channel_state_desc}", at=at)
             elif event.channel_state == STATE_UP and call.sides.get(event.uniqueid) is not None:
+                if event.uniqueid == call.call_id and call.reached_us_at is None:
+                    call.reached_us_at = at
                 self._answered(call, at)
         elif isinstance(event, BridgeEnter) and event.uniqueid == call.call_id:
             if call.bridged_at is None:
@@ -553,6 +567,8 @@ class Calls:
                 call.sides[c.uniqueid] = None
                 self._by_uniqueid[c.uniqueid] = call
         if any(c.channel_state == STATE_UP for c in channels):
+            if any(c.uniqueid == call.call_id and c.channel_state == STATE_UP for c in channels):
+                call.reached_us_at = call.reached_us_at or at
             self._answered(call, at)
         if any(c.uniqueid == call.call_id and c.bridge_id for c in channels):
             call.bridged_at = call.bridged_at or at

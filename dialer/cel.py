@@ -10,6 +10,9 @@ A call we originate is a Local pair: ``<call_id>`` (our half: the agent side) an
 ``<call_id>-2`` (the half that dials the debtor); everything they dial has linkedid = call_id.
 
 * answered: the first ANSWER of either half (the debtor picked up);
+* reached us: our half's ANSWER (the call went on into dunning-answered: recorded, put
+  through); a call answered that never reached us was dropped as the debtor picked up
+  (Asterisk gave the dial up in that instant: its ring time over, a freeze, a shutdown);
 * bridged: our half's first BRIDGE_ENTER (the debtor put through to the agent);
 * ended: our half's HANGUP (else the last HANGUP of the call, else LINKEDID_END);
 * who hung up first, and the debtor side's first cause that says something, as the live
@@ -82,6 +85,15 @@ class CelCall:
     @property
     def answered_at(self) -> float | None:
         return self._first("ANSWER", (self.call_id, f"{self.call_id}-2"))
+
+    @property
+    def reached_us_at(self) -> float | None:
+        return self._first("ANSWER", (self.call_id,))
+
+    @property
+    def dropped_at_answer(self) -> bool:
+        """Answered, and dropped before the call went on past the answer (see the module)."""
+        return self.answered_at is not None and self.reached_us_at is None
 
     @property
     def bridged_at(self) -> float | None:

@@ -88,6 +88,9 @@ CEL_WAIT_S = 3.0
 SPACE_EVERY_S = 0.5
 #: How long the engine waits for Asterisk to say whether it is going down, after an answered call.
 SHUTDOWN_WAIT_S = 2.0
+#: The note of a call the debtor answered in the instant Asterisk gave the dial up.
+DROPPED_AT_ANSWER = ("dropped as it was answered: Asterisk gave the dial up (ring time over, a freeze or a "
+                     "shutdown) as the debtor picked up; silence, no agent, nothing recorded")
 #: How often an agent's phone is called again after Asterisk took the line away (it may take
 #: the phone a while to register with the Asterisk that came back), and for how long before
 #: the agent is paused as if they had hung up.
@@ -827,16 +830,19 @@ class Engine:
         ended_at = self._wall(call.ended_at) or self.clock.now()
         answered_at, bridged_at = self._wall(call.answered_at), self._wall(call.bridged_at)
         cause = call.debtor_cause
+        dropped = call.dropped_at_answer
         notes = []
         if call.gap:
             # Some of its events may have been missed (taken over, a reconnect, an end not
             # seen): Asterisk's record says what happened, not what the engine saw.
             record = await self._asterisk_record(call.call_id)
+            dropped = False  # what was seen may lack the answer of our half: only the record says
             if record is not None and record.dialled:
                 outcome = record.outcome()
                 answered_at, bridged_at = record.answered, record.bridged
                 ended_at = record.ended or ended_at
                 cause = record.debtor_cause
+                dropped = record.dropped_at_answer
                 notes.append("times from Asterisk's record (CEL)")
             cut = self._cut_by_fault(record, dialled_at)
             if cut:
@@ -859,8 +865,12 @@ class Engine:
                 (call.request.variables.get("DUNNING_AGENT", "") == "" and extension is None)
                 # On a persistent line a debtor never bridged heard the no-agent message: the
                 # line went down between the dial and the answer.
-                or self.lines is not None):
+                or self.lines is not None
+                # The debtor picked up as Asterisk gave the dial up: silence, then nothing.
+                or dropped):
             value = queue.ABANDONED  # answered, and no agent was free within the grace time
+        if dropped:
+            notes.append(DROPPED_AT_ANSWER)
         if call.amd_status is not None:
             result = AmdResult(call.amd_status, call.amd_cause)
             notes.append(result.note(self.settings.amd))
@@ -870,7 +880,7 @@ class Engine:
         if extension is not None and call.request.variables.get("DUNNING_AGENT", "") == "":
             await self._db(queue.set_agent, attempt_id, extension)
         if answered_at is not None:
-            problem = await self._store_recording(call.call_id, attempt_id, answered_at)
+            problem = await self._store_recording(call.call_id, attempt_id, answered_at, expected=not dropped)
             if problem:
                 notes.append(problem)
         if call.transferred_at is not None:
@@ -895,14 +905,21 @@ class Engine:
         elif seat.state is AgentState.RESERVED:
             self.pool.apply(extension, AgentEvent.RELEASE, now, reason=value)
 
-    async def _store_recording(self, call_id: str, attempt_id: int, answered_at: dt.datetime) -> str | None:
+    async def _store_recording(self, call_id: str, attempt_id: int, answered_at: dt.datetime,
+                               expected: bool = True) -> str | None:
+        """The call's recording into the vault; what went wrong, as the attempt's note. A call
+        dropped as it was answered (`expected` False) never reached the recording: none is
+        no problem, one found is stored."""
         loop = asyncio.get_running_loop()
         from recordings.legs import leg_levels
-        await leg_levels(self.spool, call_id, timeout_s=5)  # MixMonitor has closed its files
+        if expected:
+            await leg_levels(self.spool, call_id, timeout_s=5)  # MixMonitor has closed its files
         try:
             files = await loop.run_in_executor(None, store_call, self.spool, self.recordings_root, call_id,
                                                answered_at)
         except (RecordingMissing, RecordingConflict, OSError, wave.Error, EOFError) as exc:
+            if isinstance(exc, RecordingMissing) and not expected:
+                return None
             log.error("recording of %s: %s", call_id, exc)
             self.summary.problems.append(f"{call_id}: {exc}")
             return f"recording problem: {exc}"

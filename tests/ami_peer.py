@@ -441,6 +441,13 @@ BRIDGED_CALL_ENDS = "\n\n".join([
     _hangup(AGENT, "1718000000.7"),
 ]).replace("{{", "{").replace("}}", "}")
 
+def _originate_failure(reason: int) -> str:
+    """Asterisk's OriginateResponse for an Originate that failed with `reason`."""
+    return ("Event: OriginateResponse\nPrivilege: call,all\nActionID: {{action_id}}\nResponse: Failure\n"
+            "Channel: Local/20005@dunning-sim\nContext: dunning-agents\nExten: s\nApplication: \nData: \n"
+            f"Reason: {reason}\nUniqueid: <null>\nCallerIDNum: <unknown>\nCallerIDName: <unknown>")
+
+
 #: Debtor answers, is bridged to agent 6001, later the debtor hangs up.
 ANSWERED_AND_BRIDGED = BRIDGED_ONLY + "\n\n" + BRIDGED_CALL_ENDS
 
@@ -459,19 +466,19 @@ BUSY = "\n\n".join([
     _SETUP,
     _hangup(L2, "{{call_id}}-2", 17, "User busy", state=5),
     _hangup(L1, "{{call_id}}", 17, "User busy", state=5),
-    """Event: OriginateResponse
-Privilege: call,all
-ActionID: {{action_id}}
-Response: Failure
-Channel: Local/20005@dunning-sim
-Context: dunning-agents
-Exten: s
-Application: 
-Data: 
-Reason: 5
-Uniqueid: <null>
-CallerIDNum: <unknown>
-CallerIDName: <unknown>""",
+    _originate_failure(5),
+]).replace("{{", "{").replace("}}", "}")
+
+
+#: The debtor answers in the instant Asterisk gives the dial up (its ring time over; seen after
+#: Asterisk was frozen for longer than the ring time): the debtor's half is answered, ours hangs
+#: up still ringing (19: no answer) and never reaches the dialplan after the answer.
+ANSWERED_AS_THE_DIAL_GIVES_UP = "\n\n".join([
+    _SETUP,
+    _ev("Newstate", _chan(L2, "{{call_id}}-2", 6)),
+    _hangup(L1, "{{call_id}}", 19, "No answer", state=5),
+    _hangup(L2, "{{call_id}}-2", 19, "No answer"),
+    _originate_failure(3),
 ]).replace("{{", "{").replace("}}", "}")
 
 

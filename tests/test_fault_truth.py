@@ -9,7 +9,9 @@ One test per finding of the fault run:
   bound even with a call still up;
 - no dial while recordings cannot be kept: an alert, and dialling resumes by itself;
 - `verify` names an answered call whose legs wait in the spool as such;
-- a call cut by an Asterisk restart says so.
+- a call cut by an Asterisk restart says so;
+- a debtor who picks up in the instant Asterisk gives the dial up (the chaos suite's freeze
+  longer than the ring time) heard silence: an abandoned call, no recording to look for.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ami_peer import ANSWERED_ONLY, core_show_channel, eventually
+from ami_peer import ANSWERED_AS_THE_DIAL_GIVES_UP, ANSWERED_ONLY, core_show_channel, eventually
 from sqlalchemy import select
 
 from campaigns.db import make_engine, sessions
@@ -254,6 +256,49 @@ async def test_a_call_cut_by_an_asterisk_restart_says_so(factory, calls, peer, t
     assert "cut by an Asterisk restart" in all_attempts(factory)[0].note
     stop.set()
     await asyncio.wait_for(task, 10)
+
+
+# -- 6. answered as the dial gives up: silence, no agent, nothing recorded ------------------------
+
+async def test_a_debtor_answering_as_the_dial_gives_up_is_an_abandoned_call_with_nothing_to_record(
+        factory, calls, peer, tmp_path):
+    """The chaos suite's freeze: Asterisk stopped for longer than the ring time; on waking it
+    answered the debtor's half and gave the dial up (ours: cause 19) in the same millisecond.
+    The call was stored as answered and, its recording looked for, the run ended with a
+    problem: "no mix recording". The call never went past the answer: nothing was recorded."""
+    peer.on_originate = lambda p, headers: p.replay(ANSWERED_AS_THE_DIAL_GIVES_UP, call_id=headers["channelid"],
+                                                    action_id=headers["actionid"])
+    engine = engine_with(factory, calls, tmp_path)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(engine.run(stop))
+    await eventually(lambda: all_attempts(factory) and all_attempts(factory)[0].state == "ended", 10, "the end")
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    (attempt,) = all_attempts(factory)
+    assert attempt.outcome == "abandoned", attempt.note
+    assert attempt.answered_at is not None and attempt.bridged_at is None
+    assert "dropped as it was answered" in attempt.note and "nothing recorded" in attempt.note
+    assert engine.summary.problems == [] and engine.summary.recordings == 0
+    assert engine.pool.seats["6001"].state is not AgentState.RESERVED
+
+
+def test_asterisks_record_tells_a_call_dropped_as_it_was_answered(tmp_path):
+    d = dt.timedelta
+    ours, theirs = "Local/x@dunning-outbound-1;1", "Local/x@dunning-outbound-1;2"
+    dropped = "".join([
+        cel_line("CHAN_START", DIALED, "c1", "c1", ours, "dunning-outbound"),
+        cel_line("CHAN_START", DIALED, "c1-2", "c1", theirs, "dunning-outbound"),
+        cel_line("ANSWER", DIALED + d(seconds=23), "c1-2", "c1", theirs, "dunning-outbound"),
+        cel_line("HANGUP", DIALED + d(seconds=23.001), "c1", "c1", ours, "dunning-outbound", {"hangupcause": 19}),
+        cel_line("HANGUP", DIALED + d(seconds=23.002), "c1-2", "c1", theirs, "dunning-outbound",
+                 {"hangupcause": 19}),
+        cel_line("LINKEDID_END", DIALED + d(seconds=23.002), "c1-2", "c1", theirs, "dunning-outbound"),
+    ])
+    path = tmp_path / "cel.csv"
+    path.write_text(dropped + answered_call("c2", DIALED, 10.0))
+    log = CelLog(path)
+    assert log.call("c1").dropped_at_answer and log.call("c1").answered == DIALED + d(seconds=23)
+    assert not log.call("c2").dropped_at_answer, "a call put through reached our half"
 
 
 def test_the_cel_log_is_read_as_it_grows(tmp_path):
