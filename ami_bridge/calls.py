@@ -78,11 +78,21 @@ class CallFacts:
 
     reason: int | None = None  # OriginateResponse Reason
     answered_at: float | None = None
+    #: When our half answered: the call went on into the dialplan after the answer
+    #: (dunning-answered: recorded, then put through).
+    reached_us_at: float | None = None
     bridged_at: float | None = None
     first_hangup_side: Side | None = None
     first_hangup_at: float | None = None
     debtor_cause: int | None = None  # Q.850 cause of the first debtor-side hangup
     lost: bool = False
+
+    @property
+    def dropped_at_answer(self) -> bool:
+        """The debtor answered in the instant Asterisk gave the dial up (its ring time over, a
+        freeze, a shutdown): the call never went on past the answer (our half never answered,
+        the Originate did not succeed). The debtor heard silence; no agent, no recording."""
+        return self.answered_at is not None and self.reached_us_at is None and self.reason != 4
 
 
 _REASON_OUTCOME = {
@@ -110,12 +120,15 @@ def classify(facts: CallFacts, drop_window_s: float = 2.0) -> CallOutcome:
     An answered call whose debtor side hung up first, within `drop_window_s` of the answer,
     is DEBTOR_HUNG_UP: the debtor hung up before any conversation could happen, whether or
     not an agent had been connected in that instant (a softphone auto-answers in
-    milliseconds). Reasons 0 ("failed") and 1 ("hung up before answer") are refined by
-    the debtor side's hangup cause.
+    milliseconds). Not a call dropped as it was answered: Asterisk hung both sides up in
+    the same instant, in either order; it is ANSWERED (the engine stores it as abandoned).
+    Reasons 0 ("failed") and 1 ("hung up before answer") are refined by the debtor side's
+    hangup cause.
     """
     if facts.answered_at is not None or facts.reason == 4:
         if (
             facts.answered_at is not None
+            and not facts.dropped_at_answer
             and facts.first_hangup_side is Side.DEBTOR
             and facts.first_hangup_at is not None
             and facts.first_hangup_at - facts.answered_at <= drop_window_s
@@ -160,11 +173,7 @@ class Call:
         self.failure_message = ""
         self.reason: int | None = None
         self.answered_at: float | None = None
-        #: When our half answered: the call went on into the dialplan after the answer
-        #: (dunning-answered: recorded, then put through). None for a call answered by the
-        #: debtor in the instant Asterisk gave the dial up (its ring time over, a freeze, a
-        #: shutdown): dropped before the recording started (`dropped_at_answer`).
-        self.reached_us_at: float | None = None
+        self.reached_us_at: float | None = None  # see CallFacts
         self.bridged_at: float | None = None
         self.ended_at: float | None = None
         self.first_hangup_side: Side | None = None
@@ -195,15 +204,10 @@ class Call:
     def __repr__(self) -> str:
         return f"<Call {self.call_id} {self.state.value} outcome={self.outcome and self.outcome.value}>"
 
-    @property
-    def dropped_at_answer(self) -> bool:
-        """The debtor answered, but the call never went on past the answer: the debtor heard
-        silence, no agent and no recording."""
-        return self.answered_at is not None and self.reached_us_at is None
-
     def facts(self) -> CallFacts:
         return CallFacts(
-            reason=self.reason, answered_at=self.answered_at, bridged_at=self.bridged_at,
+            reason=self.reason, answered_at=self.answered_at, reached_us_at=self.reached_us_at,
+            bridged_at=self.bridged_at,
             first_hangup_side=self.first_hangup_side, first_hangup_at=self.first_hangup_at,
             debtor_cause=self.debtor_cause, lost=self.lost,
         )
@@ -498,8 +502,7 @@ class Calls:
 
     def _on_originate_response(self, call: Call, event: OriginateResponse) -> None:
         call.reason = event.reason
-        if event.reason == 4:  # success: our half answered
-            call.reached_us_at = call.reached_us_at or event.received_at
+        if event.reason == 4:
             self._answered(call, event.received_at)
 
     def _on_channel_event(self, call: Call, event: ChannelEvent) -> None:
@@ -517,9 +520,7 @@ class Calls:
             if event.channel_state in (STATE_RING, STATE_RINGING):
                 self._transition(call, CallState.RINGING, f"{event.channel} {event.channel_state_desc}", at=at)
             elif event.channel_state == STATE_UP and call.sides.get(event.uniqueid) is not None:
-                if event.uniqueid == call.call_id and call.reached_us_at is None:
-                    call.reached_us_at = at
-                self._answered(call, at)
+                self._answered(call, at, ours=event.uniqueid == call.call_id)
         elif isinstance(event, BridgeEnter) and event.uniqueid == call.call_id:
             if call.bridged_at is None:
                 call.bridged_at = at
@@ -545,9 +546,12 @@ class Calls:
             if side is Side.DEBTOR and not call.debtor_cause and event.cause:
                 call.debtor_cause = event.cause
 
-    def _answered(self, call: Call, at: float) -> None:
+    def _answered(self, call: Call, at: float, *, ours: bool = False) -> None:
+        """A half of the call went up (`ours`: our half, the call goes on in the dialplan)."""
         if call.answered_at is None:
             call.answered_at = at
+        if ours and call.reached_us_at is None:
+            call.reached_us_at = at
         self._transition(call, CallState.ANSWERED, "answered", at=at)
 
     @staticmethod
@@ -566,10 +570,9 @@ class Calls:
             if c.uniqueid not in call.sides:
                 call.sides[c.uniqueid] = None
                 self._by_uniqueid[c.uniqueid] = call
-        if any(c.channel_state == STATE_UP for c in channels):
-            if any(c.uniqueid == call.call_id and c.channel_state == STATE_UP for c in channels):
-                call.reached_us_at = call.reached_us_at or at
-            self._answered(call, at)
+        up = {c.uniqueid for c in channels if c.channel_state == STATE_UP}
+        if up:
+            self._answered(call, at, ours=call.call_id in up)
         if any(c.uniqueid == call.call_id and c.bridge_id for c in channels):
             call.bridged_at = call.bridged_at or at
             self._transition(call, CallState.BRIDGED, "bridged (reconciled)", at=at)

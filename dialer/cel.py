@@ -91,11 +91,6 @@ class CelCall:
         return self._first("ANSWER", (self.call_id,))
 
     @property
-    def dropped_at_answer(self) -> bool:
-        """Answered, and dropped before the call went on past the answer (see the module)."""
-        return self.answered_at is not None and self.reached_us_at is None
-
-    @property
     def bridged_at(self) -> float | None:
         bridged = self._first("BRIDGE_ENTER", (self.call_id,))
         if bridged is None:
@@ -122,8 +117,8 @@ class CelCall:
         hangups = sorted((r for r in self.rows if r.event == "HANGUP"), key=lambda r: r.at)
         first = hangups[0] if hangups else None
         cause = next((r.cause for r in hangups if self.side(r.uniqueid) is Side.DEBTOR and r.cause), None)
-        return CallFacts(reason=None, answered_at=self.answered_at, bridged_at=self.bridged_at,
-                         first_hangup_side=self.side(first.uniqueid) if first else None,
+        return CallFacts(reason=None, answered_at=self.answered_at, reached_us_at=self.reached_us_at,
+                         bridged_at=self.bridged_at, first_hangup_side=self.side(first.uniqueid) if first else None,
                          first_hangup_at=first.at if first else None, debtor_cause=cause,
                          lost=not self.dialled)
 

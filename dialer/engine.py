@@ -830,7 +830,7 @@ class Engine:
         ended_at = self._wall(call.ended_at) or self.clock.now()
         answered_at, bridged_at = self._wall(call.answered_at), self._wall(call.bridged_at)
         cause = call.debtor_cause
-        dropped = call.dropped_at_answer
+        dropped = call.facts().dropped_at_answer
         notes = []
         if call.gap:
             # Some of its events may have been missed (taken over, a reconnect, an end not
@@ -842,7 +842,7 @@ class Engine:
                 answered_at, bridged_at = record.answered, record.bridged
                 ended_at = record.ended or ended_at
                 cause = record.debtor_cause
-                dropped = record.dropped_at_answer
+                dropped = record.facts().dropped_at_answer
                 notes.append("times from Asterisk's record (CEL)")
             cut = self._cut_by_fault(record, dialled_at)
             if cut:

@@ -470,16 +470,20 @@ BUSY = "\n\n".join([
 ]).replace("{{", "{").replace("}}", "}")
 
 
-#: The debtor answers in the instant Asterisk gives the dial up (its ring time over; seen after
-#: Asterisk was frozen for longer than the ring time): the debtor's half is answered, ours hangs
-#: up still ringing (19: no answer) and never reaches the dialplan after the answer.
-ANSWERED_AS_THE_DIAL_GIVES_UP = "\n\n".join([
-    _SETUP,
-    _ev("Newstate", _chan(L2, "{{call_id}}-2", 6)),
-    _hangup(L1, "{{call_id}}", 19, "No answer", state=5),
-    _hangup(L2, "{{call_id}}-2", 19, "No answer"),
-    _originate_failure(3),
-]).replace("{{", "{").replace("}}", "}")
+def _answered_as_the_dial_gives_up(ours_first: bool) -> str:
+    """The debtor answers in the instant Asterisk gives the dial up (its ring time over; seen
+    after Asterisk was frozen for longer than the ring time): the debtor's half is answered,
+    ours hangs up still ringing (19: no answer) and never reaches the dialplan after the
+    answer; the two halves hang up in either order."""
+    hangups = [_hangup(L1, "{{call_id}}", 19, "No answer", state=5), _hangup(L2, "{{call_id}}-2", 19, "No answer")]
+    return "\n\n".join([
+        _SETUP, _ev("Newstate", _chan(L2, "{{call_id}}-2", 6)), *(hangups if ours_first else hangups[::-1]),
+        _originate_failure(3),
+    ]).replace("{{", "{").replace("}}", "}")
+
+
+ANSWERED_AS_THE_DIAL_GIVES_UP = _answered_as_the_dial_gives_up(ours_first=True)
+ANSWERED_AS_THE_DIAL_GIVES_UP_THEIRS_FIRST = _answered_as_the_dial_gives_up(ours_first=False)
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 3.0, what: str = "condition") -> None:

@@ -200,6 +200,13 @@ async def test_duplicate_and_unsendable_originates_are_refused(calls, peer):
     (CallFacts(reason=4, answered_at=10.0, first_hangup_side=Side.OURS, first_hangup_at=10.5),
      CallOutcome.ANSWERED),
     (CallFacts(reason=4, answered_at=10.0, lost=False), CallOutcome.ANSWERED),
+    # answered as Asterisk gave the dial up: both halves hung up at once, in either order
+    (CallFacts(reason=3, answered_at=10.0, first_hangup_side=Side.DEBTOR, first_hangup_at=10.003),
+     CallOutcome.ANSWERED),
+    (CallFacts(answered_at=10.0, first_hangup_side=Side.OURS, first_hangup_at=10.003), CallOutcome.ANSWERED),
+    # our half answered within the instant: the debtor's hang-up is the debtor's
+    (CallFacts(answered_at=10.0, reached_us_at=10.001, first_hangup_side=Side.DEBTOR, first_hangup_at=10.003),
+     CallOutcome.DEBTOR_HUNG_UP),
     (CallFacts(reason=5), CallOutcome.BUSY),
     (CallFacts(reason=3), CallOutcome.NO_ANSWER),
     (CallFacts(reason=8), CallOutcome.CONGESTION),

@@ -172,13 +172,15 @@ def check_the_truth(env, site, before: Counter) -> list[Attempt]:
     found = [a for a in found if a.outcome != "not_sent"]  # refused by an Asterisk going down: never dialled
     assert all(a.state == "ended" and a.outcome for a in found), [(a.call_id, a.state) for a in found]
     cel = CelLog(site.cel_log)
+    dropped = set()  # picked up as Asterisk gave the dial up: silence, never put through, nothing recorded
     for a in found:
         record = cel.call(a.call_id)
         assert record is not None and record.complete, f"{a.call_id}: Asterisk has a record of it"
         expected = record.outcome().value
         if a.note and "cut by an Asterisk restart" in a.note and expected == "debtor_hung_up":
             expected = "answered"  # hung up by Asterisk going down, not by the debtor
-        if record.dropped_at_answer:  # picked up as Asterisk gave the dial up: silence, never put through
+        if record.facts().dropped_at_answer:
+            dropped.add(a.call_id)
             expected = "abandoned"
             assert "dropped as it was answered" in a.note, (a.call_id, a.note)
         assert a.outcome == expected or (a.outcome == "interrupted" and expected == "lost"), \
@@ -200,8 +202,7 @@ def check_the_truth(env, site, before: Counter) -> list[Attempt]:
     with sessions(engine)() as s:
         answered = [a for a in s.scalars(select(Attempt)) if a.answered_at is not None]
         assert answered, "the fault came while calls were answered"
-        # A call dropped as it was answered never reached the recording (asserted above).
-        answered = [a for a in answered if not cel.call(a.call_id).dropped_at_answer]
+        answered = [a for a in answered if a.call_id not in dropped]
         missing = [a.call_id for a in answered if vault.stored_for_attempt(s, a.id) is None]
     engine.dispose()
     assert missing == [], f"answered calls without a recording in the vault: {missing}\n{ingest.stdout}"

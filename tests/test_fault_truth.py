@@ -23,7 +23,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ami_peer import ANSWERED_AS_THE_DIAL_GIVES_UP, ANSWERED_ONLY, core_show_channel, eventually
+from ami_peer import (ANSWERED_AS_THE_DIAL_GIVES_UP, ANSWERED_AS_THE_DIAL_GIVES_UP_THEIRS_FIRST, ANSWERED_ONLY,
+                      core_show_channel, eventually)
 from sqlalchemy import select
 
 from campaigns.db import make_engine, sessions
@@ -260,13 +261,16 @@ async def test_a_call_cut_by_an_asterisk_restart_says_so(factory, calls, peer, t
 
 # -- 6. answered as the dial gives up: silence, no agent, nothing recorded ------------------------
 
+@pytest.mark.parametrize("transcript", [ANSWERED_AS_THE_DIAL_GIVES_UP, ANSWERED_AS_THE_DIAL_GIVES_UP_THEIRS_FIRST],
+                         ids=["ours_first", "theirs_first"])
 async def test_a_debtor_answering_as_the_dial_gives_up_is_an_abandoned_call_with_nothing_to_record(
-        factory, calls, peer, tmp_path):
+        transcript, factory, calls, peer, tmp_path):
     """The chaos suite's freeze: Asterisk stopped for longer than the ring time; on waking it
-    answered the debtor's half and gave the dial up (ours: cause 19) in the same millisecond.
-    The call was stored as answered and, its recording looked for, the run ended with a
-    problem: "no mix recording". The call never went past the answer: nothing was recorded."""
-    peer.on_originate = lambda p, headers: p.replay(ANSWERED_AS_THE_DIAL_GIVES_UP, call_id=headers["channelid"],
+    answered the debtor's half and gave the dial up (cause 19) in the same millisecond. The
+    call was stored as answered (or, the debtor's half hung up first, debtor_hung_up) and, its
+    recording looked for, the run ended with a problem: "no mix recording". The call never
+    went past the answer: nothing was recorded."""
+    peer.on_originate = lambda p, headers: p.replay(transcript, call_id=headers["channelid"],
                                                     action_id=headers["actionid"])
     engine = engine_with(factory, calls, tmp_path)
     stop = asyncio.Event()
@@ -289,16 +293,18 @@ def test_asterisks_record_tells_a_call_dropped_as_it_was_answered(tmp_path):
         cel_line("CHAN_START", DIALED, "c1", "c1", ours, "dunning-outbound"),
         cel_line("CHAN_START", DIALED, "c1-2", "c1", theirs, "dunning-outbound"),
         cel_line("ANSWER", DIALED + d(seconds=23), "c1-2", "c1", theirs, "dunning-outbound"),
-        cel_line("HANGUP", DIALED + d(seconds=23.001), "c1", "c1", ours, "dunning-outbound", {"hangupcause": 19}),
-        cel_line("HANGUP", DIALED + d(seconds=23.002), "c1-2", "c1", theirs, "dunning-outbound",
+        # the debtor's half hung up first, as the chaos suite saw it: not the debtor's doing
+        cel_line("HANGUP", DIALED + d(seconds=23.001), "c1-2", "c1", theirs, "dunning-outbound",
                  {"hangupcause": 19}),
+        cel_line("HANGUP", DIALED + d(seconds=23.002), "c1", "c1", ours, "dunning-outbound", {"hangupcause": 19}),
         cel_line("LINKEDID_END", DIALED + d(seconds=23.002), "c1-2", "c1", theirs, "dunning-outbound"),
     ])
     path = tmp_path / "cel.csv"
     path.write_text(dropped + answered_call("c2", DIALED, 10.0))
     log = CelLog(path)
-    assert log.call("c1").dropped_at_answer and log.call("c1").answered == DIALED + d(seconds=23)
-    assert not log.call("c2").dropped_at_answer, "a call put through reached our half"
+    assert log.call("c1").facts().dropped_at_answer and log.call("c1").answered == DIALED + d(seconds=23)
+    assert log.call("c1").outcome().value == "answered", "Asterisk hung both halves up, not the debtor"
+    assert not log.call("c2").facts().dropped_at_answer, "a call put through reached our half"
 
 
 def test_the_cel_log_is_read_as_it_grows(tmp_path):
